@@ -1,0 +1,1 @@
+"""Forward models (simulators) of the techniques specinv supports."""

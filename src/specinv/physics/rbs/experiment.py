@@ -1,0 +1,417 @@
+"""Typed, validated description of an RBS experiment: setup, physics options and sample.
+
+An experiment file (YAML or JSON) looks like::
+
+    beam:
+      ion: 4He                 # any isotope (4He, 3He, 1H, 7Li ...) or element (main isotope)
+      energy_keV: 3000
+      energy_spread_fwhm_keV: 0
+    geometry:
+      type: IBM                # IBM | Cornell | general (needs azimuth_deg)
+      incidence_deg: 0         # alpha, from the surface normal
+      scattering_deg: 165      # theta
+      # exit_deg: 15           # beta; derived from type when omitted
+    detector:
+      channels: 1024
+      calibration: {offset_keV: 0, gain_keV_per_channel: 3.0, quadratic_keV_per_channel2: 0}
+      resolution_fwhm_keV: 15
+      solid_angle_msr: 10
+    fluence: 1.0e13            # incident particles (or give fluence_times_solid_angle_sr)
+    energy_cutoff_keV: 50
+    physics:
+      screening: andersen      # none | andersen | lecuyer
+      straggling: bohr         # none | bohr
+      nuclear_stopping: true
+    sample:
+      layers:                  # surface first; areal densities in 1e15 atoms/cm2 (TFU)
+        - {W: 1000, D: 3000}
+        - {W: 4000, D: 500}
+
+Every value is checked on construction; errors are :class:`ExperimentError` naming the
+file (when known), the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .isotopes import UnknownSpeciesError, ion, species
+from .kinematics import exit_angle
+
+
+class ExperimentError(ValueError):
+    """A bad value in an experiment description (the message names key and expectation)."""
+
+
+SCREENINGS = ("none", "andersen", "lecuyer")
+STRAGGLINGS = ("none", "bohr")
+GEOMETRIES = ("IBM", "Cornell", "general")
+
+
+def _number(value: Any, key: str, *, positive: bool = False, nonnegative: bool = False,
+            integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ExperimentError(f"{key}: expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ExperimentError(f"{key}: expected a finite number, got {value!r}")
+    if integer and int(value) != value:
+        raise ExperimentError(f"{key}: expected an integer, got {value!r}")
+    if positive and value <= 0:
+        raise ExperimentError(f"{key}: expected a number > 0, got {value!r}")
+    if nonnegative and value < 0:
+        raise ExperimentError(f"{key}: expected a number >= 0, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def _choice(value: Any, key: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ExperimentError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class PhysicsOptions:
+    """Which physics the simulator includes."""
+
+    screening: str = "andersen"
+    straggling: str = "bohr"
+    nuclear_stopping: bool = True
+
+    def __post_init__(self):
+        _choice(self.screening, "physics.screening", SCREENINGS)
+        _choice(self.straggling, "physics.straggling", STRAGGLINGS)
+        if not isinstance(self.nuclear_stopping, bool):
+            raise ExperimentError(
+                f"physics.nuclear_stopping: expected true or false, got {self.nuclear_stopping!r}")
+
+
+@dataclass(frozen=True)
+class Numerics:
+    """Discretisation of the simulator (defaults meet the JaBS reference tolerance).
+
+    Attributes:
+        piece_width_keV: target width in detected energy of the pieces between the depth
+            nodes of every scattering isotope in a layer; the spectrum is piecewise linear
+            between nodes.
+        max_nodes_per_layer: upper bound on the nodes of one isotope in one layer.
+        gaussian_cutoff_sigmas: Gaussian tails beyond this many σ are dropped.
+        grid_points_per_decade: density of the ln(E) grid of stopping and range tables.
+    """
+
+    piece_width_keV: float = 30.0
+    max_nodes_per_layer: int = 64
+    gaussian_cutoff_sigmas: float = 5.0
+    grid_points_per_decade: int = 100
+
+    def __post_init__(self):
+        _number(self.piece_width_keV, "numerics.piece_width_keV", positive=True)
+        n = _number(self.max_nodes_per_layer, "numerics.max_nodes_per_layer", positive=True,
+                    integer=True)
+        if n < 2:
+            raise ExperimentError(f"numerics.max_nodes_per_layer: expected >= 2, got {n}")
+        c = _number(self.gaussian_cutoff_sigmas, "numerics.gaussian_cutoff_sigmas", positive=True)
+        if c < 3:
+            raise ExperimentError(f"numerics.gaussian_cutoff_sigmas: expected >= 3, got {c}")
+        g = _number(self.grid_points_per_decade, "numerics.grid_points_per_decade",
+                    positive=True, integer=True)
+        if g < 10:
+            raise ExperimentError(f"numerics.grid_points_per_decade: expected >= 10, got {g}")
+
+
+@dataclass(frozen=True)
+class Detector:
+    """Energy-dispersive detector: calibration E(χ) = offset + gain·χ + quadratic·χ².
+
+    Channel i collects detected energies in [E(i), E(i+1)).
+    """
+
+    channels: int
+    gain_keV_per_channel: float
+    resolution_fwhm_keV: float
+    offset_keV: float = 0.0
+    quadratic_keV_per_channel2: float = 0.0
+
+    def __post_init__(self):
+        _number(self.channels, "detector.channels", positive=True, integer=True)
+        _number(self.gain_keV_per_channel, "detector.calibration.gain_keV_per_channel",
+                positive=True)
+        _number(self.offset_keV, "detector.calibration.offset_keV")
+        q = _number(self.quadratic_keV_per_channel2,
+                    "detector.calibration.quadratic_keV_per_channel2")
+        _number(self.resolution_fwhm_keV, "detector.resolution_fwhm_keV", positive=True)
+        slope_end = self.gain_keV_per_channel + 2.0 * q * self.channels
+        if slope_end <= 0:
+            raise ExperimentError(
+                "detector.calibration: the quadratic term makes the calibration decrease "
+                f"before channel {self.channels}; expected gain + 2*quadratic*channels > 0")
+
+    def channel_energy(self, chi):
+        """Energy (keV) at channel coordinate χ (channel i spans χ ∈ [i, i+1))."""
+        return self.offset_keV + self.gain_keV_per_channel * chi + (
+            self.quadratic_keV_per_channel2 * chi * chi)
+
+    def channel_coordinate(self, energy_keV):
+        """Inverse calibration χ(E) (accepts floats, numpy arrays and torch tensors)."""
+        q, g = self.quadratic_keV_per_channel2, self.gain_keV_per_channel
+        de = energy_keV - self.offset_keV
+        if q == 0.0:
+            return de / g
+        # stable root of q χ² + g χ − ΔE = 0 on the increasing branch
+        disc = g * g + 4.0 * q * de
+        disc = disc.clamp_min(0.0) if hasattr(disc, "clamp_min") else max(disc, 0.0)
+        return 2.0 * de / (g + disc**0.5)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything about a measurement except the sample."""
+
+    beam_energy_keV: float
+    scattering_deg: float
+    detector: Detector
+    fluence_times_solid_angle_sr: float
+    energy_cutoff_keV: float
+    ion: str = "4He"
+    beam_spread_fwhm_keV: float = 0.0
+    incidence_deg: float = 0.0
+    geometry: str = "IBM"
+    azimuth_deg: float = 0.0
+    exit_deg: float | None = None
+    physics: PhysicsOptions = field(default_factory=PhysicsOptions)
+    numerics: Numerics = field(default_factory=Numerics)
+
+    def __post_init__(self):
+        try:
+            ion(self.ion, "beam.ion")
+        except UnknownSpeciesError as exc:
+            raise ExperimentError(str(exc)) from None
+        e0 = _number(self.beam_energy_keV, "beam.energy_keV", positive=True)
+        _number(self.beam_spread_fwhm_keV, "beam.energy_spread_fwhm_keV", nonnegative=True)
+        _number(self.fluence_times_solid_angle_sr, "fluence_times_solid_angle_sr", positive=True)
+        _choice(self.geometry, "geometry.type", GEOMETRIES)
+        alpha = _number(self.incidence_deg, "geometry.incidence_deg")
+        theta = _number(self.scattering_deg, "geometry.scattering_deg")
+        _number(self.azimuth_deg, "geometry.azimuth_deg")
+        if not 0.0 <= alpha < 90.0:
+            raise ExperimentError(
+                f"geometry.incidence_deg: expected 0 <= alpha < 90 (beam entering through the "
+                f"surface), got {alpha}")
+        if not 0.0 < theta < 180.0:
+            raise ExperimentError(f"geometry.scattering_deg: expected 0 < theta < 180, got {theta}")
+        beta = self.exit_angle_deg
+        if not 0.0 <= beta < 90.0:
+            raise ExperimentError(
+                f"geometry.exit_deg: the detector must see the surface (0 <= beta < 90), got "
+                f"beta = {beta:.6g} deg (alpha={alpha}, theta={theta}, type={self.geometry})")
+        cut = _number(self.energy_cutoff_keV, "energy_cutoff_keV", positive=True)
+        if cut >= e0:
+            raise ExperimentError(
+                f"energy_cutoff_keV: expected below the beam energy {e0} keV, got {cut}")
+        if not isinstance(self.physics, PhysicsOptions):
+            raise ExperimentError("physics: expected a PhysicsOptions")
+
+    @property
+    def exit_angle_deg(self) -> float:
+        """Exit angle β from the surface normal, degrees."""
+        if self.exit_deg is not None:
+            return _number(self.exit_deg, "geometry.exit_deg")
+        return math.degrees(exit_angle(math.radians(self.incidence_deg),
+                                       math.radians(self.scattering_deg), self.geometry,
+                                       math.radians(self.azimuth_deg)))
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One layer: areal density (TFU) per element or isotope name, e.g. ``{"W": 1000, "D": 3000}``."""
+
+    areal_densities: Mapping[str, float]
+
+    @property
+    def thickness_tfu(self) -> float:
+        return float(sum(self.areal_densities.values()))
+
+
+def validate_layers(layers: Sequence[Mapping[str, Any]], key: str = "sample.layers") -> tuple[Layer, ...]:
+    """Check a list of layers (element/isotope names, finite non-negative areal densities)."""
+    if not isinstance(layers, Sequence) or isinstance(layers, (str, bytes)) or not layers:
+        raise ExperimentError(f"{key}: expected a non-empty list of layers, got {layers!r}")
+    out = []
+    for i, layer in enumerate(layers):
+        lkey = f"{key}[{i}]"
+        if not isinstance(layer, Mapping) or not layer:
+            raise ExperimentError(
+                f"{lkey}: expected a mapping of element -> areal density (1e15 at/cm2), got {layer!r}")
+        clean = {}
+        for name, value in layer.items():
+            try:
+                species(str(name), f"{lkey}.{name}")
+            except UnknownSpeciesError as exc:
+                raise ExperimentError(str(exc)) from None
+            clean[str(name)] = _number(value, f"{lkey}.{name} (areal density, 1e15 at/cm2)",
+                                       nonnegative=True)
+        out.append(Layer(clean))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A setup and a sample (layers, surface first)."""
+
+    setup: Setup
+    layers: tuple[Layer, ...]
+
+    def __post_init__(self):
+        validate_layers([layer.areal_densities for layer in self.layers])
+
+    @property
+    def structure(self) -> tuple[tuple[str, ...], ...]:
+        """Element/isotope names per layer: the layout of the parameter vector."""
+        return tuple(tuple(layer.areal_densities) for layer in self.layers)
+
+    @property
+    def areal_densities(self) -> list[float]:
+        """The parameter vector (TFU), layer by layer in the order of :attr:`structure`."""
+        return [v for layer in self.layers for v in layer.areal_densities.values()]
+
+    def with_areal_densities(self, values: Sequence[float]) -> Experiment:
+        names = [n for layer in self.structure for n in layer]
+        if len(values) != len(names):
+            raise ExperimentError(f"expected {len(names)} areal densities, got {len(values)}")
+        it = iter(values)
+        layers = tuple(Layer({n: float(next(it)) for n in layer}) for layer in self.structure)
+        return replace(self, layers=layers)
+
+
+# ---------------------------------------------------------------------------------------
+# reading from dictionaries and files
+
+
+def _section(data: Mapping, key: str, required: bool = True) -> Mapping:
+    if key not in data:
+        if required:
+            raise ExperimentError(f"{key}: missing section")
+        return {}
+    value = data[key]
+    if not isinstance(value, Mapping):
+        raise ExperimentError(f"{key}: expected a mapping, got {value!r}")
+    return value
+
+
+def _check_keys(section: Mapping, allowed: Sequence[str], where: str) -> None:
+    unknown = sorted(set(section) - set(allowed))
+    if unknown:
+        raise ExperimentError(
+            f"{where}: unknown key(s) {', '.join(map(str, unknown))}; expected some of "
+            f"{', '.join(allowed)}")
+
+
+def _get(section: Mapping, key: str, where: str, default: Any = ...):
+    if key in section:
+        return section[key]
+    if default is ...:
+        raise ExperimentError(f"{where}.{key}: missing")
+    return default
+
+
+def setup_from_dict(data: Mapping[str, Any]) -> Setup:
+    """Build a :class:`Setup` from the nested dictionary of an experiment file."""
+    if not isinstance(data, Mapping):
+        raise ExperimentError(f"experiment: expected a mapping at the top level, got {data!r}")
+    beam = _section(data, "beam")
+    _check_keys(beam, ["ion", "energy_keV", "energy_spread_fwhm_keV"], "beam")
+    geo = _section(data, "geometry")
+    _check_keys(geo, ["type", "incidence_deg", "scattering_deg", "exit_deg", "azimuth_deg"],
+                "geometry")
+    det = _section(data, "detector")
+    _check_keys(det, ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr"],
+                "detector")
+    cal = _section(det, "calibration")
+    _check_keys(cal, ["offset_keV", "gain_keV_per_channel", "quadratic_keV_per_channel2"],
+                "detector.calibration")
+    phys = _section(data, "physics", required=False)
+    _check_keys(phys, ["screening", "straggling", "nuclear_stopping"], "physics")
+    num = _section(data, "numerics", required=False)
+    _check_keys(num, ["piece_width_keV", "max_nodes_per_layer", "gaussian_cutoff_sigmas",
+                      "grid_points_per_decade"],
+                "numerics")
+
+    if "fluence_times_solid_angle_sr" in data:
+        if "fluence" in data:
+            raise ExperimentError(
+                "fluence: give either fluence (with detector.solid_angle_msr) or "
+                "fluence_times_solid_angle_sr, not both")
+        q_omega = _number(data["fluence_times_solid_angle_sr"], "fluence_times_solid_angle_sr",
+                          positive=True)
+    else:
+        fluence = _number(_get(data, "fluence", "experiment"), "fluence", positive=True)
+        omega = _number(_get(det, "solid_angle_msr", "detector"), "detector.solid_angle_msr",
+                        positive=True)
+        q_omega = fluence * omega * 1e-3
+
+    detector = Detector(
+        channels=_number(_get(det, "channels", "detector"), "detector.channels",
+                         positive=True, integer=True),
+        gain_keV_per_channel=_get(cal, "gain_keV_per_channel", "detector.calibration"),
+        offset_keV=cal.get("offset_keV", 0.0),
+        quadratic_keV_per_channel2=cal.get("quadratic_keV_per_channel2", 0.0),
+        resolution_fwhm_keV=_get(det, "resolution_fwhm_keV", "detector"),
+    )
+    return Setup(
+        ion=str(beam.get("ion", "4He")),
+        beam_energy_keV=_get(beam, "energy_keV", "beam"),
+        beam_spread_fwhm_keV=beam.get("energy_spread_fwhm_keV", 0.0),
+        geometry=geo.get("type", "IBM"),
+        incidence_deg=geo.get("incidence_deg", 0.0),
+        scattering_deg=_get(geo, "scattering_deg", "geometry"),
+        exit_deg=geo.get("exit_deg"),
+        azimuth_deg=geo.get("azimuth_deg", 0.0),
+        detector=detector,
+        fluence_times_solid_angle_sr=q_omega,
+        energy_cutoff_keV=_get(data, "energy_cutoff_keV", "experiment"),
+        physics=PhysicsOptions(**phys),
+        numerics=Numerics(**num),
+    )
+
+
+_TOP_KEYS = ["beam", "geometry", "detector", "fluence", "fluence_times_solid_angle_sr",
+             "energy_cutoff_keV", "physics", "numerics", "sample"]
+
+
+def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
+    """Build an :class:`Experiment` (setup + ``sample.layers``) from a dictionary."""
+    if not isinstance(data, Mapping):
+        raise ExperimentError(f"experiment: expected a mapping at the top level, got {data!r}")
+    _check_keys(data, _TOP_KEYS, "experiment")
+    setup = setup_from_dict(data)
+    sample = _section(data, "sample")
+    _check_keys(sample, ["layers"], "sample")
+    layers = validate_layers(_get(sample, "layers", "sample"))
+    return Experiment(setup=setup, layers=layers)
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read an experiment from a YAML (``.yaml``/``.yml``) or JSON (``.json``) file.
+
+    Errors name the file, the key and what was expected.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ExperimentError(f"{path}: cannot read experiment file ({exc.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ExperimentError(f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                              f"{exc}") from None
+    try:
+        return experiment_from_dict(data)
+    except ExperimentError as exc:
+        raise ExperimentError(f"{path}: {exc}") from None

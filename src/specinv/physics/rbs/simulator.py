@@ -1,0 +1,473 @@
+"""Batched, differentiable RBS forward simulator.
+
+``RBSSimulator(setup, structure).simulate(areal_densities)`` maps a batch of samples (the
+areal density of every element in every layer, 1e15 atoms/cm²) to expected counts per
+detector channel.  Everything after construction is vectorised torch code: one call handles
+B samples with the same setup and layer/element structure, with no Python loop over samples.
+
+Model (per sample; see DESIGN.md §2):
+
+* Stopping of a layer: Bragg's rule over its elements, SRIM-2013 electronic stopping
+  (lunasrim) plus ZBL universal nuclear stopping; range and straggling tables per layer
+  (:mod:`.tables`), giving exact energy-loss integration within the grid accuracy.
+* Each natural isotope in each layer is its own scattering channel with its own kinematic
+  factor and Rutherford cross section (lab frame) times an optional screening correction.
+* Depth nodes per channel are spaced uniformly in the beam energy between the top of the
+  layer and the deepest depth whose scattered particles still leave the sample above the
+  low-energy cut-off (found by a bracketed Newton iteration).  At each node we follow the
+  particle out through the layers above to get the detected energy, the derivative
+  dE_det/dx and the energy variance (Bohr straggling with non-statistical broadening on
+  both paths, K² through the scattering, beam spread, detector resolution).
+* Between nodes the yield density is linear in detected energy; the count of every piece
+  is the exact depth integral of the cross section (Simpson in beam energy).  The smoothed
+  spectrum is assembled in channel space (:mod:`.spectrum`).
+
+Cut-off behaviour: particles whose energy drops below ``energy_cutoff_keV`` anywhere on their
+path are not counted.  The spectrum before detector resolution therefore ends sharply at the
+cut-off; after resolution it falls off over a few σ around it.  Channels entirely below the
+cut-off are zero.  The last ~3σ above the cut-off are not comparable with codes that treat
+the cut-off differently (JaBS stops at emin with a coarse last step).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .constants import BOHR_STRAGGLING_KEV2_PER_TFU, FWHM_PER_SIGMA, MILLIBARN_CM2, TFU
+from .experiment import Experiment, ExperimentError, Setup
+from .isotopes import ion as resolve_ion
+from .isotopes import species as resolve_species
+from .kinematics import RutherfordChannel, andersen_factor, kinematic_factors, lecuyer_factor
+from .spectrum import smoothed_cumulative
+from .stopping import LogGrid, electronic_stopping_table, species_nuclear_stopping
+from .tables import LayerTables
+
+#: The stopping grid starts at 1 keV/u and spans 5 decades.
+_GRID_E_MIN = 1.0
+_GRID_DECADES = 5
+#: Elements of the batch processed together (bounds the memory of the spectrum assembly).
+_TARGET_ELEMENTS = 1 << 20
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """One scattering channel: an isotope of an element in a layer (and a kinematic branch)."""
+
+    layer: int
+    parameter: int
+    species_column: int
+    label: str
+    abundance: float
+    channel: RutherfordChannel
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class RBSSimulator:
+    """Simulate RBS spectra of many samples with one layer/element structure.
+
+    Args:
+        setup: beam, geometry, detector, physics and numerics.
+        structure: element or isotope names per layer, surface first, e.g.
+            ``[["W", "D"], ["W", "D"]]``.  This fixes the order of the parameters.
+        device: torch device (default: CUDA when available, else CPU).
+        dtype: float64 by default on CPU, float32 by default on CUDA.
+    """
+
+    def __init__(self, setup: Setup, structure: Sequence[Sequence[str]], *,
+                 device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        self.setup = setup
+        self.structure = tuple(tuple(str(n) for n in layer) for layer in structure)
+        if not self.structure or any(len(layer) == 0 for layer in self.structure):
+            raise ExperimentError("sample.layers: every layer needs at least one element")
+        for l, layer in enumerate(self.structure):
+            if len(set(layer)) != len(layer):
+                raise ExperimentError(f"sample.layers[{l}]: an element is listed twice")
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype or (torch.float32 if self.device.type == "cuda" else torch.float64)
+        self._build()
+
+    @classmethod
+    def from_experiment(cls, experiment: Experiment, **kwargs) -> RBSSimulator:
+        return cls(experiment.setup, experiment.structure, **kwargs)
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def parameter_names(self) -> list[str]:
+        """Names of the parameters: ``"layer1:W"``, ``"layer1:D"``, …"""
+        return [f"layer{l + 1}:{n}" for l, layer in enumerate(self.structure) for n in layer]
+
+    @property
+    def n_parameters(self) -> int:
+        return sum(len(layer) for layer in self.structure)
+
+    def _build(self) -> None:
+        s = self.setup
+        self.ion = resolve_ion(s.ion, "beam.ion")
+        z1, m1 = self.ion.Z, self.ion.mass_u
+        theta = math.radians(s.scattering_deg)
+        self.cos_in = math.cos(math.radians(s.incidence_deg))
+        self.cos_out = math.cos(math.radians(s.exit_angle_deg))
+        self.n_layers = len(self.structure)
+        names = sorted({n for layer in self.structure for n in layer})
+        self.species_names = names
+        sp = [resolve_species(n, f"sample element {n!r}") for n in names]
+        n_sp = len(sp)
+
+        # energy grid (uniform in ln E) covering the cut-off to the beam energy
+        grid = LogGrid(_GRID_E_MIN, _GRID_DECADES, s.numerics.grid_points_per_decade)
+        e_lo = 0.9 * s.energy_cutoff_keV / m1
+        e_hi = s.beam_energy_keV / m1
+        if e_lo < 1.2 * _GRID_E_MIN:
+            raise ExperimentError(
+                f"energy_cutoff_keV: {s.energy_cutoff_keV} keV is below the stopping tables "
+                f"(at least {1.34 * _GRID_E_MIN * m1:.3g} keV for {s.ion})")
+        i_lo = int(math.floor(math.log(e_lo / _GRID_E_MIN) / grid.step))
+        i_hi = int(math.ceil(math.log(e_hi / _GRID_E_MIN) / grid.step)) + 2
+        if i_hi >= grid.size:
+            raise ExperimentError(
+                f"beam.energy_keV: {s.beam_energy_keV} keV is above the stopping tables "
+                f"({_GRID_E_MIN * 10 ** _GRID_DECADES * m1 / 1000:.3g} MeV for {s.ion})")
+        self._u0 = math.log(_GRID_E_MIN * m1) + i_lo * grid.step
+        self._h = grid.step
+        energies = m1 * grid.values()[i_lo:i_hi + 1]
+
+        stop = np.empty((n_sp, energies.size))
+        for j, spc in enumerate(sp):
+            table = electronic_stopping_table(z1, spc.Z, grid)[i_lo:i_hi + 1]
+            if s.physics.nuclear_stopping:
+                table = table + species_nuclear_stopping(z1, m1, spc, energies)
+            stop[j] = table * 1e-3  # eV/TFU -> keV/TFU
+        omega2 = np.array([BOHR_STRAGGLING_KEV2_PER_TFU * z1**2 * spc.Z for spc in sp])
+        if s.physics.straggling == "none":
+            omega2[:] = 0.0
+
+        # parameters -> (layer, species) columns
+        columns, default_fraction = [], np.zeros((self.n_layers, n_sp))
+        for l, layer in enumerate(self.structure):
+            for n in layer:
+                columns.append(l * n_sp + names.index(n))
+                default_fraction[l, names.index(n)] = 1.0 / len(layer)
+
+        # reactions, ordered by layer
+        reactions = []
+        p = 0
+        for l, layer in enumerate(self.structure):
+            for n in layer:
+                spc = sp[names.index(n)]
+                for iso in spc.isotopes:
+                    for branch, _ in enumerate(kinematic_factors(m1, iso.mass_u, theta)):
+                        ch = RutherfordChannel.build(z1, m1, iso.Z, iso.mass_u, theta, branch)
+                        label = f"{iso.label}" + ("" if branch == 0 else " (K-)")
+                        reactions.append(Reaction(l, p, l * n_sp + names.index(n), label,
+                                                  iso.abundance, ch))
+                p += 1
+        self.reactions = tuple(reactions)
+
+        dev, dt = self.device, self.dtype
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
+        self._stop_species = as_t(stop)                      # [S, G]
+        self._omega2_species = as_t(omega2)                  # [S]
+        self._columns = torch.as_tensor(columns, device=dev)
+        self._default_fraction = as_t(default_fraction)      # [L, S]
+        self._n_species = n_sp
+        r = self.reactions
+        self._r_layer = torch.as_tensor([x.layer for x in r], device=dev, dtype=torch.long)
+        self._r_param = torch.as_tensor([x.parameter for x in r], device=dev, dtype=torch.long)
+        self._r_species = torch.as_tensor([x.species_column for x in r], device=dev,
+                                          dtype=torch.long)
+        self._r_abundance = as_t([x.abundance for x in r])
+        self._r_k = as_t([x.channel.kinematic_factor for x in r])
+        self._r_channels = [x.channel for x in r]
+        self._screening = {"none": None, "andersen": andersen_factor,
+                           "lecuyer": lecuyer_factor}[s.physics.screening]
+        self._r_rutherford = as_t([x.channel.rutherford_keV2_mb / x.channel.cm_fraction**2
+                                   for x in r])
+        # screening factors are evaluated per reaction with these constants
+        self._r_cm = as_t([x.channel.cm_fraction for x in r])
+        self._r_v1 = as_t([0.04873 * x.channel.z1 * x.channel.z2 * math.sqrt(
+            x.channel.z1 ** (2 / 3) + x.channel.z2 ** (2 / 3)) for x in r])
+        self._r_half = as_t([2.0 * math.sin(x.channel.theta_cm / 2.0) for x in r])
+        self._r_lecuyer = as_t([0.04873 * x.channel.z1 * x.channel.z2 ** (4 / 3) for x in r])
+
+        layer_of = [x.layer for x in r]
+        self._first_reaction_below = [
+            next((i for i, lay in enumerate(layer_of) if lay > m), len(layer_of))
+            for m in range(self.n_layers)]
+        self._layer_ids = [torch.full((1, 1), m, dtype=torch.long, device=dev)
+                           for m in range(self.n_layers)]
+        self._layer_ids3 = [x[..., None] for x in self._layer_ids]
+
+        # detector
+        det = s.detector
+        self._var_det = (det.resolution_fwhm_keV / FWHM_PER_SIGMA) ** 2
+        self._var_beam = (s.beam_spread_fwhm_keV / FWHM_PER_SIGMA) ** 2
+        chi_cut = float(det.channel_coordinate(s.energy_cutoff_keV))
+        self._edge0 = min(0, int(math.floor(chi_cut)) - 1)
+        self._n_edges = det.channels + 1 - self._edge0
+        # Q·Ω·(mb → cm²)·(TFU → atoms/cm²)
+        self._yield_scale = s.fluence_times_solid_angle_sr * MILLIBARN_CM2 * TFU
+        upper = det.channel_energy(torch.arange(1, det.channels + 1, dtype=dt, device=dev))
+        self._above_cutoff = (upper > s.energy_cutoff_keV).to(dt)
+
+    # ------------------------------------------------------------------ physics pieces
+    def _cross_section(self, energy: torch.Tensor) -> torch.Tensor:
+        """σ (mb/sr) of every reaction at lab energies ``energy`` [B, R, ...]."""
+        shape = (1, -1) + (1,) * (energy.dim() - 2)
+        e_cm = energy * self._r_cm.view(shape)
+        sigma = self._r_rutherford.view(shape) * self._r_cm.view(shape) ** 2 / (e_cm * e_cm)
+        scr = self.setup.physics.screening
+        if scr == "andersen":
+            v = self._r_v1.view(shape) / e_cm
+            den = 1.0 + v + (v / self._r_half.view(shape)) ** 2
+            sigma = sigma * (1.0 + 0.5 * v) ** 2 / (den * den)
+        elif scr == "lecuyer":
+            sigma = sigma * (1.0 - self._r_lecuyer.view(shape) / e_cm)
+        return sigma
+
+    def _layer_composition(self, params: torch.Tensor):
+        batch = params.shape[0]
+        amounts = torch.zeros(batch, self.n_layers * self._n_species, dtype=self.dtype,
+                              device=self.device).index_add(1, self._columns, params)
+        amounts = amounts.view(batch, self.n_layers, self._n_species)
+        thickness = amounts.sum(-1)
+        safe = torch.where(thickness > 0, thickness, torch.ones_like(thickness))
+        fraction = torch.where((thickness > 0)[..., None], amounts / safe[..., None],
+                               self._default_fraction.expand_as(amounts))
+        return thickness, fraction
+
+    # ------------------------------------------------------------------ main entry
+    def simulate(self, areal_densities) -> torch.Tensor:
+        """Expected (noise-free) counts per channel.
+
+        Args:
+            areal_densities: [B, D] or [D] areal densities (TFU) in the order of
+                :attr:`parameter_names`; a tensor (gradients flow through) or array-like.
+
+        Returns:
+            [B, channels] (or [channels]) tensor of expected counts.
+        """
+        params = torch.as_tensor(areal_densities, dtype=self.dtype, device=self.device)
+        single = params.dim() == 1
+        if single:
+            params = params[None]
+        if params.dim() != 2 or params.shape[1] != self.n_parameters:
+            raise ValueError(f"areal_densities: expected shape [B, {self.n_parameters}] "
+                             f"({', '.join(self.parameter_names)}), got {tuple(params.shape)}")
+        with torch.no_grad():
+            bad = ~torch.isfinite(params) | (params < 0)
+            if bool(bad.any()):
+                b, d = (int(x) for x in torch.nonzero(bad)[0])
+                raise ValueError(
+                    f"areal_densities[{b}, {d}] ({self.parameter_names[d]}): expected a finite "
+                    f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}")
+        per_sample = max(1, len(self.reactions) * 16)
+        chunk = max(1, _TARGET_ELEMENTS // per_sample)
+        parts = [self._simulate(params[i:i + chunk]) for i in range(0, params.shape[0], chunk)]
+        out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return out[0] if single else out
+
+    def _simulate(self, params: torch.Tensor) -> torch.Tensor:
+        s = self.setup
+        batch = params.shape[0]
+        thickness, fraction = self._layer_composition(params)            # [B, L], [B, L, S]
+        stopping = (fraction[..., None] * self._stop_species).sum(-2)     # [B, L, G]
+        omega2 = (fraction * self._omega2_species).sum(-1)                # [B, L]
+        tab = LayerTables.build(stopping, omega2, self._u0, self._h)
+        u_top, v_top = self._beam_at_layer_tops(tab, thickness)          # [B, L+1]
+        u_need = self._needed_at_layer_tops(tab, thickness)              # [B, L]
+
+        # per reaction: range of beam energies whose scattered particles get out above the
+        # cut-off
+        rl = self._r_layer[None].expand(batch, -1)                        # [B, R]
+        u_hi = u_top[:, :-1].gather(1, rl)
+        u_bot = self._deepest_useful(tab, u_hi, u_top[:, 1:].gather(1, rl), u_need.gather(1, rl))
+
+        # depth nodes, uniform in beam energy; their number follows the detected-energy span
+        # of the layer (from a first pass over its two ends).  Samples with fewer pieces
+        # repeat their deepest node: zero-width pieces contribute exactly nothing.
+        num = s.numerics
+        ends = self._exit_nodes(tab, thickness, v_top, torch.stack([u_hi, u_bot], -1))
+        e_ends = torch.exp(ends.u_det).detach()
+        span_keV = (e_ends[..., 0] - e_ends[..., 1]).clamp_min(0.0)
+        pieces = (span_keV / num.piece_width_keV).ceil().clamp(1, num.max_nodes_per_layer - 1)
+        n_nodes = int(pieces.max()) + 1
+        frac = (torch.arange(n_nodes, dtype=self.dtype, device=self.device)
+                / pieces[..., None]).clamp(max=1.0)                      # [B, R, N]
+        e_hi, e_bot = torch.exp(u_hi), torch.exp(u_bot)
+        e_in = e_hi[..., None] - frac * (e_hi - e_bot)[..., None]
+        nodes = self._exit_nodes(tab, thickness, v_top, torch.log(e_in))
+        e_mid = 0.5 * (e_in[..., 1:] + e_in[..., :-1])
+        s_mid = tab.stopping(self._r_layer[None, :, None], torch.log(e_mid))
+
+        # yield density dN/dE_det at the nodes and counts of the pieces between them
+        conc = (fraction.reshape(batch, -1).gather(1, self._r_species[None].expand(batch, -1))
+                * self._r_abundance)                                      # [B, R]
+        scale = self._yield_scale * conc[..., None]
+        sigma_in = self._cross_section(e_in)
+        k = self._r_k[None, :, None]
+        dedx = nodes.gain * (k * nodes.s_beam / self.cos_in + nodes.s_start / self.cos_out)
+        density = scale * sigma_in / self.cos_in / dedx                   # counts/keV
+        g_in = sigma_in / nodes.s_beam
+        g_mid = self._cross_section(e_mid) / s_mid
+        counts = scale * (e_in[..., :-1] - e_in[..., 1:]) / 6.0 * (
+            g_in[..., :-1] + 4.0 * g_mid + g_in[..., 1:])                # [B, R, N-1]
+        inside = nodes.inside
+        density = torch.where(inside, density, torch.zeros_like(density))
+        counts = torch.where(inside[..., 1:] & inside[..., :-1], counts, torch.zeros_like(counts))
+        return self._assemble(nodes.u_det, nodes.variance, density, counts)
+
+    def _assemble(self, u_det, variance, density, counts) -> torch.Tensor:
+        """Channel spectrum of the piecewise-linear densities of all reactions.
+
+        ``u_det``, ``variance`` and ``density`` are per node [B, R, N] (ln keV, keV²,
+        counts/keV); ``counts`` per piece [B, R, N−1].
+        """
+        det = self.setup.detector
+        batch = u_det.shape[0]
+        chi = det.channel_coordinate(torch.exp(u_det))
+        local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
+        dens_ch = density * local_gain                                    # counts/channel
+        var_ch = (variance + self._var_det) / (local_gain * local_gain)   # channel²
+        width = chi[..., :-1] - chi[..., 1:]                              # >= 0
+        ok = width > 0
+        safe_w = torch.where(ok, width, torch.ones_like(width))
+        mean = torch.where(ok, counts / safe_w, torch.zeros_like(width))
+        slope = torch.where(ok, (dens_ch[..., :-1] - dens_ch[..., 1:]) / safe_w,
+                            torch.zeros_like(width))
+        pad = torch.zeros_like(mean[..., :1])
+        upper = torch.cat([pad, mean - 0.5 * slope * width], -1)          # piece above node
+        lower = torch.cat([mean + 0.5 * slope * width, pad], -1)          # piece below node
+        jump = upper - lower
+        kink = torch.cat([pad, slope], -1) - torch.cat([slope, pad], -1)
+        cum = smoothed_cumulative(
+            (chi - self._edge0).reshape(batch, -1), jump.reshape(batch, -1),
+            kink.reshape(batch, -1), var_ch.reshape(batch, -1), self._n_edges,
+            self.setup.numerics.gaussian_cutoff_sigmas)
+        spectrum = cum[:, 1:] - cum[:, :-1]
+        spectrum = spectrum[:, -self._edge0:][:, :det.channels]
+        return spectrum * self._above_cutoff
+
+    def _layer_index(self, layer: int) -> torch.Tensor:
+        return self._layer_ids[layer]
+
+    def _beam_at_layer_tops(self, tab: LayerTables, thickness):
+        """ln(beam energy) and beam energy variance at the top of every layer and below the
+        last one: [B, L+1] each."""
+        batch = thickness.shape[0]
+        u = [torch.full((batch, 1), math.log(self.setup.beam_energy_keV), dtype=self.dtype,
+                        device=self.device)]
+        v = [torch.full((batch, 1), self._var_beam, dtype=self.dtype, device=self.device)]
+        for l in range(self.n_layers):
+            u_next, v_next, _, _, _ = tab.cross(self._layer_index(l), u[-1], v[-1],
+                                                thickness[:, l:l + 1] / self.cos_in)
+            u.append(u_next)
+            v.append(v_next)
+        return torch.cat(u, 1), torch.cat(v, 1)
+
+    def _needed_at_layer_tops(self, tab: LayerTables, thickness) -> torch.Tensor:
+        """ln of the energy a particle leaving through the top of each layer needs to reach
+        the detector with the cut-off energy: [B, L] (+inf where impossible)."""
+        batch = thickness.shape[0]
+        u = [torch.full((batch, 1), math.log(self.setup.energy_cutoff_keV), dtype=self.dtype,
+                        device=self.device)]
+        for l in range(self.n_layers - 1):
+            lay = self._layer_index(l)
+            r = tab.lookup(lay, u[-1])[..., 0] + thickness[:, l:l + 1] / self.cos_out
+            up, _, _ = tab.invert(lay, r)
+            # beyond the top of the table nothing can get out
+            top = tab.range_top[:, l:l + 1]
+            u.append(torch.where(r < top, up, torch.full_like(up, math.inf)))
+        return torch.cat(u, 1)
+
+    def _exit_nodes(self, tab: LayerTables, thickness, v_top, u_in) -> _Nodes:
+        """Follow particles scattered at beam energies exp(u_in) [B, R, N] (one row per
+        reaction, in that reaction's layer; column 0 at the top of the layer) out of the
+        sample."""
+        batch = u_in.shape[0]
+        lay3 = self._r_layer[None, :, None]
+        both = tab.lookup(lay3, torch.cat([u_in[..., :1], u_in], -1))
+        top, here = both[..., :1, :], both[..., 1:, :]
+        depth = self.cos_in * (top[..., 0] - here[..., 0])               # TFU below layer top
+        ratio_in = here[..., 1] / top[..., 1]
+        om2 = tab.omega2.gather(1, self._r_layer[None].expand(batch, -1))[..., None]
+        v_beam = v_top[:, :-1].gather(1, self._r_layer[None].expand(batch, -1))[..., None]
+        v_in = ratio_in * ratio_in * v_beam + om2 * here[..., 1] ** 2 * (top[..., 2] - here[..., 2])
+        k = self._r_k[None, :, None]
+        u_out, v_out, gain, s_start, inside = tab.cross(lay3, u_in + torch.log(k), k * k * v_in,
+                                                        depth / self.cos_out)
+        u_out, v_out, gain, inside = self._exit(tab, thickness, u_out, v_out, gain, inside)
+        return _Nodes(u_out, v_out, gain, s_start, here[..., 1], inside)
+
+    def _exit(self, tab: LayerTables, thickness, u, v, gain, inside):
+        """Carry particles from the top of their scattering layer through all layers above."""
+        batch, n_reactions, n_nodes = u.shape
+        for m in range(self.n_layers - 2, -1, -1):
+            first = self._first_reaction_below[m]
+            if first >= n_reactions:
+                continue
+            sl = slice(first, None)
+            path = (thickness[:, m] / self.cos_out)[:, None, None].expand(
+                batch, n_reactions - first, n_nodes)
+            u2, v2, ratio, _, ins = tab.cross(self._layer_ids3[m], u[:, sl], v[:, sl], path)
+            u = torch.cat([u[:, :first], u2], 1)
+            v = torch.cat([v[:, :first], v2], 1)
+            gain = torch.cat([gain[:, :first], gain[:, sl] * ratio], 1)
+            inside = torch.cat([inside[:, :first], inside[:, sl] & ins], 1)
+        return u, v, gain, inside
+
+    def _deepest_useful(self, tab, u_hi, u_lo, u_need, iterations: int = 4):
+        """ln of the lowest beam energy in each reaction's layer whose scattered particles
+        still reach the top of the layer with energy exp(u_need) [B, R].
+
+        Solves R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in and out, c =
+        cos α / cos β) by Newton's method kept inside a bracket.
+        """
+        c = self.cos_in / self.cos_out
+        rl = self._r_layer[None]
+        lnk = torch.log(self._r_k)[None]
+        ref = tab.lookup(rl[..., None], torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
+        target = ref[..., 1, 0] + c * ref[..., 0, 0]
+        shift = torch.stack([lnk, torch.zeros_like(lnk)], -1)
+
+        def phi(u):
+            vals = tab.lookup(rl[..., None], u[..., None] + shift)      # at K·E and E
+            e = torch.exp(u)
+            # dφ/du = E (K/S(KE) + c/S(E))
+            return (vals[..., 0, 0] + c * vals[..., 1, 0] - target,
+                    e * (self._r_k / vals[..., 0, 1] + c / vals[..., 1, 1]))
+
+        f_lo, _ = phi(u_lo)
+        f_hi, _ = phi(u_hi)
+        none = (f_hi <= 0) | ~torch.isfinite(u_need)    # nothing of this layer gets out
+        full = f_lo >= 0                                 # the whole layer contributes
+        lo, hi = u_lo, u_hi
+        x = hi - f_hi * (hi - lo) / (f_hi - f_lo).clamp_min(1e-300)
+        x = torch.where(torch.isfinite(x), x, 0.5 * (lo + hi)).clamp(lo, hi)
+        for _ in range(iterations):
+            f, df = phi(x)
+            lo = torch.where(f < 0, x, lo)
+            hi = torch.where(f < 0, hi, x)
+            step = x - f / df
+            x = torch.where((step > lo) & (step < hi), step, 0.5 * (lo + hi))
+        x = torch.where(full, u_lo, x)
+        return torch.where(none, u_hi, x)
+
+
+class _Nodes(NamedTuple):
+    """Particles followed from depth nodes to the detector ([B, R, N] each)."""
+
+    u_det: torch.Tensor      # ln(detected energy / keV)
+    variance: torch.Tensor   # energy variance from beam spread and straggling, keV²
+    gain: torch.Tensor       # dE_det / dE_start through the layers above the start point
+    s_start: torch.Tensor    # stopping of the own layer at the start energy K·E_beam
+    s_beam: torch.Tensor     # stopping of the own layer at the beam energy
+    inside: torch.Tensor     # False where the particle stopped on the way out
