@@ -97,21 +97,31 @@ class Numerics:
     """Discretisation of the simulator (defaults meet the JaBS reference tolerance).
 
     Attributes:
-        piece_width_keV: target width in detected energy of the pieces between the depth
-            nodes of every scattering isotope in a layer; the spectrum is piecewise linear
-            between nodes.
+        piece_width_keV: largest width in detected energy of the pieces between the depth
+            nodes of a scattering isotope in a layer (the spectrum is piecewise linear
+            between nodes).
+        piece_relative_width: largest width of a piece relative to its detected energy
+            (pieces get narrower at low energy, where the yield varies like 1/S(E)).
         max_nodes_per_layer: upper bound on the nodes of one isotope in one layer.
         gaussian_cutoff_sigmas: Gaussian tails beyond this many σ are dropped.
+        isotope_merge_sigmas: isotopes of an element are simulated as one channel while the
+            spread of their K·E_beam stays below this fraction of the detector σ (their
+            spread is added to the broadening); 0 simulates every isotope separately.
         grid_points_per_decade: density of the ln(E) grid of stopping and range tables.
     """
 
-    piece_width_keV: float = 30.0
+    piece_width_keV: float = 100.0
+    piece_relative_width: float = 0.2
     max_nodes_per_layer: int = 64
-    gaussian_cutoff_sigmas: float = 5.0
-    grid_points_per_decade: int = 100
+    gaussian_cutoff_sigmas: float = 4.5
+    isotope_merge_sigmas: float = 0.35
+    grid_points_per_decade: int = 50
 
     def __post_init__(self):
         _number(self.piece_width_keV, "numerics.piece_width_keV", positive=True)
+        r = _number(self.piece_relative_width, "numerics.piece_relative_width", positive=True)
+        if r > 1:
+            raise ExperimentError(f"numerics.piece_relative_width: expected <= 1, got {r}")
         n = _number(self.max_nodes_per_layer, "numerics.max_nodes_per_layer", positive=True,
                     integer=True)
         if n < 2:
@@ -119,6 +129,9 @@ class Numerics:
         c = _number(self.gaussian_cutoff_sigmas, "numerics.gaussian_cutoff_sigmas", positive=True)
         if c < 3:
             raise ExperimentError(f"numerics.gaussian_cutoff_sigmas: expected >= 3, got {c}")
+        m = _number(self.isotope_merge_sigmas, "numerics.isotope_merge_sigmas", nonnegative=True)
+        if m > 1:
+            raise ExperimentError(f"numerics.isotope_merge_sigmas: expected <= 1, got {m}")
         g = _number(self.grid_points_per_decade, "numerics.grid_points_per_decade",
                     positive=True, integer=True)
         if g < 10:
@@ -338,8 +351,8 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     phys = _section(data, "physics", required=False)
     _check_keys(phys, ["screening", "straggling", "nuclear_stopping"], "physics")
     num = _section(data, "numerics", required=False)
-    _check_keys(num, ["piece_width_keV", "max_nodes_per_layer", "gaussian_cutoff_sigmas",
-                      "grid_points_per_decade"],
+    _check_keys(num, ["piece_width_keV", "piece_relative_width", "max_nodes_per_layer", "gaussian_cutoff_sigmas",
+                      "isotope_merge_sigmas", "grid_points_per_decade"],
                 "numerics")
 
     if "fluence_times_solid_angle_sr" in data:

@@ -39,11 +39,18 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .constants import BOHR_STRAGGLING_KEV2_PER_TFU, FWHM_PER_SIGMA, MILLIBARN_CM2, TFU
+from .constants import (
+    ANDERSEN_V1_KEV,
+    BOHR_STRAGGLING_KEV2_PER_TFU,
+    FWHM_PER_SIGMA,
+    LECUYER_KEV,
+    MILLIBARN_CM2,
+    TFU,
+)
 from .experiment import Experiment, ExperimentError, Setup
 from .isotopes import ion as resolve_ion
 from .isotopes import species as resolve_species
-from .kinematics import RutherfordChannel, andersen_factor, kinematic_factors, lecuyer_factor
+from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
 from .stopping import LogGrid, electronic_stopping_table, species_nuclear_stopping
 from .tables import LayerTables
@@ -53,18 +60,6 @@ _GRID_E_MIN = 1.0
 _GRID_DECADES = 5
 #: Elements of the batch processed together (bounds the memory of the spectrum assembly).
 _TARGET_ELEMENTS = 1 << 20
-
-
-@dataclass(frozen=True)
-class Reaction:
-    """One scattering channel: an isotope of an element in a layer (and a kinematic branch)."""
-
-    layer: int
-    parameter: int
-    species_column: int
-    label: str
-    abundance: float
-    channel: RutherfordChannel
 
 
 def default_device() -> torch.device:
@@ -157,20 +152,19 @@ class RBSSimulator:
                 columns.append(l * n_sp + names.index(n))
                 default_fraction[l, names.index(n)] = 1.0 / len(layer)
 
-        # reactions, ordered by layer
-        reactions = []
+        # scattering channels, ordered by layer; isotopes whose kinematic factors differ by
+        # much less than the detector resolution are merged (see .reactions)
+        sigma_det = s.detector.resolution_fwhm_keV / FWHM_PER_SIGMA
+        max_k_std = s.numerics.isotope_merge_sigmas * sigma_det / s.beam_energy_keV
+        reactions, species_column = [], []
         p = 0
         for l, layer in enumerate(self.structure):
             for n in layer:
-                spc = sp[names.index(n)]
-                for iso in spc.isotopes:
-                    for branch, _ in enumerate(kinematic_factors(m1, iso.mass_u, theta)):
-                        ch = RutherfordChannel.build(z1, m1, iso.Z, iso.mass_u, theta, branch)
-                        label = f"{iso.label}" + ("" if branch == 0 else " (K-)")
-                        reactions.append(Reaction(l, p, l * n_sp + names.index(n), label,
-                                                  iso.abundance, ch))
+                found = layer_reactions(l, p, sp[names.index(n)], z1, m1, theta, max_k_std)
+                reactions += found
+                species_column += [l * n_sp + names.index(n)] * len(found)
                 p += 1
-        self.reactions = tuple(reactions)
+        self.reactions: tuple[Reaction, ...] = tuple(reactions)
 
         dev, dt = self.device, self.dtype
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
@@ -181,30 +175,20 @@ class RBSSimulator:
         self._n_species = n_sp
         r = self.reactions
         self._r_layer = torch.as_tensor([x.layer for x in r], device=dev, dtype=torch.long)
-        self._r_param = torch.as_tensor([x.parameter for x in r], device=dev, dtype=torch.long)
-        self._r_species = torch.as_tensor([x.species_column for x in r], device=dev,
-                                          dtype=torch.long)
+        self._r_species = torch.as_tensor(species_column, device=dev, dtype=torch.long)
         self._r_abundance = as_t([x.abundance for x in r])
-        self._r_k = as_t([x.channel.kinematic_factor for x in r])
-        self._r_channels = [x.channel for x in r]
-        self._screening = {"none": None, "andersen": andersen_factor,
-                           "lecuyer": lecuyer_factor}[s.physics.screening]
-        self._r_rutherford = as_t([x.channel.rutherford_keV2_mb / x.channel.cm_fraction**2
-                                   for x in r])
-        # screening factors are evaluated per reaction with these constants
+        self._r_k = as_t([x.kinematic_factor for x in r])
+        self._r_kvar = as_t([x.kinematic_variance for x in r])
+        self._r_rutherford = as_t([x.rutherford_lab_keV2_mb for x in r])
+        # screening constants of each channel's main isotope
         self._r_cm = as_t([x.channel.cm_fraction for x in r])
-        self._r_v1 = as_t([0.04873 * x.channel.z1 * x.channel.z2 * math.sqrt(
+        self._r_v1 = as_t([ANDERSEN_V1_KEV * x.channel.z1 * x.channel.z2 * math.sqrt(
             x.channel.z1 ** (2 / 3) + x.channel.z2 ** (2 / 3)) for x in r])
         self._r_half = as_t([2.0 * math.sin(x.channel.theta_cm / 2.0) for x in r])
-        self._r_lecuyer = as_t([0.04873 * x.channel.z1 * x.channel.z2 ** (4 / 3) for x in r])
+        self._r_lecuyer = as_t([LECUYER_KEV * x.channel.z1 * x.channel.z2 ** (4 / 3) for x in r])
 
-        layer_of = [x.layer for x in r]
-        self._first_reaction_below = [
-            next((i for i, lay in enumerate(layer_of) if lay > m), len(layer_of))
-            for m in range(self.n_layers)]
-        self._layer_ids = [torch.full((1, 1), m, dtype=torch.long, device=dev)
-                           for m in range(self.n_layers)]
-        self._layer_ids3 = [x[..., None] for x in self._layer_ids]
+        self._reactions_deepest_first = torch.as_tensor(
+            sorted(range(len(r)), key=lambda i: -r[i].layer), dtype=torch.long, device=dev)
 
         # detector
         det = s.detector
@@ -219,18 +203,16 @@ class RBSSimulator:
         self._above_cutoff = (upper > s.energy_cutoff_keV).to(dt)
 
     # ------------------------------------------------------------------ physics pieces
-    def _cross_section(self, energy: torch.Tensor) -> torch.Tensor:
-        """σ (mb/sr) of every reaction at lab energies ``energy`` [B, R, ...]."""
-        shape = (1, -1) + (1,) * (energy.dim() - 2)
-        e_cm = energy * self._r_cm.view(shape)
-        sigma = self._r_rutherford.view(shape) * self._r_cm.view(shape) ** 2 / (e_cm * e_cm)
+    def _cross_section(self, reaction: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
+        """σ (mb/sr) of reactions ``reaction`` at lab energies ``energy`` (same shape)."""
+        sigma = self._r_rutherford[reaction] / (energy * energy)
         scr = self.setup.physics.screening
         if scr == "andersen":
-            v = self._r_v1.view(shape) / e_cm
-            den = 1.0 + v + (v / self._r_half.view(shape)) ** 2
+            v = self._r_v1[reaction] / (energy * self._r_cm[reaction])
+            den = 1.0 + v + (v / self._r_half[reaction]) ** 2
             sigma = sigma * (1.0 + 0.5 * v) ** 2 / (den * den)
         elif scr == "lecuyer":
-            sigma = sigma * (1.0 - self._r_lecuyer.view(shape) / e_cm)
+            sigma = sigma * (1.0 - self._r_lecuyer[reaction] / (energy * self._r_cm[reaction]))
         return sigma
 
     def _layer_composition(self, params: torch.Tensor):
@@ -269,181 +251,211 @@ class RBSSimulator:
                 raise ValueError(
                     f"areal_densities[{b}, {d}] ({self.parameter_names[d]}): expected a finite "
                     f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}")
-        per_sample = max(1, len(self.reactions) * 16)
+        per_sample = max(1, len(self.reactions) * 32)
         chunk = max(1, _TARGET_ELEMENTS // per_sample)
         parts = [self._simulate(params[i:i + chunk]) for i in range(0, params.shape[0], chunk)]
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return out[0] if single else out
 
     def _simulate(self, params: torch.Tensor) -> torch.Tensor:
-        s = self.setup
         batch = params.shape[0]
+        n_layers = self.n_layers
         thickness, fraction = self._layer_composition(params)            # [B, L], [B, L, S]
         stopping = (fraction[..., None] * self._stop_species).sum(-2)     # [B, L, G]
         omega2 = (fraction * self._omega2_species).sum(-1)                # [B, L]
-        tab = LayerTables.build(stopping, omega2, self._u0, self._h)
+        tab = LayerTables.build(stopping.reshape(batch * n_layers, -1), omega2.reshape(-1),
+                                self._u0, self._h)
         u_top, v_top = self._beam_at_layer_tops(tab, thickness)          # [B, L+1]
         u_need = self._needed_at_layer_tops(tab, thickness)              # [B, L]
 
-        # per reaction: range of beam energies whose scattered particles get out above the
-        # cut-off
-        rl = self._r_layer[None].expand(batch, -1)                        # [B, R]
-        u_hi = u_top[:, :-1].gather(1, rl)
-        u_bot = self._deepest_useful(tab, u_hi, u_top[:, 1:].gather(1, rl), u_need.gather(1, rl))
-
-        # depth nodes, uniform in beam energy; their number follows the detected-energy span
-        # of the layer (from a first pass over its two ends).  Samples with fewer pieces
-        # repeat their deepest node: zero-width pieces contribute exactly nothing.
-        num = s.numerics
-        ends = self._exit_nodes(tab, thickness, v_top, torch.stack([u_hi, u_bot], -1))
-        e_ends = torch.exp(ends.u_det).detach()
-        span_keV = (e_ends[..., 0] - e_ends[..., 1]).clamp_min(0.0)
-        pieces = (span_keV / num.piece_width_keV).ceil().clamp(1, num.max_nodes_per_layer - 1)
-        n_nodes = int(pieces.max()) + 1
-        frac = (torch.arange(n_nodes, dtype=self.dtype, device=self.device)
-                / pieces[..., None]).clamp(max=1.0)                      # [B, R, N]
-        e_hi, e_bot = torch.exp(u_hi), torch.exp(u_bot)
-        e_in = e_hi[..., None] - frac * (e_hi - e_bot)[..., None]
-        nodes = self._exit_nodes(tab, thickness, v_top, torch.log(e_in))
-        e_mid = 0.5 * (e_in[..., 1:] + e_in[..., :-1])
-        s_mid = tab.stopping(self._r_layer[None, :, None], torch.log(e_mid))
+        # one "run" of depth nodes per (reaction, sample); deepest layers first, so that the
+        # particles that still have to cross layer m always form a prefix of the node list
+        runs = self._runs(batch, fraction, u_top, v_top)
+        u_bot = self._deepest_useful(tab, runs, u_top[runs.sample, runs.layer + 1],
+                                     u_need[runs.sample, runs.layer])
+        nodes_per_run, u_in = self._place_nodes(tab, thickness, runs, u_bot)
+        run_of = torch.repeat_interleave(torch.arange(len(nodes_per_run), device=self.device),
+                                         nodes_per_run)
+        nodes = self._follow(tab, thickness, runs, run_of, u_in, nodes_per_run)
 
         # yield density dN/dE_det at the nodes and counts of the pieces between them
-        conc = (fraction.reshape(batch, -1).gather(1, self._r_species[None].expand(batch, -1))
-                * self._r_abundance)                                      # [B, R]
-        scale = self._yield_scale * conc[..., None]
-        sigma_in = self._cross_section(e_in)
-        k = self._r_k[None, :, None]
+        r = runs.reaction[run_of]
+        e_in = torch.exp(u_in)
+        scale = self._yield_scale * runs.concentration[run_of]
+        sigma_in = self._cross_section(r, e_in)
+        k = self._r_k[r]
         dedx = nodes.gain * (k * nodes.s_beam / self.cos_in + nodes.s_start / self.cos_out)
-        density = scale * sigma_in / self.cos_in / dedx                   # counts/keV
+        density = torch.where(nodes.inside, scale * sigma_in / self.cos_in / dedx,
+                              torch.zeros_like(dedx))                     # counts/keV
+        same_run = run_of[1:] == run_of[:-1]                              # piece j: nodes j, j+1
+        e_mid = 0.5 * (e_in[1:] + e_in[:-1])
+        s_mid = tab.stopping(runs.row[run_of[1:]], torch.log(e_mid))
         g_in = sigma_in / nodes.s_beam
-        g_mid = self._cross_section(e_mid) / s_mid
-        counts = scale * (e_in[..., :-1] - e_in[..., 1:]) / 6.0 * (
-            g_in[..., :-1] + 4.0 * g_mid + g_in[..., 1:])                # [B, R, N-1]
-        inside = nodes.inside
-        density = torch.where(inside, density, torch.zeros_like(density))
-        counts = torch.where(inside[..., 1:] & inside[..., :-1], counts, torch.zeros_like(counts))
-        return self._assemble(nodes.u_det, nodes.variance, density, counts)
+        g_mid = self._cross_section(r[1:], e_mid) / s_mid
+        counts = scale[1:] * (e_in[:-1] - e_in[1:]) / 6.0 * (g_in[:-1] + 4.0 * g_mid + g_in[1:])
+        counts = torch.where(same_run & nodes.inside[1:] & nodes.inside[:-1], counts,
+                             torch.zeros_like(counts))
+        return self._assemble(batch, runs.sample[run_of], nodes.u_det, nodes.variance, density,
+                              counts, same_run)
 
-    def _assemble(self, u_det, variance, density, counts) -> torch.Tensor:
-        """Channel spectrum of the piecewise-linear densities of all reactions.
+    def _assemble(self, batch, sample, u_det, variance, density, counts, same_run):
+        """Channel spectrum [B, C] of the piecewise-linear densities of all runs.
 
-        ``u_det``, ``variance`` and ``density`` are per node [B, R, N] (ln keV, keV²,
-        counts/keV); ``counts`` per piece [B, R, N−1].
+        ``sample``, ``u_det``, ``variance`` and ``density`` are per node (ln keV, keV²,
+        counts/keV); ``counts`` and ``same_run`` per pair of consecutive nodes (a piece when
+        both belong to one run).
         """
         det = self.setup.detector
-        batch = u_det.shape[0]
         chi = det.channel_coordinate(torch.exp(u_det))
         local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
         dens_ch = density * local_gain                                    # counts/channel
         var_ch = (variance + self._var_det) / (local_gain * local_gain)   # channel²
-        width = chi[..., :-1] - chi[..., 1:]                              # >= 0
-        ok = width > 0
+        width = chi[:-1] - chi[1:]                                        # >= 0 within a run
+        ok = same_run & (width > 0)
         safe_w = torch.where(ok, width, torch.ones_like(width))
         mean = torch.where(ok, counts / safe_w, torch.zeros_like(width))
-        slope = torch.where(ok, (dens_ch[..., :-1] - dens_ch[..., 1:]) / safe_w,
-                            torch.zeros_like(width))
-        pad = torch.zeros_like(mean[..., :1])
-        upper = torch.cat([pad, mean - 0.5 * slope * width], -1)          # piece above node
-        lower = torch.cat([mean + 0.5 * slope * width, pad], -1)          # piece below node
+        slope = torch.where(ok, (dens_ch[:-1] - dens_ch[1:]) / safe_w, torch.zeros_like(width))
+        pad = torch.zeros_like(mean[:1])
+        upper = torch.cat([pad, mean - 0.5 * slope * width])             # piece above node
+        lower = torch.cat([mean + 0.5 * slope * width, pad])             # piece below node
         jump = upper - lower
-        kink = torch.cat([pad, slope], -1) - torch.cat([slope, pad], -1)
-        cum = smoothed_cumulative(
-            (chi - self._edge0).reshape(batch, -1), jump.reshape(batch, -1),
-            kink.reshape(batch, -1), var_ch.reshape(batch, -1), self._n_edges,
-            self.setup.numerics.gaussian_cutoff_sigmas)
+        kink = torch.cat([pad, slope]) - torch.cat([slope, pad])
+        cum = smoothed_cumulative(chi - self._edge0, jump, kink, var_ch, sample, batch,
+                                  self._n_edges, self.setup.numerics.gaussian_cutoff_sigmas)
         spectrum = cum[:, 1:] - cum[:, :-1]
         spectrum = spectrum[:, -self._edge0:][:, :det.channels]
         return spectrum * self._above_cutoff
-
-    def _layer_index(self, layer: int) -> torch.Tensor:
-        return self._layer_ids[layer]
 
     def _beam_at_layer_tops(self, tab: LayerTables, thickness):
         """ln(beam energy) and beam energy variance at the top of every layer and below the
         last one: [B, L+1] each."""
         batch = thickness.shape[0]
-        u = [torch.full((batch, 1), math.log(self.setup.beam_energy_keV), dtype=self.dtype,
+        rows = torch.arange(batch, device=self.device) * self.n_layers
+        u = [torch.full((batch,), math.log(self.setup.beam_energy_keV), dtype=self.dtype,
                         device=self.device)]
-        v = [torch.full((batch, 1), self._var_beam, dtype=self.dtype, device=self.device)]
+        v = [torch.full((batch,), self._var_beam, dtype=self.dtype, device=self.device)]
         for l in range(self.n_layers):
-            u_next, v_next, _, _, _ = tab.cross(self._layer_index(l), u[-1], v[-1],
-                                                thickness[:, l:l + 1] / self.cos_in)
+            u_next, v_next, _, _, _ = tab.cross(rows + l, u[-1], v[-1],
+                                                thickness[:, l] / self.cos_in)
             u.append(u_next)
             v.append(v_next)
-        return torch.cat(u, 1), torch.cat(v, 1)
+        return torch.stack(u, 1), torch.stack(v, 1)
 
     def _needed_at_layer_tops(self, tab: LayerTables, thickness) -> torch.Tensor:
         """ln of the energy a particle leaving through the top of each layer needs to reach
         the detector with the cut-off energy: [B, L] (+inf where impossible)."""
         batch = thickness.shape[0]
-        u = [torch.full((batch, 1), math.log(self.setup.energy_cutoff_keV), dtype=self.dtype,
+        rows = torch.arange(batch, device=self.device) * self.n_layers
+        u = [torch.full((batch,), math.log(self.setup.energy_cutoff_keV), dtype=self.dtype,
                         device=self.device)]
         for l in range(self.n_layers - 1):
-            lay = self._layer_index(l)
-            r = tab.lookup(lay, u[-1])[..., 0] + thickness[:, l:l + 1] / self.cos_out
-            up, _, _ = tab.invert(lay, r)
+            r = tab.lookup(rows + l, u[-1])[..., 0] + thickness[:, l] / self.cos_out
+            up, _, _ = tab.invert(rows + l, r)
             # beyond the top of the table nothing can get out
-            top = tab.range_top[:, l:l + 1]
-            u.append(torch.where(r < top, up, torch.full_like(up, math.inf)))
-        return torch.cat(u, 1)
+            u.append(torch.where(r < tab.range_top[rows + l], up, torch.full_like(up, math.inf)))
+        return torch.stack(u, 1)
 
-    def _exit_nodes(self, tab: LayerTables, thickness, v_top, u_in) -> _Nodes:
-        """Follow particles scattered at beam energies exp(u_in) [B, R, N] (one row per
-        reaction, in that reaction's layer; column 0 at the top of the layer) out of the
-        sample."""
-        batch = u_in.shape[0]
-        lay3 = self._r_layer[None, :, None]
-        both = tab.lookup(lay3, torch.cat([u_in[..., :1], u_in], -1))
-        top, here = both[..., :1, :], both[..., 1:, :]
-        depth = self.cos_in * (top[..., 0] - here[..., 0])               # TFU below layer top
-        ratio_in = here[..., 1] / top[..., 1]
-        om2 = tab.omega2.gather(1, self._r_layer[None].expand(batch, -1))[..., None]
-        v_beam = v_top[:, :-1].gather(1, self._r_layer[None].expand(batch, -1))[..., None]
-        v_in = ratio_in * ratio_in * v_beam + om2 * here[..., 1] ** 2 * (top[..., 2] - here[..., 2])
-        k = self._r_k[None, :, None]
-        u_out, v_out, gain, s_start, inside = tab.cross(lay3, u_in + torch.log(k), k * k * v_in,
-                                                        depth / self.cos_out)
-        u_out, v_out, gain, inside = self._exit(tab, thickness, u_out, v_out, gain, inside)
-        return _Nodes(u_out, v_out, gain, s_start, here[..., 1], inside)
+    def _runs(self, batch, fraction, u_top, v_top) -> _Runs:
+        """Per-(reaction, sample) quantities, reactions ordered deepest layer first."""
+        order = self._reactions_deepest_first
+        reaction = order.repeat_interleave(batch)
+        sample = torch.arange(batch, device=self.device).repeat(len(order))
+        layer = self._r_layer[reaction]
+        conc = (fraction.reshape(batch, -1)[sample, self._r_species[reaction]]
+                * self._r_abundance[reaction])
+        return _Runs(reaction, sample, layer, sample * self.n_layers + layer,
+                     u_top[sample, layer], v_top[sample, layer], conc)
 
-    def _exit(self, tab: LayerTables, thickness, u, v, gain, inside):
-        """Carry particles from the top of their scattering layer through all layers above."""
-        batch, n_reactions, n_nodes = u.shape
-        for m in range(self.n_layers - 2, -1, -1):
-            first = self._first_reaction_below[m]
-            if first >= n_reactions:
+    def _place_nodes(self, tab, thickness, runs: _Runs, u_bot):
+        """Number of nodes of every run and ln(beam energy) of all nodes (flat, run by run).
+
+        The pieces between nodes are at most piece_width_keV wide in detected energy and at
+        most piece_relative_width of it (:func:`node_coordinate`).  A first pass over the
+        two ends of each run gives its detected-energy span; in between, detected energy is
+        taken as linear in beam energy to place the nodes.
+        """
+        num = self.setup.numerics
+        n_runs = len(runs.reaction)
+        two = torch.full((n_runs,), 2, dtype=torch.long, device=self.device)
+        ends = self._follow(tab, thickness, runs, torch.arange(n_runs, device=self.device)
+                            .repeat_interleave(2), torch.stack([runs.u_hi, u_bot], 1).reshape(-1),
+                            two)
+        e_ends = torch.exp(ends.u_det).detach().view(n_runs, 2)
+        knee = num.piece_width_keV / num.piece_relative_width
+        xi = node_coordinate(e_ends, knee) / num.piece_relative_width
+        pieces = (xi[:, 0] - xi[:, 1]).ceil().clamp(1, num.max_nodes_per_layer - 1).long()
+        counts = pieces + 1
+        run_of = torch.repeat_interleave(torch.arange(n_runs, device=self.device), counts)
+        start = torch.cumsum(counts, 0) - counts
+        step = (torch.arange(len(run_of), device=self.device) - start[run_of]).to(self.dtype)
+        frac = step / pieces[run_of].to(self.dtype)
+        xi_top, xi_bot = xi[run_of, 0], xi[run_of, 1]
+        e_det = node_coordinate_inverse((xi_top - frac * (xi_top - xi_bot))
+                                        * num.piece_relative_width, knee)
+        top, bot = e_ends[run_of, 0], e_ends[run_of, 1]
+        frac = torch.where(top > bot, (top - e_det) / (top - bot).clamp_min(1e-30), frac)
+        e_hi, e_lo = torch.exp(runs.u_hi[run_of]), torch.exp(u_bot[run_of])
+        return counts, torch.log(e_hi - frac.clamp(0.0, 1.0) * (e_hi - e_lo))
+
+    def _follow(self, tab: LayerTables, thickness, runs: _Runs, run_of, u_in, nodes_per_run):
+        """Follow particles scattered at beam energies exp(u_in) (one per node; node i
+        belongs to run ``run_of[i]``, nodes ordered by run) out of the sample."""
+        n_layers = self.n_layers
+        row = runs.row[run_of]
+        sample = runs.sample[run_of]
+        r = runs.reaction[run_of]
+        # beam energy variance at the node: non-statistical broadening and straggling since
+        # the top of the layer
+        top = tab.lookup(runs.row, runs.u_hi)[run_of]
+        here = tab.lookup(row, u_in)
+        depth = self.cos_in * (top[:, 0] - here[:, 0])                    # TFU below layer top
+        ratio = here[:, 1] / top[:, 1]
+        v_in = (ratio * ratio * runs.v_top[run_of]
+                + tab.omega2[row] * here[:, 1] ** 2 * (top[:, 2] - here[:, 2]))
+        # scattering, then out through the rest of the own layer
+        k = self._r_k[r]
+        u, v, gain, s_start, inside = tab.cross(row, u_in + torch.log(k), k * k * v_in,
+                                                depth / self.cos_out)
+        # and through every layer above; deeper layers come first in the node list
+        layer_counts = torch.zeros(n_layers, dtype=torch.long, device=self.device).index_add(
+            0, runs.layer, nodes_per_run)
+        for m in range(n_layers - 2, -1, -1):
+            n = int(layer_counts[m + 1:].sum())
+            if n == 0:
                 continue
-            sl = slice(first, None)
-            path = (thickness[:, m] / self.cos_out)[:, None, None].expand(
-                batch, n_reactions - first, n_nodes)
-            u2, v2, ratio, _, ins = tab.cross(self._layer_ids3[m], u[:, sl], v[:, sl], path)
-            u = torch.cat([u[:, :first], u2], 1)
-            v = torch.cat([v[:, :first], v2], 1)
-            gain = torch.cat([gain[:, :first], gain[:, sl] * ratio], 1)
-            inside = torch.cat([inside[:, :first], inside[:, sl] & ins], 1)
-        return u, v, gain, inside
+            b = sample[:n]
+            u_m, v_m, ratio, _, ins = tab.cross(b * n_layers + m, u[:n], v[:n],
+                                                thickness[b, m] / self.cos_out)
+            u = torch.cat([u_m, u[n:]])
+            v = torch.cat([v_m, v[n:]])
+            gain = torch.cat([gain[:n] * ratio, gain[n:]])
+            inside = torch.cat([inside[:n] & ins, inside[n:]])
+        # merged isotopes: spread of K·E_beam carried to the detector
+        spread = torch.exp(u_in) * gain
+        v = v + self._r_kvar[r] * spread * spread
+        return _Nodes(u, v, gain, s_start, here[:, 1], inside)
 
-    def _deepest_useful(self, tab, u_hi, u_lo, u_need, iterations: int = 4):
-        """ln of the lowest beam energy in each reaction's layer whose scattered particles
-        still reach the top of the layer with energy exp(u_need) [B, R].
+    def _deepest_useful(self, tab, runs: _Runs, u_lo, u_need, iterations: int = 4):
+        """ln of the lowest beam energy in each run's layer whose scattered particles still
+        reach the top of the layer with energy exp(u_need).
 
         Solves R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in and out, c =
         cos α / cos β) by Newton's method kept inside a bracket.
         """
         c = self.cos_in / self.cos_out
-        rl = self._r_layer[None]
-        lnk = torch.log(self._r_k)[None]
-        ref = tab.lookup(rl[..., None], torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
-        target = ref[..., 1, 0] + c * ref[..., 0, 0]
-        shift = torch.stack([lnk, torch.zeros_like(lnk)], -1)
+        u_hi = runs.u_hi
+        k = self._r_k[runs.reaction]
+        row2 = runs.row[:, None]
+        ref = tab.lookup(row2, torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
+        target = ref[:, 1, 0] + c * ref[:, 0, 0]
+        shift = torch.stack([torch.log(k), torch.zeros_like(k)], -1)
 
         def phi(u):
-            vals = tab.lookup(rl[..., None], u[..., None] + shift)      # at K·E and E
+            vals = tab.lookup(row2, u[:, None] + shift)                # at K·E and E
             e = torch.exp(u)
             # dφ/du = E (K/S(KE) + c/S(E))
-            return (vals[..., 0, 0] + c * vals[..., 1, 0] - target,
-                    e * (self._r_k / vals[..., 0, 1] + c / vals[..., 1, 1]))
+            return (vals[:, 0, 0] + c * vals[:, 1, 0] - target,
+                    e * (k / vals[:, 0, 1] + c / vals[:, 1, 1]))
 
         f_lo, _ = phi(u_lo)
         f_hi, _ = phi(u_hi)
@@ -462,8 +474,35 @@ class RBSSimulator:
         return torch.where(none, u_hi, x)
 
 
+class _Runs(NamedTuple):
+    """Per (reaction, sample) quantities ([n_runs] each)."""
+
+    reaction: torch.Tensor
+    sample: torch.Tensor
+    layer: torch.Tensor
+    row: torch.Tensor            # table row: sample · L + layer
+    u_hi: torch.Tensor           # ln beam energy at the top of the layer
+    v_top: torch.Tensor          # beam energy variance there
+    concentration: torch.Tensor  # atom fraction of the channel's isotope(s) in the layer
+
+
+def node_coordinate(energy_keV: torch.Tensor, knee_keV: float) -> torch.Tensor:
+    """Coordinate in which depth nodes are equally spaced: ln E below the knee, linear above
+    (continuous with its derivative), so pieces are ∝ E at low and constant at high energy."""
+    ln_knee = math.log(knee_keV)
+    e = energy_keV.clamp_min(1e-30)
+    return torch.where(e < knee_keV, torch.log(e), ln_knee + (e - knee_keV) / knee_keV)
+
+
+def node_coordinate_inverse(xi: torch.Tensor, knee_keV: float) -> torch.Tensor:
+    """Energy (keV) of a :func:`node_coordinate` value."""
+    ln_knee = math.log(knee_keV)
+    return torch.where(xi < ln_knee, torch.exp(xi.clamp(max=ln_knee)),
+                       knee_keV * (1.0 + xi - ln_knee))
+
+
 class _Nodes(NamedTuple):
-    """Particles followed from depth nodes to the detector ([B, R, N] each)."""
+    """Particles followed from depth nodes to the detector (one entry per node)."""
 
     u_det: torch.Tensor      # ln(detected energy / keV)
     variance: torch.Tensor   # energy variance from beam spread and straggling, keV²

@@ -35,58 +35,44 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _CHUNK_ELEMENTS = 1 << 17
 
 
-def _scatter(n_bins: int, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """Sum ``values`` [B, ...] into ``n_bins`` + 1 bins per sample; the last bin collects
-    every index outside [0, n_bins)."""
-    batch = values.shape[0]
-    index = index.reshape(batch, -1)
-    index = torch.where((index >= 0) & (index < n_bins), index, torch.full_like(index, n_bins))
-    out = torch.zeros(batch, n_bins + 1, dtype=values.dtype, device=values.device)
-    return out.scatter_add(1, index, values.reshape(batch, -1))
-
-
 def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tensor,
-                        variance: torch.Tensor, n_edges: int, cutoff: float = 5.0) -> torch.Tensor:
+                        variance: torch.Tensor, sample: torch.Tensor, n_samples: int,
+                        n_edges: int, cutoff: float = 5.0) -> torch.Tensor:
     """Cumulative counts F at the integer edges 0 … n_edges−1 of the channel grid.
 
     Args:
-        chi: [B, N] node positions in channel units (relative to edge 0, ≥ 0).
-        jump: [B, N] jumps a_k of the density (counts per channel).
-        kink: [B, N] slope changes b_k (counts per channel²).
-        variance: [B, N] Gaussian variance of each node (channel²), > 0.
+        chi: [N] node positions in channel units (relative to edge 0, ≥ 0).
+        jump: [N] jumps a_k of the density (counts per channel).
+        kink: [N] slope changes b_k (counts per channel²).
+        variance: [N] Gaussian variance of each node (channel²), > 0.
+        sample: [N] index of the spectrum each node belongs to.
+        n_samples: number of spectra.
         n_edges: number of edges of the grid.
         cutoff: Gaussian tails beyond this many standard deviations are dropped.
 
     Returns:
-        [B, n_edges] cumulative counts; their differences are the channel contents.
+        [n_samples, n_edges] cumulative counts; their differences are the channel contents.
     """
+    # nodes sorted by spectrum (stable, so each spectrum keeps its node order): the work is
+    # then done in cache-sized blocks of spectra, and a spectrum's result does not depend on
+    # which other spectra share the batch
+    order = torch.argsort(sample, stable=True)
+    chi, jump, kink, variance, sample = (x[order] for x in (chi, jump, kink, variance, sample))
     base = chi.detach().floor()
     i = base.long()
     t = chi - base
-    one = torch.ones_like(t)
-    # global part: step (kink · v/2), linear hinge (jump), quadratic hinge (kink)
-    step = _scatter(n_edges, i + 1, 0.5 * kink * variance)
-    lin = _scatter(n_edges, torch.stack([i + 1, i + 2], -1),
-                   torch.stack([jump * (one - t), jump * t], -1))
-    quad = _scatter(n_edges, torch.stack([i + 1, i + 2, i + 3], -1),
-                    torch.stack([0.5 * kink * (one - t) ** 2, kink * (0.5 + t - t * t),
-                                 0.5 * kink * t * t], -1))
-    cum = torch.cumsum(step + torch.cumsum(lin + torch.cumsum(quad, 1), 1), 1)
+    width = n_edges + 1  # one extra edge collects everything beyond the grid
+    out = torch.empty(n_samples, width, dtype=chi.dtype, device=chi.device)
+    _global_part(out, t, i, jump, kink, variance, sample, n_edges)
 
     # local part: each node only touches the edges within cutoff·σ of it.  Nodes are grouped
-    # by the window they need and processed in cache-sized blocks.  Contributions are added
-    # in place, sample by sample in node order, so a sample's result does not depend on
-    # which other samples share the batch.
-    batch, n_nodes = chi.shape
+    # by the window they need and processed in cache-sized blocks, added in place.
     sigma = variance.sqrt()
     need = (cutoff * sigma.detach()).ceil().long() + 1
     active = (jump != 0) | (kink != 0)
-    flat = torch.zeros(batch * (n_edges + 1), dtype=chi.dtype, device=chi.device)
-    row = torch.arange(batch, device=chi.device)[:, None].expand(batch, n_nodes)
-    columns = (chi, i, jump, kink, variance, sigma, row)
-    columns = tuple(c.reshape(-1) for c in columns)
-    need, active = need.reshape(-1), active.reshape(-1)
+    columns = (t, i, jump, kink, variance, sigma, sample * width)
     lower = 0
+    flat = out.view(-1)
     for upper in _window_sizes(int(need.max()) if need.numel() else 1):
         select = torch.nonzero(active & (need > lower) & (need <= upper)).squeeze(1)
         lower = upper
@@ -97,8 +83,38 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
         for n0 in range(0, select.numel(), block):
             idx = select[n0:n0 + block]
             _add_local(flat, n_edges, offsets, cutoff, *(c[idx] for c in columns))
-    local = flat.view(batch, n_edges + 1)
-    return (cum + local)[:, :n_edges]
+    return out[:, :n_edges]
+
+
+def _global_part(out, t, i, jump, kink, variance, sample, n_edges):
+    """Write into ``out`` [B, n_edges + 1] the cumulative counts of the unsmoothed
+    piecewise-linear densities plus the kink·v/2 steps, at all edges.
+
+    The hinges are deposited as B-spline weights of their 1st, 2nd and 3rd differences on the
+    edge grid and integrated with three cumulative sums, a block of spectra at a time.
+    ``sample`` must be sorted.
+    """
+    n_samples, width = out.shape
+    one = torch.ones_like(t)
+    weights = torch.stack([0.5 * kink * variance,                  # step: H(j − χ)
+                           jump * (one - t), jump * t,              # (j − χ)₊
+                           0.5 * kink * (one - t) ** 2, kink * (0.5 + t - t * t),
+                           0.5 * kink * t * t], -1)                 # (j − χ)₊²/2
+    index = torch.stack([i + 1, i + 1, i + 2, i + 1, i + 2, i + 3], -1)
+    index = torch.where(index < n_edges, index, n_edges)
+    kind = torch.tensor([0, 1, 1, 2, 2, 2], device=t.device)
+    index = index + kind * width
+    rows = max(1, _CHUNK_ELEMENTS // (3 * width))
+    bounds = torch.searchsorted(sample, torch.arange(0, n_samples + rows, rows,
+                                                     device=t.device)).tolist()
+    for c, b0 in enumerate(range(0, n_samples, rows)):
+        b1 = min(b0 + rows, n_samples)
+        n0, n1 = bounds[c], bounds[c + 1]
+        target = ((sample[n0:n1, None] - b0) * (3 * width) + index[n0:n1]).reshape(-1)
+        d = torch.zeros((b1 - b0) * 3 * width, dtype=t.dtype, device=t.device)
+        d = d.scatter_add(0, target, weights[n0:n1].reshape(-1)).view(b1 - b0, 3, width)
+        out[b0:b1] = torch.cumsum(d[:, 0] + torch.cumsum(d[:, 1] + torch.cumsum(d[:, 2], 1), 1),
+                                  1)
 
 
 def _window_sizes(largest: int):
@@ -111,25 +127,23 @@ def _window_sizes(largest: int):
         size = size * 3 // 2 if size % 4 == 0 else size * 4 // 3
 
 
-def _add_local(flat, n_edges, offsets, cutoff, chi, i, jump, kink, variance, sigma, row):
+def _add_local(flat, n_edges, offsets, cutoff, t, i, jump, kink, variance, sigma, row):
     """Add the local part of F of the given nodes (1-D) onto the flat [B·(n_edges+1)] grid.
 
     For edge j = i + o (o an integer offset) u = (o − t)/σ with t = χ − i ∈ [0, 1), so
     u > 0 exactly when o ≥ 1: the branch of the quadratic term is known per offset.
     """
-    t = chi - i.to(chi.dtype)
-    au = (offsets.to(chi.dtype) - t[:, None]).abs_().mul_((1.0 / sigma)[:, None])  # |u|
+    au = (offsets.to(t.dtype) - t[:, None]).abs_().mul_((1.0 / sigma)[:, None])  # |u|
     # Φ(−|u|); erfc in float32 is accurate to ~1e-7 relative, ample for counts, and 4× faster
-    cdf = torch.erfc((au * _SQRT1_2).float()).to(chi.dtype).mul_(0.5)
+    cdf = torch.erfc((au * _SQRT1_2).float()).to(t.dtype).mul_(0.5)
     au2 = au * au
     pdf = torch.exp(au2 * -0.5).mul_(_INV_SQRT_2PI)
     # Ψ₁(−|u|) = φ − |u|Φ(−|u|);  Ψ₂(−|u|) = ((u² + 1)Φ(−|u|) − |u|φ)/2
     psi1 = pdf - au * cdf
     psi2 = (au2 + 1.0).mul_(cdf).sub_(au * pdf)
-    branch = torch.where(offsets >= 1, -0.5, 0.5).to(chi.dtype)
+    branch = torch.where(offsets >= 1, -0.5, 0.5).to(t.dtype)
     local = psi1.mul_((jump * sigma)[:, None]).add_(
         psi2.mul_((kink * variance)[:, None] * branch))
-    inside = (edges_in := i[:, None] + offsets) >= 0
-    target = row[:, None] * (n_edges + 1) + torch.where(inside & (edges_in < n_edges), edges_in,
-                                                        n_edges)
+    edges = i[:, None] + offsets
+    target = row[:, None] + torch.where((edges >= 0) & (edges < n_edges), edges, n_edges)
     flat.scatter_add_(0, target.reshape(-1), local.reshape(-1))

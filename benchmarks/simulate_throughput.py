@@ -1,0 +1,97 @@
+"""Throughput of the batched RBS simulator, compared with JaBS.
+
+Prints milliseconds per spectrum for batch sizes 1 and N on three samples: the reference
+case A (2 layers W/D, 4 parameters), B (3 layers Li/C/O/F/Ni, 15 parameters) and a
+5-layer, 8-element, 30-parameter sample like dataset C, and the ratio to JaBS's time per
+spectrum measured on the same kind of machine (shared/reference/README.md).  Setup: 4He at
+3000 keV, 165°, 1024 channels of 3 keV, 15 keV FWHM, cut-off 50 keV (the reference setup).
+Areal densities are drawn uniformly in [50, 5000] TFU (the MDN paper's prior), so the
+timings cover the whole parameter range, not one sample.
+
+Usage::
+
+    python benchmarks/simulate_throughput.py [--batch 1000] [--device cpu|cuda]
+        [--dtype float64|float32] [--repeat 3] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup
+
+# JaBS 0.7.6, default numerics, per noise-free spectrum on a 2-core machine of this kind
+JABS_MS = {"A": 0.74, "B": 6.95, "C": 13.9}
+
+SAMPLES = {
+    "A": [["W", "D"], ["W", "D"]],
+    "B": [["Li", "C", "O", "F", "Ni"]] * 3,
+    "C": [["H", "Li", "C", "O", "Co", "Zr", "La", "Ta"]]
+    + [["Li", "C", "O", "Zr", "La", "Ta"]] * 3
+    + [["O", "Zr", "La", "Ta"]],
+}
+
+
+def reference_setup() -> Setup:
+    return Setup(
+        ion="4He", beam_energy_keV=3000.0, scattering_deg=165.0, incidence_deg=0.0,
+        detector=Detector(channels=1024, gain_keV_per_channel=3.0, resolution_fwhm_keV=15.0),
+        fluence_times_solid_angle_sr=1e11, energy_cutoff_keV=50.0,
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"))
+
+
+def time_per_spectrum(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> float:
+    sim.simulate(params[: min(len(params), 4)])  # warm up
+    best = float("inf")
+    for _ in range(repeat):
+        if params.device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        sim.simulate(params)
+        if params.device.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best / len(params)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default=None, choices=["float64", "float32"])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--single-repeat", type=int, default=50)
+    ap.add_argument("--samples", default="A,B,C")
+    ap.add_argument("--profile", action="store_true", help="print a torch profile of sample C")
+    args = ap.parse_args()
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    gen = torch.Generator().manual_seed(0)
+    print(f"machine: {platform.processor() or platform.machine()}, "
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}")
+    for name in args.samples.split(","):
+        sim = RBSSimulator(reference_setup(), SAMPLES[name], device=args.device, dtype=dtype)
+        d = sim.n_parameters
+        params = (50.0 + 4950.0 * torch.rand(args.batch, d, generator=gen, dtype=torch.float64))
+        params = params.to(device=args.device, dtype=sim.dtype)
+        batched = time_per_spectrum(sim, params, args.repeat)
+        singles = []
+        for i in range(args.single_repeat):
+            singles.append(time_per_spectrum(sim, params[i:i + 1], 1))
+        single = sorted(singles)[len(singles) // 2]
+        jabs = JABS_MS[name] / 1e3
+        print(f"{name}: D={d:2d} reactions={len(sim.reactions):2d} | batch {args.batch}: "
+              f"{batched * 1e3:8.4f} ms/spectrum = {1 / batched:9.0f} spectra/s, "
+              f"JaBS/ours = {jabs / batched:6.1f} | batch 1 (median): {single * 1e3:7.3f} ms, "
+              f"JaBS/ours = {jabs / single:5.2f}")
+        if args.profile and name == args.samples.split(",")[-1]:
+            with torch.profiler.profile() as prof:
+                sim.simulate(params)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+if __name__ == "__main__":
+    main()
