@@ -57,7 +57,8 @@ class LayerTables:
         u0, h: first node and spacing of the ln(E/keV) grid; ``size`` nodes per row.
         coef: [N·size − 1, 4, 3]: on each grid interval, the cubic (Hermite) polynomials in
             t ∈ [0, 1] of (R, S, T): value = Σ_p coef[p] t^p.
-        range_pairs: [N·size − 1, 2, 2]: (R, dR/du) × (start, end) of each interval.
+        range_pairs: [N·size − 1, 4]: R, dR/du at the start, R, dR/du at the end of each
+            interval.
         sorted_range: [N·size] R plus per-row offsets, increasing (for inverse look-ups;
             float64 whatever the working precision).
         offsets: [N] the per-row offsets.
@@ -74,7 +75,6 @@ class LayerTables:
     offsets: torch.Tensor
     range_top: torch.Tensor
     omega2: torch.Tensor
-    hermite: torch.Tensor
 
     @classmethod
     def build(cls, stopping: torch.Tensor, omega2: torch.Tensor, u0: float, h: float):
@@ -93,26 +93,28 @@ class LayerTables:
         slopes = torch.stack([g_r, _du(stopping, h), g_t], -1).reshape(rows * size, _NQ)
         ends = torch.stack([values[:-1], slopes[:-1], values[1:], slopes[1:]], 1)
         coef = hermite @ ends                                             # [N·G−1, 4, 3]
-        pairs = torch.stack([values[:, R], slopes[:, R]], -1).unfold(0, 2, 1)  # [N·G−1, 2, 2]
+        # (R, dR/du) at the start and the end of each interval, [N·G−1, 4]
+        pairs = torch.stack([values[:, R], slopes[:, R]], -1)
+        pairs = torch.cat([pairs[:-1], pairs[1:]], -1)
         range_top = rng[:, -1]
         step = range_top.detach().double() + 1.0
         offsets = torch.cumsum(step, 0) - step
         sorted_range = (rng.detach().double() + offsets[:, None]).reshape(-1).contiguous()
         return cls(u0=u0, h=h, size=size, coef=coef, range_pairs=pairs,
                    sorted_range=sorted_range, offsets=offsets, range_top=range_top,
-                   omega2=omega2, hermite=hermite)
+                   omega2=omega2)
 
     # ------------------------------------------------------------------ look-ups
     def _evaluate(self, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(R, S, T) on interval q at t ∈ [0, 1]."""
-        return (torch.linalg.vander(t, N=4)[..., None, :] @ self.coef[q]).squeeze(-2)
+        return (torch.linalg.vander(t, N=4).unsqueeze(-2) @ self.coef[q]).squeeze(-2)
 
     def lookup(self, row: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """(R, S, T) of table ``row`` at energies exp(u), stacked on a last axis of 3.
 
         ``row`` (long) broadcasts against ``u``; u is clamped to the grid.
         """
-        pos = ((u - self.u0) / self.h).clamp(0.0, self.size - 1.0)
+        pos = ((u - self.u0) * (1.0 / self.h)).clamp(0.0, self.size - 1.0)
         i = pos.detach().floor().clamp_(max=self.size - 2)
         return self._evaluate(row * self.size + i.long(), pos - i)
 
@@ -123,36 +125,37 @@ class LayerTables:
     def invert(self, row: torch.Tensor, rng: torch.Tensor):
         """Energy at which the range function of table ``row`` equals ``rng``.
 
-        Returns (u, (R, S, T) there, inside): u = ln E and a mask that is False where ``rng``
-        fell below the grid (the particle stopped).
+        ``row`` must have the shape of ``rng``.  Returns (u, (R, S, T) there, inside):
+        u = ln E and a mask that is False where ``rng`` fell below the grid (the particle
+        stopped).
         """
-        row, rng = torch.broadcast_tensors(row, rng)
         inside = rng >= 0.0
-        r = torch.minimum(rng.clamp_min(0.0), self.range_top[row])
-        q = torch.searchsorted(self.sorted_range, r.detach().double() + self.offsets[row]) - 1
+        r = torch.minimum(rng.clamp(min=0.0), self.range_top[row])
+        q = torch.searchsorted(self.sorted_range, r.detach().double() + self.offsets[row])
         lo = row * self.size
-        q = torch.maximum(torch.minimum(q, lo + self.size - 2), lo)
-        ends = self.range_pairs[q]                              # [..., (R, dR/du), (q, q+1)]
-        r0 = ends[..., 0, 0]
-        dr = ends[..., 0, 1] - r0
+        q = torch.clamp(q - 1, min=lo, max=lo + (self.size - 2))
+        r0, d0, r1, d1 = self.range_pairs[q].unbind(-1)
+        dr = r1 - r0
         # Hermite interpolation of u(R) on [r0, r1], with du/dR = 1/R' at both ends:
-        # u = u_j + h·h01 + Δr (h10/R'_0 + h11/R'_1)
-        w = torch.linalg.vander((r - r0) / dr, N=4) @ self.hermite      # h00, h·h10, h01, h·h11
-        slopes = dr[..., None] / (self.h * ends[..., 1, :])
-        u_j = self.u0 + (q - lo).to(rng.dtype) * self.h
-        u = u_j + w[..., 2] * self.h + (w[..., 1::2] * slopes).sum(-1)
-        return u, self._evaluate(q, ((u - u_j) / self.h).clamp(0.0, 1.0)), inside
+        # u = u_j + h·h01(τ) + Δr (h10(τ)/R'_0 + h11(τ)/R'_1)
+        tau = (r - r0) / dr
+        tau2 = tau * tau
+        tm1 = tau - 1.0
+        t = tau2 * (3.0 - 2.0 * tau) + (dr * (1.0 / self.h)) * tau * tm1 * (tm1 / d0 + tau / d1)
+        u = self.u0 + (q - lo).to(rng.dtype) * self.h + t * self.h
+        return u, self._evaluate(q, t.clamp(0.0, 1.0)), inside
 
     def cross(self, row: torch.Tensor, u: torch.Tensor, variance: torch.Tensor,
               path: torch.Tensor):
         """Move particles of energy exp(u) and energy variance ``variance`` along ``path``
-        TFU of table ``row``.
+        TFU of table ``row`` (same shape as ``u``).
 
         Returns (u_out, variance_out, S_out/S_in, S_in, inside).
         """
         before = self.lookup(row, u)
-        u_out, after, inside = self.invert(row, before[..., R] - path)
-        ratio = after[..., S] / before[..., S]
-        var_out = ratio * ratio * variance + self.omega2[row] * after[..., S] ** 2 * (
-            before[..., T] - after[..., T])
-        return u_out, var_out, ratio, before[..., S], inside
+        r_in, s_in, t_in = before.unbind(-1)
+        u_out, after, inside = self.invert(row, r_in - path)
+        _, s_out, t_out = after.unbind(-1)
+        ratio = s_out / s_in
+        var_out = ratio * ratio * variance + self.omega2[row] * s_out * s_out * (t_in - t_out)
+        return u_out, var_out, ratio, s_in, inside
