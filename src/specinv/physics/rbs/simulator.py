@@ -276,7 +276,8 @@ class RBSSimulator:
         runs = self._runs(batch, fraction, u_top, v_top)
         u_bot = self._deepest_useful(tab, runs, u_top[runs.sample, runs.layer + 1],
                                      u_need[runs.sample, runs.layer])
-        nodes_per_run, u_in = self._place_nodes(tab, thickness, runs, u_bot)
+        u_need_run = u_need[runs.sample, runs.layer]
+        nodes_per_run, u_in = self._place_nodes(tab, runs, u_bot, u_need_run)
         run_of = torch.repeat_interleave(torch.arange(len(nodes_per_run), device=self.device),
                                          nodes_per_run)
         nodes = self._follow(tab, thickness, runs, run_of, u_in, nodes_per_run)
@@ -335,25 +336,30 @@ class RBSSimulator:
         the top of the layer needs to reach the detector with the cut-off energy (+inf where
         none can).  The two recursions run together, one table call per layer."""
         batch = thickness.shape[0]
-        n_layers = self.n_layers
-        rows = torch.arange(batch, device=self.device) * n_layers
-        u_beam = torch.full((batch,), math.log(self.setup.beam_energy_keV), dtype=self.dtype,
-                            device=self.device)
-        u_cut = torch.full_like(u_beam, math.log(self.setup.energy_cutoff_keV))
-        u, v, need = [u_beam], [torch.full_like(u_beam, self._var_beam)], [u_cut]
-        for l in range(n_layers):
-            row = (rows + l).repeat(2)
-            before = tab.lookup(row, torch.cat([u[-1], need[-1]]))
-            r_in = before[:, 0] + torch.cat([-thickness[:, l] / self.cos_in,
-                                             thickness[:, l] / self.cos_out])
+        rows = (torch.arange(batch, device=self.device) * self.n_layers)[:, None].expand(batch, 2)
+        # column 0: the beam going in; column 1: the cut-off energy carried back in
+        state = torch.tensor([math.log(self.setup.beam_energy_keV),
+                              math.log(self.setup.energy_cutoff_keV)], dtype=self.dtype,
+                             device=self.device).expand(batch, 2)
+        direction = torch.tensor([-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=self.dtype,
+                                 device=self.device)
+        var = torch.full((batch,), self._var_beam, dtype=self.dtype, device=self.device)
+        u, v, need = [state[:, 0]], [var], [state[:, 1]]
+        for l in range(self.n_layers):
+            row = rows + l
+            before = tab.lookup(row, state)
+            r_in = before[..., 0] + thickness[:, l, None] * direction
             u_out, after, _ = tab.invert(row, r_in)
-            ratio = after[:batch, 1] / before[:batch, 1]
-            u.append(u_out[:batch])
-            v.append(ratio * ratio * v[-1] + tab.omega2[rows + l] * after[:batch, 1] ** 2
-                     * (before[:batch, 2] - after[:batch, 2]))
+            ratio = after[:, 0, 1] / before[:, 0, 1]
+            var = ratio * ratio * var + tab.omega2[row[:, 0]] * after[:, 0, 1] ** 2 * (
+                before[:, 0, 2] - after[:, 0, 2])
             # beyond the top of the table nothing can get out
-            need.append(torch.where(r_in[batch:] < tab.range_top[rows + l], u_out[batch:],
-                                    torch.full_like(u_cut, math.inf)))
+            up = torch.where(r_in[:, 1] < tab.range_top[row[:, 1]], u_out[:, 1],
+                             torch.full_like(var, math.inf))
+            state = torch.stack([u_out[:, 0], up], 1)
+            u.append(u_out[:, 0])
+            v.append(var)
+            need.append(up)
         return torch.stack(u, 1), torch.stack(v, 1), torch.stack(need[:-1], 1)
 
     def _runs(self, batch, fraction, u_top, v_top) -> _Runs:
@@ -367,21 +373,29 @@ class RBSSimulator:
         return _Runs(reaction, sample, layer, sample * self.n_layers + layer,
                      u_top[sample, layer], v_top[sample, layer], conc)
 
-    def _place_nodes(self, tab, thickness, runs: _Runs, u_bot):
+    def _place_nodes(self, tab, runs: _Runs, u_bot, u_need):
         """Number of nodes of every run and ln(beam energy) of all nodes (flat, run by run).
 
-        The pieces between nodes are at most piece_width_keV wide in detected energy and at
-        most piece_relative_width of it (:func:`node_coordinate`).  A first pass over the
-        two ends of each run gives its detected-energy span; in between, detected energy is
-        taken as linear in beam energy to place the nodes.
+        The pieces between nodes should be at most piece_width_keV wide in detected energy
+        and at most piece_relative_width of it (:func:`node_coordinate`).  Detected energies
+        are predicted from the exit energies E_x at the top of the run's layer (one crossing
+        of the own layer): E_det ≈ E_x − (E_need − E_cut), the energy the layers above take
+        from a particle that just reaches the cut-off (exact for the surface layer).  In
+        between the two ends, E_det is taken as linear in beam energy.
         """
         num = self.setup.numerics
         n_runs = len(runs.reaction)
-        two = torch.full((n_runs,), 2, dtype=torch.long, device=self.device)
-        ends = self._follow(tab, thickness, runs, torch.arange(n_runs, device=self.device)
-                            .repeat_interleave(2), torch.stack([runs.u_hi, u_bot], 1).reshape(-1),
-                            two)
-        e_ends = torch.exp(ends.u_det).detach().view(n_runs, 2)
+        k = self._r_k[runs.reaction]
+        # exit energy at the top of the layer for scattering at the deepest node
+        vals = tab.lookup(runs.row[:, None].expand(n_runs, 2),
+                          torch.stack([runs.u_hi, u_bot], 1))
+        depth = self.cos_in * (vals[:, 0, 0] - vals[:, 1, 0])
+        u_x_bot = tab.invert(runs.row, tab.lookup(runs.row, u_bot + torch.log(k))[:, 0]
+                             - depth / self.cos_out)[0]
+        loss_above = (torch.exp(u_need.clamp(max=50.0)) - self.setup.energy_cutoff_keV).clamp(
+            min=0.0)
+        e_x = torch.stack([k * torch.exp(runs.u_hi), torch.exp(u_x_bot)], 1)
+        e_ends = (e_x - loss_above[:, None]).clamp(min=self.setup.energy_cutoff_keV).detach()
         knee = num.piece_width_keV / num.piece_relative_width
         xi = node_coordinate(e_ends, knee) / num.piece_relative_width
         pieces = (xi[:, 0] - xi[:, 1]).ceil().clamp(1, num.max_nodes_per_layer - 1).long()
@@ -445,25 +459,21 @@ class RBSSimulator:
         """
         c = self.cos_in / self.cos_out
         u_hi = runs.u_hi
+        n = len(u_hi)
         k = self._r_k[runs.reaction]
-        row2 = runs.row[:, None]
-        ref = tab.lookup(row2, torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
+        shift = torch.stack([torch.log(k), torch.zeros_like(k)], -1)    # look up at K·E and E
+        rows2 = runs.row[:, None].expand(n, 2)
+        ref = tab.lookup(rows2, torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
         target = ref[:, 1, 0] + c * ref[:, 0, 0]
-        shift = torch.stack([torch.log(k), torch.zeros_like(k)], -1)
 
-        def phi(u):
-            rows = row2 if len(u) == len(row2) else row2.repeat(len(u) // len(row2), 1)
-            sh = shift if len(u) == len(shift) else shift.repeat(len(u) // len(shift), 1)
-            kk = k if len(u) == len(k) else k.repeat(len(u) // len(k))
-            vals = tab.lookup(rows, u[:, None] + sh)                   # at K·E and E
-            e = torch.exp(u)
-            # dφ/du = E (K/S(KE) + c/S(E))
-            tg = target if len(u) == len(target) else target.repeat(len(u) // len(target))
-            return (vals[:, 0, 0] + c * vals[:, 1, 0] - tg,
-                    e * (kk / vals[:, 0, 1] + c / vals[:, 1, 1]))
+        def phi(u, rows=rows2, shift=shift, k=k, target=target):
+            vals = tab.lookup(rows, u[:, None] + shift)
+            # φ and dφ/du = E (K/S(KE) + c/S(E))
+            return (vals[:, 0, 0] + c * vals[:, 1, 0] - target,
+                    torch.exp(u) * (k / vals[:, 0, 1] + c / vals[:, 1, 1]))
 
-        n = len(u_lo)
-        f_ends, _ = phi(torch.cat([u_lo, u_hi]))
+        f_ends, _ = phi(torch.cat([u_lo, u_hi]), rows2.repeat(2, 1), shift.repeat(2, 1),
+                        k.repeat(2), target.repeat(2))
         f_lo, f_hi = f_ends[:n], f_ends[n:]
         none = (f_hi <= 0) | ~torch.isfinite(u_need)    # nothing of this layer gets out
         full = f_lo >= 0                                 # the whole layer contributes
@@ -472,8 +482,9 @@ class RBSSimulator:
         x = torch.where(torch.isfinite(x), x, 0.5 * (lo + hi)).clamp(lo, hi)
         for _ in range(iterations):
             f, df = phi(x)
-            lo = torch.where(f < 0, x, lo)
-            hi = torch.where(f < 0, hi, x)
+            below = f < 0
+            lo = torch.where(below, x, lo)
+            hi = torch.where(below, hi, x)
             step = x - f / df
             x = torch.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
         x = torch.where(full, u_lo, x)

@@ -106,8 +106,10 @@ class LayerTables:
 
     # ------------------------------------------------------------------ look-ups
     def _evaluate(self, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """(R, S, T) on interval q at t ∈ [0, 1]."""
-        return (torch.linalg.vander(t, N=4).unsqueeze(-2) @ self.coef[q]).squeeze(-2)
+        """(R, S, T) on interval q at t ∈ [0, 1] (Horner's scheme)."""
+        c0, c1, c2, c3 = self.coef[q].unbind(-2)
+        t = t.unsqueeze(-1)
+        return c0 + t * (c1 + t * (c2 + t * c3))
 
     def lookup(self, row: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """(R, S, T) of table ``row`` at energies exp(u), stacked on a last axis of 3.
