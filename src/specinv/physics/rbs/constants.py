@@ -36,5 +36,6 @@ ANDERSEN_V1_KEV: float = 0.04873
 #: L'Ecuyer (1979) screening coefficient, keV: F = 1 - 0.04873 Z1 Z2^(4/3) / E_cm.
 LECUYER_KEV: float = 0.04873
 
-#: Ziegler–Biersack–Littmark universal screening length prefactor (a_U = 0.8854 a0 / (Z1^0.23 + Z2^0.23)).
+#: Ziegler–Biersack–Littmark universal screening length prefactor:
+#: a_U = 0.8854 a0 / (Z1^0.23 + Z2^0.23).
 ZBL_SCREENING_PREFACTOR: float = 0.8854

@@ -57,6 +57,12 @@ GEOMETRIES = ("IBM", "Cornell", "general")
 
 def _number(value: Any, key: str, *, positive: bool = False, nonnegative: bool = False,
             integer: bool = False) -> float:
+    if isinstance(value, str):
+        # YAML 1.1 reads 1.0e13 (no sign in the exponent) as a string
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ExperimentError(f"{key}: expected a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExperimentError(f"{key}: expected a number, got {value!r}")
     if not math.isfinite(value):
@@ -242,7 +248,7 @@ class Setup:
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer: areal density (TFU) per element or isotope name, e.g. ``{"W": 1000, "D": 3000}``."""
+    """One layer: areal density (TFU) per element or isotope, e.g. ``{"W": 1000, "D": 3000}``."""
 
     areal_densities: Mapping[str, float]
 
@@ -251,7 +257,8 @@ class Layer:
         return float(sum(self.areal_densities.values()))
 
 
-def validate_layers(layers: Sequence[Mapping[str, Any]], key: str = "sample.layers") -> tuple[Layer, ...]:
+def validate_layers(layers: Sequence[Mapping[str, Any]],
+                    key: str = "sample.layers") -> tuple[Layer, ...]:
     """Check a list of layers (element/isotope names, finite non-negative areal densities)."""
     if not isinstance(layers, Sequence) or isinstance(layers, (str, bytes)) or not layers:
         raise ExperimentError(f"{key}: expected a non-empty list of layers, got {layers!r}")
@@ -260,7 +267,8 @@ def validate_layers(layers: Sequence[Mapping[str, Any]], key: str = "sample.laye
         lkey = f"{key}[{i}]"
         if not isinstance(layer, Mapping) or not layer:
             raise ExperimentError(
-                f"{lkey}: expected a mapping of element -> areal density (1e15 at/cm2), got {layer!r}")
+                f"{lkey}: expected a mapping of element -> areal density (1e15 at/cm2), "
+                f"got {layer!r}")
         clean = {}
         for name, value in layer.items():
             try:
@@ -351,7 +359,8 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     phys = _section(data, "physics", required=False)
     _check_keys(phys, ["screening", "straggling", "nuclear_stopping"], "physics")
     num = _section(data, "numerics", required=False)
-    _check_keys(num, ["piece_width_keV", "piece_relative_width", "max_nodes_per_layer", "gaussian_cutoff_sigmas",
+    _check_keys(num, ["piece_width_keV", "piece_relative_width", "max_nodes_per_layer",
+                      "gaussian_cutoff_sigmas",
                       "isotope_merge_sigmas", "grid_points_per_decade"],
                 "numerics")
 

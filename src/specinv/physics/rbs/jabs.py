@@ -15,7 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .experiment import Detector, Experiment, ExperimentError, PhysicsOptions, Setup, validate_layers
+from .experiment import (
+    Detector,
+    Experiment,
+    ExperimentError,
+    PhysicsOptions,
+    Setup,
+    validate_layers,
+)
 
 
 def _ion_name(text: str) -> str:

@@ -55,10 +55,10 @@ def _lab_coefficient(ch: RutherfordChannel) -> float:
 def _merge(layer: int, parameter: int, element: str,
            members: Sequence[tuple[Isotope, RutherfordChannel]]) -> Reaction:
     weights = [iso.abundance * _lab_coefficient(ch) for iso, ch in members]
+    ks = [ch.kinematic_factor for _, ch in members]
     total_w = sum(weights)
-    k_mean = sum(w * ch.kinematic_factor for w, (_, ch) in zip(weights, members)) / total_w
-    k_var = sum(w * (ch.kinematic_factor - k_mean) ** 2
-                for w, (_, ch) in zip(weights, members)) / total_w
+    k_mean = sum(w * k for w, k in zip(weights, ks, strict=True)) / total_w
+    k_var = sum(w * (k - k_mean) ** 2 for w, k in zip(weights, ks, strict=True)) / total_w
     abundance = sum(iso.abundance for iso, _ in members)
     coef = sum(iso.abundance * _lab_coefficient(ch) for iso, ch in members) / abundance
     main = max(members, key=lambda m: m[0].abundance)

@@ -31,13 +31,14 @@ the cut-off differently (JaBS stops at emin with a coarse last step).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.autograd import forward_ad
 
 from .constants import (
     ANDERSEN_V1_KEV,
@@ -83,9 +84,9 @@ class RBSSimulator:
         self.structure = tuple(tuple(str(n) for n in layer) for layer in structure)
         if not self.structure or any(len(layer) == 0 for layer in self.structure):
             raise ExperimentError("sample.layers: every layer needs at least one element")
-        for l, layer in enumerate(self.structure):
+        for index, layer in enumerate(self.structure):
             if len(set(layer)) != len(layer):
-                raise ExperimentError(f"sample.layers[{l}]: an element is listed twice")
+                raise ExperimentError(f"sample.layers[{index}]: an element is listed twice")
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or (torch.float32 if self.device.type == "cuda" else torch.float64)
         self._build()
@@ -98,7 +99,7 @@ class RBSSimulator:
     @property
     def parameter_names(self) -> list[str]:
         """Names of the parameters: ``"layer1:W"``, ``"layer1:D"``, …"""
-        return [f"layer{l + 1}:{n}" for l, layer in enumerate(self.structure) for n in layer]
+        return [f"layer{i + 1}:{n}" for i, layer in enumerate(self.structure) for n in layer]
 
     @property
     def n_parameters(self) -> int:
@@ -147,10 +148,10 @@ class RBSSimulator:
 
         # parameters -> (layer, species) columns
         columns, default_fraction = [], np.zeros((self.n_layers, n_sp))
-        for l, layer in enumerate(self.structure):
+        for li, layer in enumerate(self.structure):
             for n in layer:
-                columns.append(l * n_sp + names.index(n))
-                default_fraction[l, names.index(n)] = 1.0 / len(layer)
+                columns.append(li * n_sp + names.index(n))
+                default_fraction[li, names.index(n)] = 1.0 / len(layer)
 
         # scattering channels, ordered by layer; isotopes whose kinematic factors differ by
         # much less than the detector resolution are merged (see .reactions)
@@ -158,11 +159,11 @@ class RBSSimulator:
         max_k_std = s.numerics.isotope_merge_sigmas * sigma_det / s.beam_energy_keV
         reactions, species_column = [], []
         p = 0
-        for l, layer in enumerate(self.structure):
+        for li, layer in enumerate(self.structure):
             for n in layer:
-                found = layer_reactions(l, p, sp[names.index(n)], z1, m1, theta, max_k_std)
+                found = layer_reactions(li, p, sp[names.index(n)], z1, m1, theta, max_k_std)
                 reactions += found
-                species_column += [l * n_sp + names.index(n)] * len(found)
+                species_column += [li * n_sp + names.index(n)] * len(found)
                 p += 1
         self.reactions: tuple[Reaction, ...] = tuple(reactions)
 
@@ -253,9 +254,9 @@ class RBSSimulator:
                     f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}")
         per_sample = max(1, len(self.reactions) * 32)
         chunk = max(1, _TARGET_ELEMENTS // per_sample)
-        # without gradients to track, inference mode saves a fifth of the time on small batches
-        mode = torch.enable_grad() if params.requires_grad else torch.inference_mode()
-        with mode:
+        # without derivatives to track, inference mode saves a fifth of the time on small batches
+        tracked = params.requires_grad or forward_ad.unpack_dual(params).tangent is not None
+        with contextlib.nullcontext() if tracked else torch.inference_mode():
             parts = [self._simulate(params[i:i + chunk])
                      for i in range(0, params.shape[0], chunk)]
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
@@ -345,10 +346,10 @@ class RBSSimulator:
                                  device=self.device)
         var = torch.full((batch,), self._var_beam, dtype=self.dtype, device=self.device)
         u, v, need = [state[:, 0]], [var], [state[:, 1]]
-        for l in range(self.n_layers):
-            row = rows + l
+        for li in range(self.n_layers):
+            row = rows + li
             before = tab.lookup(row, state)
-            r_in = before[..., 0] + thickness[:, l, None] * direction
+            r_in = before[..., 0] + thickness[:, li, None] * direction
             u_out, after, _ = tab.invert(row, r_in)
             ratio = after[:, 0, 1] / before[:, 0, 1]
             var = ratio * ratio * var + tab.omega2[row[:, 0]] * after[:, 0, 1] ** 2 * (
@@ -395,7 +396,7 @@ class RBSSimulator:
         loss_above = (torch.exp(u_need.clamp(max=50.0)) - self.setup.energy_cutoff_keV).clamp(
             min=0.0)
         e_x = torch.stack([k * torch.exp(runs.u_hi), torch.exp(u_x_bot)], 1)
-        e_ends = (e_x - loss_above[:, None]).clamp(min=self.setup.energy_cutoff_keV).detach()
+        e_ends = (e_x - loss_above[:, None]).clamp(min=self.setup.energy_cutoff_keV)
         knee = num.piece_width_keV / num.piece_relative_width
         xi = node_coordinate(e_ends, knee) / num.piece_relative_width
         pieces = (xi[:, 0] - xi[:, 1]).ceil().clamp(1, num.max_nodes_per_layer - 1).long()

@@ -80,7 +80,7 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
                            (sample * width).to(t.dtype)], 1)[order]
     flat = out.view(-1)
     start = 0
-    for size, count in zip(sizes, counts):
+    for size, count in zip(sizes, counts, strict=False):
         offsets = torch.arange(-size + 1, size + 1, device=chi.device, dtype=t.dtype)
         block = max(1, _CHUNK_ELEMENTS // offsets.numel())
         for n0 in range(start, start + count, block):
@@ -139,15 +139,16 @@ def _add_local(flat, n_edges, offsets, columns):
     offset.
     """
     t, i, a_s, b_v, inv_sigma, row = columns.unbind(1)
-    au = (offsets - t[:, None]).abs_().mul_(inv_sigma[:, None])        # |u|
-    cdf = torch.erfc(au * _SQRT1_2).mul_(0.5)                          # Φ(−|u|)
+    au = (offsets - t[:, None]).abs() * inv_sigma[:, None]            # |u|
     au2 = au * au
-    pdf = torch.exp(au2 * -0.5).mul_(_INV_SQRT_2PI)
-    # Ψ₁(−|u|) = φ − |u|Φ(−|u|);  Ψ₂(−|u|) = ((u² + 1)Φ(−|u|) − |u|φ)/2
-    psi1 = pdf - au * cdf
-    psi2 = (au2 + 1.0).mul_(cdf).sub_(au * pdf)
-    branch = torch.where(offsets >= 1, -0.5, 0.5)
-    local = psi1.mul_(a_s[:, None]).add_(psi2.mul_(b_v[:, None] * branch))
+    gauss = torch.exp(-0.5 * au2)                                      # √(2π) φ(u)
+    tail = torch.erfc(au * _SQRT1_2)                                   # 2 Φ(−|u|)
+    # a_s Ψ₁(−|u|) ± b_v Ψ₂(−|u|) with Ψ₁ = φ − |u|Φ and Ψ₂ = ((u² + 1)Φ − |u|φ)/2,
+    # the sign being + below the node (u ≤ 0) and − above it
+    a_s = a_s[:, None]
+    q = b_v[:, None] * torch.where(offsets >= 1, -0.5, 0.5)
+    local = ((a_s - q * au) * gauss * _INV_SQRT_2PI
+             + (q * (au2 + 1.0) - a_s * au) * tail * 0.5)
     edges = i[:, None] + offsets
     edges = torch.where((edges >= 0) & (edges < n_edges), edges, n_edges) + row[:, None]
     flat.scatter_add_(0, edges.long().reshape(-1), local.reshape(-1))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ...fileio import atomic_path
 from .constants import BOHR_RADIUS_CM, E2_KEV_CM, TFU, ZBL_SCREENING_PREFACTOR
 from .isotopes import Species
 
@@ -63,20 +63,8 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("specinv"))
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _lunasrim_electronic(z1: int, z2: int, energies_keV_per_u: np.ndarray, phase: int) -> np.ndarray:
+def _lunasrim_electronic(z1: int, z2: int, energies_keV_per_u: np.ndarray,
+                         phase: int) -> np.ndarray:
     os.environ.setdefault("LUNASRIM_NO_NATIVE_MATH", "1")
     from lunasrim import data_files
     from lunasrim import stopping as srim
@@ -104,7 +92,8 @@ def electronic_stopping_table(z1: int, z2: int, grid: LogGrid = DEFAULT_GRID,
         if table.shape == (grid.size,):
             return table
     table = _lunasrim_electronic(z1, z2, grid.values(), phase)
-    _atomic_save(path, table)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, table)
     return table
 
 

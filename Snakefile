@@ -1,0 +1,21 @@
+# specinv workflow entry point.  Rules live in workflow/rules/, one file per stage; all the
+# work is done by the specinv library and its command line.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/example.smk"
+
+
+rule all:
+    input:
+        all_outputs(),
+    default_target: True
