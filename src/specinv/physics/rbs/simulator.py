@@ -265,41 +265,47 @@ class RBSSimulator:
     def _simulate(self, params: torch.Tensor) -> torch.Tensor:
         batch = params.shape[0]
         n_layers = self.n_layers
-        thickness, fraction = self._layer_composition(params)            # [B, L], [B, L, S]
-        stopping = (fraction[..., None] * self._stop_species).sum(-2)     # [B, L, G]
-        omega2 = (fraction * self._omega2_species).sum(-1)                # [B, L]
-        tab = LayerTables.build(stopping.reshape(batch * n_layers, -1), omega2.reshape(-1),
-                                self._u0, self._h)
-        u_top, v_top, u_need = self._layer_tops(tab, thickness)          # [B, L+1] ×2, [B, L]
+        with _stage("tables"):
+            thickness, fraction = self._layer_composition(params)        # [B, L], [B, L, S]
+            stopping = (fraction[..., None] * self._stop_species).sum(-2)  # [B, L, G]
+            omega2 = (fraction * self._omega2_species).sum(-1)            # [B, L]
+            tab = LayerTables.build(stopping.reshape(batch * n_layers, -1), omega2.reshape(-1),
+                                    self._u0, self._h)
+        with _stage("layer_tops"):
+            u_top, v_top, u_need = self._layer_tops(tab, thickness)      # [B, L+1] ×2, [B, L]
 
         # one "run" of depth nodes per (reaction, sample); deepest layers first, so that the
         # particles that still have to cross layer m always form a prefix of the node list
-        runs = self._runs(batch, fraction, u_top, v_top)
-        u_bot = self._deepest_useful(tab, runs, u_top[runs.sample, runs.layer + 1],
-                                     u_need[runs.sample, runs.layer])
-        u_need_run = u_need[runs.sample, runs.layer]
-        nodes_per_run, u_in = self._place_nodes(tab, runs, u_bot, u_need_run)
-        run_of = torch.repeat_interleave(torch.arange(len(nodes_per_run), device=self.device),
-                                         nodes_per_run)
-        nodes = self._follow(tab, thickness, runs, run_of, u_in, nodes_per_run)
+        with _stage("node_placement"):
+            runs = self._runs(batch, fraction, u_top, v_top)
+            u_need_run = u_need[runs.sample, runs.layer]
+            u_bot, u_x_bot = self._useful_range(tab, runs, u_top[runs.sample, runs.layer + 1],
+                                                u_need_run)
+            nodes_per_run, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need_run)
+            run_of = torch.repeat_interleave(
+                torch.arange(len(nodes_per_run), device=self.device), nodes_per_run)
+        with _stage("exit_paths"):
+            nodes = self._follow(tab, thickness, runs, run_of, u_in, nodes_per_run)
 
         # yield density dN/dE_det at the nodes and counts of the pieces between them
-        r = runs.reaction[run_of]
-        e_in = torch.exp(u_in)
-        scale = self._yield_scale * runs.concentration[run_of]
-        sigma_in = self._cross_section(r, e_in)
-        k = self._r_k[r]
-        dedx = nodes.gain * (k * nodes.s_beam / self.cos_in + nodes.s_start / self.cos_out)
-        density = torch.where(nodes.inside, scale * sigma_in / self.cos_in / dedx,
-                              torch.zeros_like(dedx))                     # counts/keV
-        same_run = run_of[1:] == run_of[:-1]                              # piece j: nodes j, j+1
-        e_mid = 0.5 * (e_in[1:] + e_in[:-1])
-        s_mid = tab.stopping(runs.row[run_of[1:]], torch.log(e_mid))
-        g_in = sigma_in / nodes.s_beam
-        g_mid = self._cross_section(r[1:], e_mid) / s_mid
-        counts = scale[1:] * (e_in[:-1] - e_in[1:]) / 6.0 * (g_in[:-1] + 4.0 * g_mid + g_in[1:])
-        counts = torch.where(same_run & nodes.inside[1:] & nodes.inside[:-1], counts,
-                             torch.zeros_like(counts))
+        with _stage("yields"):
+            r = runs.reaction[run_of]
+            e_in = torch.exp(u_in)
+            scale = self._yield_scale * runs.concentration[run_of]
+            sigma_in = self._cross_section(r, e_in)
+            k = self._r_k[r]
+            dedx = nodes.gain * (k * nodes.s_beam / self.cos_in + nodes.s_start / self.cos_out)
+            density = torch.where(nodes.inside, scale * sigma_in / self.cos_in / dedx,
+                                  torch.zeros_like(dedx))                 # counts/keV
+            same_run = run_of[1:] == run_of[:-1]                          # piece j: nodes j, j+1
+            e_mid = 0.5 * (e_in[1:] + e_in[:-1])
+            s_mid = tab.stopping(runs.row[run_of[1:]], torch.log(e_mid))
+            g_in = sigma_in / nodes.s_beam
+            g_mid = self._cross_section(r[1:], e_mid) / s_mid
+            counts = scale[1:] * (e_in[:-1] - e_in[1:]) / 6.0 * (
+                g_in[:-1] + 4.0 * g_mid + g_in[1:])
+            counts = torch.where(same_run & nodes.inside[1:] & nodes.inside[:-1], counts,
+                                 torch.zeros_like(counts))
         return self._assemble(batch, runs.sample[run_of], nodes.u_det, nodes.variance, density,
                               counts, same_run)
 
@@ -374,25 +380,19 @@ class RBSSimulator:
         return _Runs(reaction, sample, layer, sample * self.n_layers + layer,
                      u_top[sample, layer], v_top[sample, layer], conc)
 
-    def _place_nodes(self, tab, runs: _Runs, u_bot, u_need):
+    def _place_nodes(self, runs: _Runs, u_bot, u_x_bot, u_need):
         """Number of nodes of every run and ln(beam energy) of all nodes (flat, run by run).
 
         The pieces between nodes should be at most piece_width_keV wide in detected energy
         and at most piece_relative_width of it (:func:`node_coordinate`).  Detected energies
-        are predicted from the exit energies E_x at the top of the run's layer (one crossing
-        of the own layer): E_det ≈ E_x − (E_need − E_cut), the energy the layers above take
-        from a particle that just reaches the cut-off (exact for the surface layer).  In
-        between the two ends, E_det is taken as linear in beam energy.
+        are predicted from the exit energies E_x at the top of the run's layer: E_det ≈ E_x
+        − (E_need − E_cut), the energy the layers above take from a particle that just
+        reaches the cut-off (exact for the surface layer).  In between the two ends, E_det
+        is taken as linear in beam energy.
         """
         num = self.setup.numerics
         n_runs = len(runs.reaction)
         k = self._r_k[runs.reaction]
-        # exit energy at the top of the layer for scattering at the deepest node
-        vals = tab.lookup(runs.row[:, None].expand(n_runs, 2),
-                          torch.stack([runs.u_hi, u_bot], 1))
-        depth = self.cos_in * (vals[:, 0, 0] - vals[:, 1, 0])
-        u_x_bot = tab.invert(runs.row, tab.lookup(runs.row, u_bot + torch.log(k))[:, 0]
-                             - depth / self.cos_out)[0]
         loss_above = (torch.exp(u_need.clamp(max=50.0)) - self.setup.energy_cutoff_keV).clamp(
             min=0.0)
         e_x = torch.stack([k * torch.exp(runs.u_hi), torch.exp(u_x_bot)], 1)
@@ -451,35 +451,47 @@ class RBSSimulator:
         v = v + self._r_kvar[r] * spread * spread
         return _Nodes(u, v, gain, s_start, here[:, 1], inside)
 
-    def _deepest_useful(self, tab, runs: _Runs, u_lo, u_need, iterations: int = 4):
-        """ln of the lowest beam energy in each run's layer whose scattered particles still
-        reach the top of the layer with energy exp(u_need).
+    def _useful_range(self, tab, runs: _Runs, u_lo, u_need, iterations: int = 3):
+        """The deepest useful point of each run's layer.
 
-        Solves R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in and out, c =
-        cos α / cos β) by Newton's method kept inside a bracket.
+        Returns ln of the lowest beam energy in the layer whose scattered particles still
+        reach the top of the layer with the energy E_need that gets them to the detector
+        above the cut-off, and ln of their energy there (E_need, or less where the whole
+        layer contributes).  Solves R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in
+        and out, c = cos α / cos β) by Newton's method kept inside a bracket; converged to
+        better than 1e-6 in ln E.
         """
         c = self.cos_in / self.cos_out
         u_hi = runs.u_hi
         n = len(u_hi)
         k = self._r_k[runs.reaction]
-        shift = torch.stack([torch.log(k), torch.zeros_like(k)], -1)    # look up at K·E and E
+        lnk = torch.log(k)
+        # one look-up for the target and both ends of the bracket
+        vals = tab.lookup(runs.row[:, None].expand(n, 6),
+                          torch.stack([u_hi, u_need.clamp(max=u_hi), u_lo + lnk, u_lo,
+                                       u_hi + lnk, u_hi], -1))
+        v = vals[..., 0]
+        target = v[:, 1] + c * v[:, 0]
+        f_lo = v[:, 2] + c * v[:, 3] - target
+        f_hi = v[:, 4] + c * v[:, 5] - target
+        df_hi = torch.exp(u_hi) * (k / vals[:, 4, 1] + c / vals[:, 5, 1])
         rows2 = runs.row[:, None].expand(n, 2)
-        ref = tab.lookup(rows2, torch.stack([u_hi, u_need.clamp(max=u_hi)], -1))
-        target = ref[:, 1, 0] + c * ref[:, 0, 0]
+        shift = torch.stack([lnk, torch.zeros_like(k)], -1)             # at K·E and E
 
-        def phi(u, rows=rows2, shift=shift, k=k, target=target):
-            vals = tab.lookup(rows, u[:, None] + shift)
+        def phi(u):
+            vals = tab.lookup(rows2, u[:, None] + shift)
             # φ and dφ/du = E (K/S(KE) + c/S(E))
             return (vals[:, 0, 0] + c * vals[:, 1, 0] - target,
                     torch.exp(u) * (k / vals[:, 0, 1] + c / vals[:, 1, 1]))
 
-        f_ends, _ = phi(torch.cat([u_lo, u_hi]), rows2.repeat(2, 1), shift.repeat(2, 1),
-                        k.repeat(2), target.repeat(2))
-        f_lo, f_hi = f_ends[:n], f_ends[n:]
         none = (f_hi <= 0) | ~torch.isfinite(u_need)    # nothing of this layer gets out
         full = f_lo >= 0                                 # the whole layer contributes
         lo, hi = u_lo, u_hi
-        x = hi - f_hi * (hi - lo) / (f_hi - f_lo).clamp_min(1e-300)
+        # start with a Newton step from the top of the layer (φ is smooth there), else the
+        # secant of the bracket
+        x = hi - f_hi / df_hi
+        secant = hi - f_hi * (hi - lo) / (f_hi - f_lo).clamp_min(1e-300)
+        x = torch.where((x >= lo) & (x <= hi), x, secant)
         x = torch.where(torch.isfinite(x), x, 0.5 * (lo + hi)).clamp(lo, hi)
         for _ in range(iterations):
             f, df = phi(x)
@@ -488,8 +500,11 @@ class RBSSimulator:
             hi = torch.where(below, hi, x)
             step = x - f / df
             x = torch.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
-        x = torch.where(full, u_lo, x)
-        return torch.where(none, u_hi, x)
+        u_bot = torch.where(none, u_hi, torch.where(full, u_lo, x))
+        # exit energy at the layer top from the layer bottom: R(K E_lo) − c (R(E_hi) − R(E_lo))
+        u_x_full = tab.invert(runs.row, f_lo + target - c * v[:, 0])[0]
+        u_x_bot = torch.where(full, u_x_full, u_need.clamp(max=u_hi))
+        return u_bot, torch.where(none, u_hi + lnk, u_x_bot)
 
 
 class _Runs(NamedTuple):
@@ -502,6 +517,11 @@ class _Runs(NamedTuple):
     u_hi: torch.Tensor           # ln beam energy at the top of the layer
     v_top: torch.Tensor          # beam energy variance there
     concentration: torch.Tensor  # atom fraction of the channel's isotope(s) in the layer
+
+
+def _stage(name: str):
+    """Label a stage of the simulation in torch profiles (``rbs.<name>``)."""
+    return torch.profiler.record_function(f"rbs.{name}")
 
 
 def node_coordinate(energy_keV: torch.Tensor, knee_keV: float) -> torch.Tensor:

@@ -63,11 +63,20 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     t = chi - base
     width = n_edges + 1  # one extra edge collects everything beyond the grid
     out = torch.empty(n_samples, width, dtype=chi.dtype, device=chi.device)
-    _global_part(out, t, i, jump, kink, variance, sample, n_edges)
+    with torch.profiler.record_function("rbs.spectrum_global"):
+        _global_part(out, t, i, jump, kink, variance, sample, n_edges)
 
-    # local part: each node only touches the edges within cutoff·σ of it.  Nodes are sorted
-    # (stably) by the window size they need and processed in cache-sized blocks, added in
-    # place.
+    with torch.profiler.record_function("rbs.spectrum_local"):
+        _local_part(out.view(-1), t, i, jump, kink, variance, sample * width, n_edges, cutoff)
+    return out[:, :n_edges]
+
+
+def _local_part(flat, t, i, jump, kink, variance, row, n_edges, cutoff):
+    """Add the local corrections of all nodes to ``flat`` (the [B·(n_edges+1)] edge grid).
+
+    Each node only touches the edges within cutoff·σ of it.  Nodes are sorted (stably) by
+    the window size they need and processed in cache-sized blocks, added in place.
+    """
     sigma = variance.sqrt()
     need = (cutoff * sigma.detach()).ceil() + 1.0
     active = (jump != 0) | (kink != 0)
@@ -77,16 +86,14 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     order = torch.argsort(bucket, stable=True)
     counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()
     columns = torch.stack([t, i.to(t.dtype), jump * sigma, kink * variance, 1.0 / sigma,
-                           (sample * width).to(t.dtype)], 1)[order]
-    flat = out.view(-1)
+                           row.to(t.dtype)], 1)[order]
     start = 0
     for size, count in zip(sizes, counts, strict=False):
-        offsets = torch.arange(-size + 1, size + 1, device=chi.device, dtype=t.dtype)
+        offsets = torch.arange(-size + 1, size + 1, device=t.device, dtype=t.dtype)
         block = max(1, _CHUNK_ELEMENTS // offsets.numel())
         for n0 in range(start, start + count, block):
             _add_local(flat, n_edges, offsets, columns[n0:min(n0 + block, start + count)])
         start += count
-    return out[:, :n_edges]
 
 
 def _global_part(out, t, i, jump, kink, variance, sample, n_edges):

@@ -29,11 +29,6 @@ import torch
 R, S, T = 0, 1, 2
 _NQ = 3
 
-# Hermite basis as a matrix acting on (1, t, t², t³): columns h00, h10, h01, h11
-_HERMITE = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (-3.0, -2.0, 3.0, -1.0),
-            (2.0, 1.0, -2.0, 1.0))
-
-
 def _du(y: torch.Tensor, h: float) -> torch.Tensor:
     """d y / du along the last axis (central differences, second-order one-sided at the ends)."""
     inner = (y[..., 2:] - y[..., :-2]) / (2.0 * h)
@@ -86,15 +81,14 @@ class LayerTables:
         g_t = g_r / (stopping * stopping)  # dT/du
         rng = _cumulative(g_r, _du(g_r, h), h)
         strag = _cumulative(g_t, _du(g_t, h), h)
-        # Hermite basis matrix with the derivative columns scaled by the grid step
-        hermite = torch.tensor(_HERMITE, dtype=stopping.dtype, device=stopping.device)
-        hermite = hermite * hermite.new_tensor([1.0, h, 1.0, h])
         values = torch.stack([rng, stopping, strag], -1).reshape(rows * size, _NQ)
-        slopes = torch.stack([g_r, _du(stopping, h), g_t], -1).reshape(rows * size, _NQ)
-        ends = torch.stack([values[:-1], slopes[:-1], values[1:], slopes[1:]], 1)
-        coef = hermite @ ends                                             # [N·G−1, 4, 3]
+        slopes = torch.stack([g_r, _du(stopping, h), g_t], -1).reshape(rows * size, _NQ) * h
+        # cubic Hermite polynomial on each interval, in t = (u − u_q)/h
+        y0, y1, m0, m1 = values[:-1], values[1:], slopes[:-1], slopes[1:]
+        coef = torch.stack([y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1,
+                            2.0 * (y0 - y1) + m0 + m1], 1)                # [N·G−1, 4, 3]
         # (R, dR/du) at the start and the end of each interval, [N·G−1, 4]
-        pairs = torch.stack([values[:, R], slopes[:, R]], -1)
+        pairs = torch.stack([values[:, R], g_r.reshape(-1)], -1)
         pairs = torch.cat([pairs[:-1], pairs[1:]], -1)
         range_top = rng[:, -1]
         step = range_top.detach().double() + 1.0
