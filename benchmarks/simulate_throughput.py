@@ -71,6 +71,51 @@ def stage_profile(sim: RBSSimulator, params: torch.Tensor) -> str:
     return f"{total / len(params) * 1e3:.3f} ms/spectrum under the profiler: {shares}"
 
 
+def measured_peak_gflops() -> float:
+    """Practical float64 peak of this machine: a large matrix product."""
+    a = torch.rand(1500, 1500, dtype=torch.float64)
+    a @ a
+    t0 = time.perf_counter()
+    for _ in range(3):
+        a @ a
+    return 3 * 2 * 1500**3 / (time.perf_counter() - t0) / 1e9
+
+
+def work_per_spectrum(sim: RBSSimulator, params: torch.Tensor) -> dict[str, float]:
+    """Nodes, node-layer crossings and window elements per spectrum (instrumented run)."""
+    from specinv.physics.rbs import spectrum
+
+    counts = {"nodes": 0, "window": 0}
+    add_local = spectrum._add_local
+
+    def counting(flat, n_edges, offsets, columns):
+        counts["nodes"] += len(columns)
+        counts["window"] += len(columns) * len(offsets)
+        return add_local(flat, n_edges, offsets, columns)
+
+    spectrum._add_local = counting
+    try:
+        sim.simulate(params)
+    finally:
+        spectrum._add_local = add_local
+    layers = torch.tensor([r.layer for r in sim.reactions], dtype=torch.float64)
+    n = len(params)
+    return {"active nodes": counts["nodes"] / n, "window elements": counts["window"] / n,
+            "mean crossings per node": float(layers.mean()) + 1.0}
+
+
+def arithmetic_floor(sim: RBSSimulator, params: torch.Tensor, peak: float) -> str:
+    """Lower bound on the time per spectrum: floating-point operations of the algorithm
+    (approximate counts per item) at the machine's practical float64 peak."""
+    w = work_per_spectrum(sim, params)
+    flops = (w["window elements"] * 65                               # exp, erfc, ~14 arithmetic
+             + w["active nodes"] * (w["mean crossings per node"] * 80 + 150)  # paths, yields
+             + sim.setup.detector.channels * 12)                      # B-spline integration
+    return (f"{w['active nodes']:.0f} nodes, {w['window elements']:.0f} window elements, "
+            f"~{flops / 1e6:.2f} MFLOP/spectrum -> floor {flops / (peak * 1e9) * 1e3:.4f} ms "
+            f"at {peak:.0f} GFLOP/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=1000)
@@ -79,10 +124,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--single-repeat", type=int, default=50)
     ap.add_argument("--samples", default="A,B,C")
-    ap.add_argument("--profile", action="store_true", help="print a torch profile of sample C")
+    ap.add_argument("--profile", action="store_true",
+                    help="print the share of each stage and the arithmetic floor")
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype) if args.dtype else None
     gen = torch.Generator().manual_seed(0)
+    peak = measured_peak_gflops() if args.profile else 0.0
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}")
     for name in args.samples.split(","):
@@ -103,6 +150,7 @@ def main() -> None:
         if args.profile:
             for label, batch in (("batch", params), ("single", params[:1])):
                 print(f"   {label}: " + stage_profile(sim, batch))
+            print("   floor: " + arithmetic_floor(sim, params, peak))
 
 
 if __name__ == "__main__":

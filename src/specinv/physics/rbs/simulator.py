@@ -60,7 +60,7 @@ from .tables import LayerTables
 _GRID_E_MIN = 1.0
 _GRID_DECADES = 5
 #: Elements of the batch processed together (bounds the memory of the spectrum assembly).
-_TARGET_ELEMENTS = 1 << 20
+_TARGET_ELEMENTS = 1 << 18
 
 
 def default_device() -> torch.device:
@@ -133,6 +133,7 @@ class RBSSimulator:
                 f"beam.energy_keV: {s.beam_energy_keV} keV is above the stopping tables "
                 f"({_GRID_E_MIN * 10 ** _GRID_DECADES * m1 / 1000:.3g} MeV for {s.ion})")
         self._u0 = math.log(_GRID_E_MIN * m1) + i_lo * grid.step
+        self._grid_size = i_hi - i_lo + 1
         self._h = grid.step
         energies = m1 * grid.values()[i_lo:i_hi + 1]
 
@@ -252,7 +253,9 @@ class RBSSimulator:
                 raise ValueError(
                     f"areal_densities[{b}, {d}] ({self.parameter_names[d]}): expected a finite "
                     f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}")
-        per_sample = max(1, len(self.reactions) * 32)
+        # blocks of samples whose working set (tables of every layer, nodes of every
+        # channel) fits in cache; the result does not depend on the blocking
+        per_sample = len(self.reactions) * 16 + self.n_layers * self._grid_size
         chunk = max(1, _TARGET_ELEMENTS // per_sample)
         # without derivatives to track, inference mode saves a fifth of the time on small batches
         tracked = params.requires_grad or forward_ad.unpack_dual(params).tangent is not None
@@ -335,7 +338,8 @@ class RBSSimulator:
                                   self._n_edges, self.setup.numerics.gaussian_cutoff_sigmas)
         spectrum = cum[:, 1:] - cum[:, :-1]
         spectrum = spectrum[:, -self._edge0:][:, :det.channels]
-        return spectrum * self._above_cutoff
+        # differences of the cumulative counts leave ±1e-10 rounding where there is nothing
+        return spectrum.clamp(min=0.0) * self._above_cutoff
 
     def _layer_tops(self, tab: LayerTables, thickness):
         """At the top of every layer (and below the last one, [B, L+1]): ln(beam energy) and
