@@ -9,18 +9,25 @@ Model (per sample; see DESIGN.md §2):
 
 * Stopping of a layer: Bragg's rule over its elements, SRIM-2013 electronic stopping
   (lunasrim) plus ZBL universal nuclear stopping; range and straggling tables per layer
-  (:mod:`.tables`), giving exact energy-loss integration within the grid accuracy.
-* Each natural isotope in each layer is its own scattering channel with its own kinematic
-  factor and Rutherford cross section (lab frame) times an optional screening correction.
-* Depth nodes per channel are spaced uniformly in the beam energy between the top of the
-  layer and the deepest depth whose scattered particles still leave the sample above the
-  low-energy cut-off (found by a bracketed Newton iteration).  At each node we follow the
-  particle out through the layers above to get the detected energy, the derivative
-  dE_det/dx and the energy variance (Bohr straggling with non-statistical broadening on
-  both paths, K² through the scattering, beam spread, detector resolution).
+  (:mod:`.tables`) integrate the energy loss and straggling exactly up to the O(h⁴) error
+  of the tables' cubic interpolation.
+* Each isotope of each element in each layer is its own scattering channel with its own
+  kinematic factor and lab-frame Rutherford cross section times a screening correction;
+  isotopes with nearly equal kinematic factors (heavy elements) are merged (:mod:`.reactions`).
+* For every channel the depth range that sends particles to the detector above the
+  low-energy cut-off is found (bracketed Newton iteration on the range tables), and depth
+  nodes are placed in it so that the pieces between them are at most ``piece_width_keV``
+  and ``piece_relative_width`` of their energy wide in detected energy.  Each node's
+  particle is followed out through the layers above: detected energy, the gain
+  dE_det/dE_start, and the energy variance (Bohr straggling with non-statistical broadening
+  on both paths, K² through the scattering, beam spread; detector resolution added last).
 * Between nodes the yield density is linear in detected energy; the count of every piece
-  is the exact depth integral of the cross section (Simpson in beam energy).  The smoothed
+  is the depth integral of the cross section (Simpson in beam energy).  The smoothed
   spectrum is assembled in channel space (:mod:`.spectrum`).
+
+Nodes are kept in flat lists ("runs" of nodes per channel and sample), so the work grows
+with the nodes actually needed, and every sample's result is bit-for-bit independent of the
+other samples in the batch.
 
 Cut-off behaviour: particles whose energy drops below ``energy_cutoff_keV`` anywhere on their
 path are not counted.  The spectrum before detector resolution therefore ends sharply at the
@@ -59,7 +66,7 @@ from .tables import LayerTables
 #: The stopping grid starts at 1 keV/u and spans 5 decades.
 _GRID_E_MIN = 1.0
 _GRID_DECADES = 5
-#: Elements of the batch processed together (bounds the memory of the spectrum assembly).
+#: Size (in table entries and nodes) of the blocks of samples simulated together.
 _TARGET_ELEMENTS = 1 << 18
 
 
@@ -397,8 +404,8 @@ class RBSSimulator:
         num = self.setup.numerics
         n_runs = len(runs.reaction)
         k = self._r_k[runs.reaction]
-        loss_above = (torch.exp(u_need.clamp(max=50.0)) - self.setup.energy_cutoff_keV).clamp(
-            min=0.0)
+        e_need = torch.exp(torch.where(torch.isfinite(u_need), u_need, runs.u_hi))
+        loss_above = (e_need - self.setup.energy_cutoff_keV).clamp(min=0.0)
         e_x = torch.stack([k * torch.exp(runs.u_hi), torch.exp(u_x_bot)], 1)
         e_ends = (e_x - loss_above[:, None]).clamp(min=self.setup.energy_cutoff_keV)
         knee = num.piece_width_keV / num.piece_relative_width
@@ -548,7 +555,7 @@ class _Nodes(NamedTuple):
 
     u_det: torch.Tensor      # ln(detected energy / keV)
     variance: torch.Tensor   # energy variance from beam spread and straggling, keV²
-    gain: torch.Tensor       # dE_det / dE_start through the layers above the start point
+    gain: torch.Tensor       # dE_det / dE_start from just after the scattering to the detector
     s_start: torch.Tensor    # stopping of the own layer at the start energy K·E_beam
     s_beam: torch.Tensor     # stopping of the own layer at the beam energy
     inside: torch.Tensor     # False where the particle stopped on the way out

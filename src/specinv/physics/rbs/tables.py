@@ -7,7 +7,8 @@ grid uniform in u = ln E.  From it we build, on the same grid,
   bottom of the grid), so that crossing a path p changes E into R_l⁻¹(R_l(E) − p);
 * the straggling integral  T_l(E) = ∫ dE / S_l(E)³, so that an energy spread with variance
   v at E_in becomes (S(E_out)/S(E_in))² v + ω_l² S(E_out)² (T(E_in) − T(E_out)) after the
-  crossing: the exact solution of dv/dp = 2 v S'(E) + ω² with Bohr's ω² per TFU of path,
+  crossing: the exact solution of dv/dp = −2 S'(E) v + ω² (with dE/dp = −S) for Bohr's ω²
+  per TFU of path,
   i.e. non-statistical broadening plus straggling accumulated along the path.
 
 Values and u-derivatives are stored at the grid nodes and interpolated with cubic Hermite
@@ -28,6 +29,7 @@ import torch
 # quantities of the packed table (each stored as value and d/du)
 R, S, T = 0, 1, 2
 _NQ = 3
+
 
 def _du(y: torch.Tensor, h: float) -> torch.Tensor:
     """d y / du along the last axis (central differences, second-order one-sided at the ends)."""
