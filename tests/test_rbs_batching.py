@@ -63,6 +63,15 @@ def test_poisson_noise_is_reproducible_and_unbiased(sim):
         poisson_noise(torch.tensor([1.0, -1.0]))
 
 
+def test_float32_matches_float64(sim):
+    """Single precision (the default on GPUs) stays far below counting noise."""
+    single = RBSSimulator(sim.setup, LAYERS, device="cpu", dtype=torch.float32)
+    p = prior_draws(32, sim.n_parameters, 6)
+    ref = sim.simulate(p)
+    out = single.simulate(p.float()).double()
+    assert float(((out - ref) / (ref + 1).sqrt()).abs().max()) < 0.05
+
+
 @pytest.mark.gpu
 def test_cuda_float32_matches_cpu_float64(sim):
     gpu = RBSSimulator(sim.setup, LAYERS, device="cuda")

@@ -343,10 +343,10 @@ class RBSSimulator:
         kink = torch.cat([pad, slope]) - torch.cat([slope, pad])
         cum = smoothed_cumulative(chi - self._edge0, jump, kink, var_ch, sample, batch,
                                   self._n_edges, self.setup.numerics.gaussian_cutoff_sigmas)
-        spectrum = cum[:, 1:] - cum[:, :-1]
+        spectrum = cum[:, 1:] - cum[:, :-1]                               # float64
         spectrum = spectrum[:, -self._edge0:][:, :det.channels]
         # differences of the cumulative counts leave ±1e-10 rounding where there is nothing
-        return spectrum.clamp(min=0.0) * self._above_cutoff
+        return spectrum.clamp(min=0.0).to(self.dtype) * self._above_cutoff
 
     def _layer_tops(self, tab: LayerTables, thickness):
         """At the top of every layer (and below the last one, [B, L+1]): ln(beam energy) and

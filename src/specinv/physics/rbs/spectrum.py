@@ -51,7 +51,8 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
         cutoff: Gaussian tails beyond this many standard deviations are dropped.
 
     Returns:
-        [n_samples, n_edges] cumulative counts; their differences are the channel contents.
+        [n_samples, n_edges] cumulative counts, float64 whatever the input precision (they
+        reach the total counts, and their differences are the channel contents).
     """
     # nodes sorted by spectrum (stable, so each spectrum keeps its node order): the work is
     # then done in cache-sized blocks of spectra, and a spectrum's result does not depend on
@@ -62,9 +63,10 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     i = base.long()
     t = chi - base
     width = n_edges + 1  # one extra edge collects everything beyond the grid
-    out = torch.empty(n_samples, width, dtype=chi.dtype, device=chi.device)
+    out = torch.empty(n_samples, width, dtype=torch.float64, device=chi.device)
     with torch.profiler.record_function("rbs.spectrum_global"):
-        _global_part(out, t, i, jump, kink, variance, sample, n_edges)
+        _global_part(out, t.double(), i, jump.double(), kink.double(), variance.double(), sample,
+                     n_edges)
 
     with torch.profiler.record_function("rbs.spectrum_local"):
         _local_part(out.view(-1), t, i, jump, kink, variance, sample * width, n_edges, cutoff)
@@ -158,4 +160,4 @@ def _add_local(flat, n_edges, offsets, columns):
              + (q * (au2 + 1.0) - a_s * au) * tail * 0.5)
     edges = i[:, None] + offsets
     edges = torch.where((edges >= 0) & (edges < n_edges), edges, n_edges) + row[:, None]
-    flat.scatter_add_(0, edges.long().reshape(-1), local.reshape(-1))
+    flat.scatter_add_(0, edges.long().reshape(-1), local.reshape(-1).to(flat.dtype))
