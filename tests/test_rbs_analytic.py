@@ -162,3 +162,21 @@ def test_merged_isotopes_match_separate_isotopes():
         assert b.max() > 4e4
         assert np.abs(a - b)[150:].max() < 1e-3 * b.max()
         assert np.abs((a - b) / np.sqrt(b + 1.0))[150:].max() < 0.3
+
+
+def test_quadratic_calibration_moves_edges_and_keeps_areas():
+    linear = Detector(channels=2400, gain_keV_per_channel=1.0, resolution_fwhm_keV=8.0)
+    quad = Detector(channels=2400, gain_keV_per_channel=0.8, offset_keV=20.0,
+                    quadratic_keV_per_channel2=1e-4, resolution_fwhm_keV=8.0)
+    areas = []
+    for det in (linear, quad):
+        sim = RBSSimulator(setup(detector=det), [["Au"]], device="cpu")
+        areas.append(float(sim.simulate([10.0]).sum()))
+        thick = sim.simulate([30000.0]).numpy()
+        (k,) = kinematic_factors(HE4, AU197, math.radians(170.0))
+        chi_edge = float(det.channel_coordinate(k * 2000.0))
+        plateau = thick[int(chi_edge) - 30:int(chi_edge) - 20].mean()
+        i = np.nonzero(thick > 0.5 * plateau)[0][-1]
+        chi_half = np.interp(0.5 * plateau, [thick[i + 1], thick[i]], [i + 1.5, i + 0.5])
+        assert chi_half == pytest.approx(chi_edge, abs=0.15)
+    assert areas[1] == pytest.approx(areas[0], rel=1e-4)
