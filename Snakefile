@@ -13,6 +13,8 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/example.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/preprocess.smk"
 
 
 rule all:

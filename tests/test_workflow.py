@@ -1,7 +1,9 @@
-"""The Snakemake workflow: lint, dry run, and a real run of the default DAG in a temp dir."""
+"""The Snakemake workflow: lint, dry runs, the whole DAG on a tiny config, resuming, and
+configuration errors that stop it before any job runs."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -9,8 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "tests" / "data" / "tiny.yaml"
 
 pytest.importorskip("snakemake")
 
@@ -25,7 +29,12 @@ def workdir(tmp_path: Path) -> Path:
     # the workflow reads config/ and examples/ relative to its working directory
     for name in ("config", "examples"):
         shutil.copytree(REPO / name, tmp_path / name)
+    shutil.copy(TINY, tmp_path / "tiny.yaml")
     return tmp_path
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def test_lint_is_clean():
@@ -34,25 +43,85 @@ def test_lint_is_clean():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_dry_run_lists_the_dag(tmp_path):
-    r = snakemake("-n", cwd=workdir(tmp_path))
+@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper/rbs_A.yaml",
+                                        "config/paper/rbs_B.yaml", "config/paper/rbs_C.yaml"])
+def test_dry_run_lists_the_data_dag(tmp_path, configfile):
+    r = snakemake("-n", "--configfile", configfile, cwd=workdir(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert "simulate_example" in r.stdout + r.stderr
+    shards = yaml.safe_load((REPO / configfile).read_text())["data"]["shards"]
+    out = r.stdout + r.stderr
+    for rule in ("sample_parameters", "merge_shards", "split_data", "fit_preprocessing"):
+        assert f"{rule}  " in out or f"{rule} " in out
+    assert f"simulate_shard{' ' * 10}" in out or "simulate_shard" in out
+    line = next(x for x in out.splitlines() if x.startswith("simulate_shard"))
+    assert int(line.split()[-1]) == shards
+    line = next(x for x in out.splitlines() if x.startswith("apply_preprocessing"))
+    assert int(line.split()[-1]) == 3
 
 
-def test_default_workflow_runs(tmp_path):
+def test_tiny_workflow_runs_end_to_end(tmp_path):
     wd = workdir(tmp_path)
-    r = snakemake(cwd=wd)
+    r = snakemake("--configfile", "tiny.yaml", cwd=wd)
     assert r.returncode == 0, r.stderr
-    data = np.loadtxt(wd / "results/example/spectrum.csv", delimiter=",", skiprows=1)
-    assert data.shape == (1024, 3) and data[:, 2].max() > 1000
+    from specinv.data import SpectrumTransform, read_dataset
+
+    processed = {s: read_dataset(wd / f"results/tiny/processed/{s}.nc")
+                 for s in ("train", "validation", "test")}
+    assert [processed[s].sizes["sample"] for s in processed] == [60, 20, 20]
+    transform = SpectrumTransform.load(wd / "results/tiny/preprocessing/transform.json")
+    x = processed["train"]["x"].values
+    assert x.shape[1] == len(transform.kept_bins) and np.isfinite(x).all()
+    assert np.allclose(x.mean(axis=0), 0, atol=1e-4)     # standard-scaled on train
+    assert processed["train"]["y"].values.min() == 0.0
+    raw = read_dataset(wd / "results/tiny/data/test.nc")
+    assert raw["counts"].dtype == np.int32               # raw noisy counts kept for χ²
+    log = (wd / "logs/tiny/simulate/shard-0.log").read_text()
+    assert "spectra" in log and "shard 1/3" in log      # progress in the logs
     assert (wd / "results/example/spectrum.png").stat().st_size > 10_000
 
 
-def test_bad_config_fails_before_any_job(tmp_path):
+def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
+    wd = workdir(tmp_path / "resumed")
+    shards = [wd / f"results/tiny/data/shards/shard-{s}-of-3.nc" for s in range(3)]
+    # first run stops after two shards (as if interrupted during the simulation)
+    targets = [str(p.relative_to(wd)) for p in shards[:2]]
+    r = snakemake(*targets, "--configfile", "tiny.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    assert not shards[2].exists()
+    before = [p.stat().st_mtime_ns for p in shards[:2]]
+    r = snakemake("--configfile", "tiny.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    assert [p.stat().st_mtime_ns for p in shards[:2]] == before      # not redone
+    stats = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("simulate_shard"))
+    assert int(stats.split()[-1]) == 1                               # only the missing one
+    # and the result equals an uninterrupted run
+    fresh = workdir(tmp_path / "fresh")
+    assert snakemake("--configfile", "tiny.yaml", cwd=fresh).returncode == 0
+    for f in ("data/spectra.nc", "processed/test.nc"):
+        assert md5(wd / "results/tiny" / f) == md5(fresh / "results/tiny" / f)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["data"].pop("sizes"), "sizes"),                                # missing
+        (lambda c: c["data"]["sizes"].update({"train": "many"}), "many"),          # type
+        (lambda c: c["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
+        (lambda c: c["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
+         "sample.layers[1].D: lower bound low=900 is above the upper bound high=100"),
+        (lambda c: c["data"]["sizes"].update({"validation": -3}), "-3"),           # negative
+        (lambda c: c["experiment"]["geometry"].update({"incidence_deg": 95}),
+         "geometry.incidence_deg"),
+        (lambda c: c["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, change, message):
     wd = workdir(tmp_path)
-    (wd / "bad.yaml").write_text("technique: xps\nexample: {experiment: x.yaml}\n")
-    r = snakemake("--configfile", str(wd / "bad.yaml"), cwd=wd)
+    config = yaml.safe_load(TINY.read_text())
+    change(config)
+    # replace the default config itself (a --configfile would be merged into it)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake(cwd=wd)
     assert r.returncode != 0
-    assert "technique" in r.stderr and "xps" in r.stderr
+    assert message in r.stderr, r.stderr[-2000:]
     assert not (wd / "results").exists()

@@ -1,0 +1,23 @@
+"""Simulated datasets: configuration, generation in shards, storage and preprocessing."""
+
+from .config import SPLITS, ConfigError, DatasetConfig, Prior, dataset_config
+from .generate import add_noise, merge_shards, sample_parameters, simulate_shard, split_dataset
+from .io import read_dataset, write_dataset
+from .preprocess import PreprocessSettings, SpectrumTransform
+
+__all__ = [
+    "SPLITS",
+    "ConfigError",
+    "DatasetConfig",
+    "Prior",
+    "PreprocessSettings",
+    "SpectrumTransform",
+    "add_noise",
+    "dataset_config",
+    "merge_shards",
+    "read_dataset",
+    "sample_parameters",
+    "simulate_shard",
+    "split_dataset",
+    "write_dataset",
+]

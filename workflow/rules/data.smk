@@ -1,0 +1,74 @@
+# Data stages: sample parameters -> simulate in shards -> merge -> split.
+
+
+rule sample_parameters:
+    output:
+        f"{DATA}/parameters.nc",
+    params:
+        data=DATA_KEY,
+    log:
+        f"logs/{NAME}/sample_parameters.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/data_sample.py"
+
+
+rule simulate_shard:
+    input:
+        f"{DATA}/parameters.nc",
+    output:
+        f"{DATA}/shards/shard-{{shard}}-of-{DATASET.shards}.nc",
+    params:
+        data=DATA_KEY,
+    log:
+        f"logs/{NAME}/simulate/shard-{{shard}}.log",
+    benchmark:
+        f"benchmarks/{NAME}/simulate/shard-{{shard}}.tsv"
+    threads: config["data"]["threads"]
+    resources:
+        mem_mb=simulation_resources,
+        runtime=60,
+        gpu=1 if config["data"]["device"] == "cuda" else 0,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/data_simulate.py"
+
+
+rule merge_shards:
+    input:
+        [shard_path(s) for s in SHARDS],
+    output:
+        f"{DATA}/spectra.nc",
+    log:
+        f"logs/{NAME}/merge_shards.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 2000 + 3 * input.size_mb,
+        runtime=30,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/data_merge.py"
+
+
+rule split_data:
+    input:
+        f"{DATA}/spectra.nc",
+    output:
+        [f"{DATA}/{split}.nc" for split in SPLITS],
+    log:
+        f"logs/{NAME}/split_data.log",
+    threads: 1
+    resources:
+        mem_mb=lambda wc, input: 2000 + 3 * input.size_mb,
+        runtime=30,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/data_split.py"
