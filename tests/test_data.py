@@ -166,3 +166,19 @@ def test_bad_configs_name_the_key(change, message):
     with pytest.raises(ConfigError) as info:
         dataset_config(config)
     assert message in str(info.value)
+
+
+def test_test_split_does_not_change_with_the_training_size():
+    small = dataset_config(tiny_config(sizes={"train": 10, "validation": 5, "test": 8},
+                                       shards=1))
+    large = dataset_config(tiny_config(sizes={"train": 40, "validation": 5, "test": 8},
+                                       shards=1))
+    a = simulate_shard(small, sample_parameters(small), 0, progress=False)
+    b = simulate_shard(large, sample_parameters(large), 0, progress=False)
+    for split in ("validation", "test"):
+        pa, pb = split_dataset(a, split), split_dataset(b, split)
+        assert np.array_equal(pa["params"].values, pb["params"].values)
+        assert np.array_equal(pa["counts"].values, pb["counts"].values)
+    # the first training spectra are shared too (training-size sweeps use prefixes)
+    ta, tb = split_dataset(a, "train"), split_dataset(b, "train")
+    assert np.array_equal(ta["counts"].values, tb["counts"].values[:10])

@@ -37,12 +37,13 @@ class Prior:
     low: float
     high: float
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+    def transform(self, u: np.ndarray) -> np.ndarray:
+        """Values of uniform [0, 1) numbers ``u`` under this law (inverse CDF)."""
         if self.law == "uniform":
-            return rng.uniform(self.low, self.high, n)
+            return self.low + (self.high - self.low) * u
         if self.law == "loguniform":
-            return np.exp(rng.uniform(math.log(self.low), math.log(self.high), n))
-        return np.full(n, self.low)
+            return np.exp(math.log(self.low) + (math.log(self.high) - math.log(self.low)) * u)
+        return np.full_like(u, self.low)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,12 @@ class DatasetConfig:
     @property
     def n_samples(self) -> int:
         return sum(self.sizes[s] for s in SPLITS)
+
+    def split_position(self) -> tuple[np.ndarray, np.ndarray]:
+        """(split code, index within the split) of every sample index."""
+        codes = self.split_of()
+        within = np.concatenate([np.arange(self.sizes[s]) for s in SPLITS])
+        return codes, within
 
     def split_of(self) -> np.ndarray:
         """Split code (index into SPLITS: train, validation, test) of every sample index."""

@@ -1,10 +1,12 @@
 """Simulated datasets: parameter sampling, sharded simulation with noise, merging, splits.
 
-Reproducibility: all parameters are drawn at once from a generator seeded by
-(seed, PARAMETER_STREAM); the noise of spectrum i comes from a generator seeded by
-(seed, NOISE_STREAM, i).  The simulator's result for a sample does not depend on the other
-samples in its batch, so the merged dataset is identical, byte for byte, whatever the
-number of shards or the batch size.
+Reproducibility: the parameters of the j-th spectrum of a split are row j of uniform
+numbers drawn, row by row, from a generator seeded by (seed, PARAMETER_STREAM, split), and
+its noise comes from a generator seeded by (seed, NOISE_STREAM, split, j).  So a spectrum
+depends only on the seed, its split and its place in the split (a larger training split
+leaves the test split unchanged), and since the simulator's result for a sample does not
+depend on the other samples in its batch, the merged dataset is identical, byte for byte,
+whatever the number of shards or the batch size.
 """
 
 from __future__ import annotations
@@ -48,8 +50,12 @@ def _attrs(cfg: DatasetConfig, technique) -> dict:
 def sample_parameters(cfg: DatasetConfig) -> xr.Dataset:
     """Parameters of every spectrum of every split: ``params`` [sample, param]."""
     technique = cfg.build_technique()
-    rng = np.random.default_rng([cfg.seed, PARAMETER_STREAM])
-    values = np.stack([prior.sample(rng, cfg.n_samples) for prior in cfg.priors], axis=1)
+    blocks = []
+    for code, split in enumerate(SPLITS):
+        rng = np.random.default_rng([cfg.seed, PARAMETER_STREAM, code])
+        u = rng.random((cfg.sizes[split], len(cfg.priors)))          # row-major: row j, then j+1
+        blocks.append(np.stack([p.transform(u[:, d]) for d, p in enumerate(cfg.priors)], 1))
+    values = np.concatenate(blocks)
     ds = xr.Dataset(
         {"params": (("sample", "param"), values,
                     {"long_name": "areal densities", "units": technique.parameter_units[0]})},
@@ -59,10 +65,12 @@ def sample_parameters(cfg: DatasetConfig) -> xr.Dataset:
     return ds
 
 
-def add_noise(expected: np.ndarray, seed: int, indices: Sequence[int], noise: str) -> np.ndarray:
-    """Counts [n, C] (int32) of expected spectra [n, C] whose sample indices are ``indices``.
+def add_noise(expected: np.ndarray, seed: int, keys: Sequence[Sequence[int]],
+              noise: str) -> np.ndarray:
+    """Counts [n, C] (int32) of expected spectra [n, C].
 
-    Spectrum i gets Poisson noise from its own generator, seeded by (seed, NOISE_STREAM, i)
+    Spectrum k gets Poisson noise from its own generator, seeded by
+    (seed, NOISE_STREAM, *keys[k]) — keys are (split code, index in the split) in datasets —
     (``noise="none"``: the expected counts rounded to integers).
     """
     if noise == "none":
@@ -70,8 +78,8 @@ def add_noise(expected: np.ndarray, seed: int, indices: Sequence[int], noise: st
     if noise != "poisson":
         raise ValueError(f"data.noise: expected poisson or none, got {noise!r}")
     out = np.empty(expected.shape, dtype=np.int32)
-    for row, i in enumerate(indices):
-        rng = np.random.default_rng([seed, NOISE_STREAM, int(i)])
+    for row, key in enumerate(keys):
+        rng = np.random.default_rng([seed, NOISE_STREAM, *(int(k) for k in key)])
         out[row] = rng.poisson(expected[row])
     return out
 
@@ -87,10 +95,12 @@ def simulate_shard(cfg: DatasetConfig, params: xr.Dataset, shard: int,
     expected_all = np.empty((n, channels), dtype=np.float32) if cfg.store_expected else None
     bar = tqdm(total=n, desc=f"shard {shard + 1}/{cfg.shards}: simulating", unit="spectra",
                file=sys.stderr, mininterval=2.0, disable=not progress)
+    codes, within = cfg.split_position()
+    keys = np.stack([codes, within], 1)[start:stop]
     for b0 in range(0, n, cfg.batch_size):
         b1 = min(n, b0 + cfg.batch_size)
         expected = technique.simulate(torch.as_tensor(values[b0:b1])).double().cpu().numpy()
-        counts[b0:b1] = add_noise(expected, cfg.seed, range(start + b0, start + b1), cfg.noise)
+        counts[b0:b1] = add_noise(expected, cfg.seed, keys[b0:b1], cfg.noise)
         if expected_all is not None:
             expected_all[b0:b1] = expected
         bar.update(b1 - b0)
