@@ -4,13 +4,10 @@ import logging
 
 from _common import start
 
-from specinv.data import PreprocessSettings, SpectrumTransform, read_dataset
+from specinv.data import SpectrumTransform, preprocess_settings, read_dataset
 
 start(snakemake)  # noqa: F821
-p = snakemake.params.settings  # noqa: F821
-settings = PreprocessSettings(first_channel=p["first_channel"], merge=p["merge"],
-                              sigmas=p["sigmas"], savgol_window=p["savgol"]["window"],
-                              savgol_polyorder=p["savgol"]["polyorder"])
+settings = preprocess_settings(snakemake.config)  # noqa: F821
 train = read_dataset(snakemake.input[0])  # noqa: F821
 transform = SpectrumTransform.fit(train["counts"].values, train["params"].values,
                                   list(train["param"].values.astype(str)), settings)

@@ -113,6 +113,8 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
         (lambda c: c["experiment"]["geometry"].update({"incidence_deg": 95}),
          "geometry.incidence_deg"),
         (lambda c: c["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
+        (lambda c: c.update({"preprocessing": {"savgol": {"window": 4}}}),
+         "preprocessing.savgol.window"),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, change, message):

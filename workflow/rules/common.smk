@@ -3,13 +3,15 @@ import json
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from specinv.data import SPLITS, ConfigError, dataset_config
+from specinv.data import SPLITS, dataset_config, preprocess_settings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
 try:
-    DATASET = dataset_config(config)  # element names, prior bounds, the experiment itself
-except ConfigError as exc:
+    # element names, prior bounds, the experiment itself, preprocessing ranges
+    DATASET = dataset_config(config)
+    preprocess_settings(config)
+except ValueError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
 NAME = DATASET.name

@@ -7,7 +7,7 @@ rule fit_preprocessing:
     output:
         f"results/{NAME}/preprocessing/transform.json",
     params:
-        settings=config["preprocessing"],
+        preprocessing=config["preprocessing"],
     log:
         f"logs/{NAME}/fit_preprocessing.log",
     threads: 1

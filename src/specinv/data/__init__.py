@@ -3,7 +3,7 @@
 from .config import SPLITS, ConfigError, DatasetConfig, Prior, dataset_config
 from .generate import add_noise, merge_shards, sample_parameters, simulate_shard, split_dataset
 from .io import read_dataset, write_dataset
-from .preprocess import PreprocessSettings, SpectrumTransform
+from .preprocess import PreprocessSettings, SpectrumTransform, preprocess_settings
 
 __all__ = [
     "SPLITS",
@@ -15,6 +15,7 @@ __all__ = [
     "add_noise",
     "dataset_config",
     "merge_shards",
+    "preprocess_settings",
     "read_dataset",
     "sample_parameters",
     "simulate_shard",

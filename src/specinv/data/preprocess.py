@@ -51,6 +51,17 @@ class PreprocessSettings:
                              f"above polyorder {self.savgol_polyorder}, got {self.savgol_window}")
 
 
+def preprocess_settings(config) -> PreprocessSettings:
+    """Settings from a workflow configuration's ``preprocessing`` section (ValueError naming
+    the key when one is out of range)."""
+    p = config.get("preprocessing", {})
+    savgol = p.get("savgol", {})
+    return PreprocessSettings(first_channel=int(p.get("first_channel", 100)),
+                              merge=int(p.get("merge", 4)), sigmas=float(p.get("sigmas", 3.0)),
+                              savgol_window=int(savgol.get("window", 7)),
+                              savgol_polyorder=int(savgol.get("polyorder", 2)))
+
+
 @dataclass
 class SpectrumTransform:
     """A fitted preprocessing: raw counts [N, C] -> features [N, F], targets <-> [0, 1]."""
