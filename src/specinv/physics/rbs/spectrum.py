@@ -31,7 +31,7 @@ import torch
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
-#: Size of the [samples, nodes, window] blocks of the local corrections (fits in cache).
+#: Size of the blocks ([nodes, window] or [spectra, edges]) processed at once (fits in cache).
 _CHUNK_ELEMENTS = 1 << 17
 
 

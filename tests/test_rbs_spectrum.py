@@ -1,0 +1,98 @@
+"""The channel assembly of piecewise-linear densities smoothed by Gaussians."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.special import erf
+
+from specinv.physics.rbs.spectrum import smoothed_cumulative
+
+
+def psi1(u):
+    phi = np.exp(-0.5 * u * u) / np.sqrt(2 * np.pi)
+    cdf = 0.5 * (1 + erf(u / np.sqrt(2)))
+    return u * cdf + phi
+
+
+def psi2(u):
+    phi = np.exp(-0.5 * u * u) / np.sqrt(2 * np.pi)
+    cdf = 0.5 * (1 + erf(u / np.sqrt(2)))
+    return 0.5 * ((u * u + 1) * cdf + u * phi)
+
+
+def hinges(nodes: np.ndarray, at_low_end: np.ndarray, at_high_end: np.ndarray,
+           slopes: np.ndarray):
+    """Jumps and kinks of a piecewise-linear density on decreasing nodes (zero outside);
+    piece k lies between nodes k+1 (low) and k (high)."""
+    pad = np.zeros(1)
+    lower = np.concatenate([at_high_end, pad])   # value of the piece below each node
+    upper = np.concatenate([pad, at_low_end])    # value of the piece above each node
+    jump = upper - lower
+    kink = np.concatenate([pad, slopes]) - np.concatenate([slopes, pad])
+    return jump, kink
+
+
+def random_density(rng, n_nodes=12):
+    nodes = np.sort(rng.uniform(40.0, 160.0, n_nodes))[::-1].copy()  # decreasing, like depth
+    width = nodes[:-1] - nodes[1:]
+    mean = rng.uniform(50, 500, n_nodes - 1)
+    slope = rng.uniform(-20, 20, n_nodes - 1)
+    return nodes, mean - 0.5 * slope * width, mean + 0.5 * slope * width, slope
+
+
+def test_matches_the_hinge_formula_with_node_local_widths():
+    rng = np.random.default_rng(3)
+    nodes, above, below, slope = random_density(rng)
+    jump, kink = hinges(nodes, above, below, slope)
+    variance = rng.uniform(1.0, 30.0, len(nodes))
+    cum = smoothed_cumulative(*(torch.as_tensor(x) for x in (nodes, jump, kink, variance)),
+                              torch.zeros(len(nodes), dtype=torch.long), 1, 221,
+                              cutoff=12.0)[0].numpy()
+    edges = np.arange(221.0)
+    s = np.sqrt(variance)
+    u = (edges[:, None] - nodes) / s
+    direct = (jump * s * psi1(u) + kink * variance * psi2(u)).sum(1)
+    # F is defined up to a constant: compare channel contents
+    assert np.allclose(np.diff(cum), np.diff(direct), rtol=1e-10, atol=1e-8)
+
+
+def test_equals_numerical_convolution_and_channel_integration():
+    rng = np.random.default_rng(4)
+    nodes, low_end, high_end, slope = random_density(rng)
+    jump, kink = hinges(nodes, low_end, high_end, slope)
+    sigma = 3.0
+    counts = np.diff(smoothed_cumulative(
+        *(torch.as_tensor(x) for x in (nodes, jump, kink, np.full(len(nodes), sigma**2))),
+        torch.zeros(len(nodes), dtype=torch.long), 1, 221)[0].numpy())
+    # brute force: the density on a fine grid, convolved, integrated over unit channels
+    x = np.arange(0.0, 220.0, 0.005) + 0.0025
+    f = np.zeros_like(x)
+    for k in range(len(nodes) - 1):
+        hi, lo = nodes[k], nodes[k + 1]
+        inside = (x >= lo) & (x < hi)
+        f[inside] = low_end[k] + slope[k] * (x[inside] - lo)
+    kernel_x = np.arange(-8 * sigma, 8 * sigma + 1e-9, 0.005)
+    kernel = np.exp(-0.5 * (kernel_x / sigma) ** 2)
+    smooth = np.convolve(f, kernel / kernel.sum(), mode="same")
+    brute = smooth.reshape(220, -1).sum(1) * 0.005
+    assert np.abs(counts - brute).max() < 1e-3 * counts.max()
+    assert abs(counts.sum() - brute.sum()) < 1e-4 * brute.sum()
+
+
+def test_spectra_in_one_call_are_independent():
+    rng = np.random.default_rng(5)
+    parts, singles = [], []
+    for b in range(3):
+        nodes, above, below, slope = random_density(rng)
+        jump, kink = hinges(nodes, above, below, slope)
+        var = rng.uniform(1.0, 30.0, len(nodes))
+        data = [torch.as_tensor(x) for x in (nodes, jump, kink, var)]
+        parts.append((data, b))
+        singles.append(smoothed_cumulative(*data, torch.zeros(len(nodes), dtype=torch.long),
+                                           1, 221)[0])
+    cat = [torch.cat([p[0][i] for p in parts]) for i in range(4)]
+    sample = torch.cat([torch.full((len(p[0][0]),), p[1]) for p in parts])
+    together = smoothed_cumulative(*cat, sample, 3, 221)
+    for b in range(3):
+        assert torch.equal(together[b], singles[b])
