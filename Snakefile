@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/example.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:

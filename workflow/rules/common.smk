@@ -4,6 +4,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from specinv.data import SPLITS, dataset_config, preprocess_settings
+from specinv.training import TrainingSettings, model_settings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -11,6 +12,13 @@ try:
     # element names, prior bounds, the experiment itself, preprocessing ranges
     DATASET = dataset_config(config)
     preprocess_settings(config)
+    TRAINING = TrainingSettings.from_config(config)
+    MODEL = model_settings(config)
+    TRAIN_SIZES = list(TRAINING.sizes) or [DATASET.sizes["train"]]
+    for n in TRAIN_SIZES:
+        if n > DATASET.sizes["train"]:
+            raise ValueError(f"training.sizes: {n} is larger than data.sizes.train "
+                             f"({DATASET.sizes['train']})")
 except ValueError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 
@@ -30,6 +38,7 @@ DATA_KEY = {
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d+",
+    n_train=r"\d+",
 
 
 def shard_path(shard):
@@ -51,4 +60,5 @@ def all_outputs():
         "results/example/spectrum.csv",
         "results/example/spectrum.png",
         *expand("results/{name}/processed/{split}.nc", name=NAME, split=SPLITS),
+        *expand("results/{name}/predictions/n{n}/test.nc", name=NAME, n=TRAIN_SIZES),
     ]

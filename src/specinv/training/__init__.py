@@ -1,0 +1,14 @@
+"""Training the neural inverse models (PyTorch Lightning) and predicting with them."""
+
+from .lightning import MDNRegressor, ProcessedData
+from .staged import TrainingSettings, median_relative_error, model_settings, predict, train_staged
+
+__all__ = [
+    "MDNRegressor",
+    "ProcessedData",
+    "TrainingSettings",
+    "median_relative_error",
+    "model_settings",
+    "predict",
+    "train_staged",
+]

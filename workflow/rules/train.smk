@@ -1,0 +1,46 @@
+# Training (one model per training-set size of the sweep) and prediction on the test split.
+
+
+rule train_mdn:
+    input:
+        train=f"results/{NAME}/processed/train.nc",
+        validation=f"results/{NAME}/processed/validation.nc",
+    output:
+        model=f"results/{NAME}/models/n{{n_train}}/model.ckpt",
+        summary=f"results/{NAME}/models/n{{n_train}}/summary.json",
+    params:
+        model=config["model"],
+        training={k: v for k, v in config["training"].items() if k != "sizes"},
+    log:
+        f"logs/{NAME}/train/n{{n_train}}.log",
+    benchmark:
+        f"benchmarks/{NAME}/train/n{{n_train}}.tsv"
+    threads: 2
+    resources:
+        # uses a GPU when there is one, and the CPU otherwise
+        gpu=1,
+        mem_mb=6000,
+        runtime=240,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/train.py"
+
+
+rule predict_mdn:
+    input:
+        model=f"results/{NAME}/models/n{{n_train}}/model.ckpt",
+        test=f"results/{NAME}/processed/test.nc",
+        transform=f"results/{NAME}/preprocessing/transform.json",
+    output:
+        f"results/{NAME}/predictions/n{{n_train}}/test.nc",
+    log:
+        f"logs/{NAME}/predict/n{{n_train}}.log",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/predict.py"
