@@ -1,0 +1,123 @@
+"""Staged training, resuming after an interruption, and predictions in physical units."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import yaml
+
+from specinv.data import (
+    SPLITS,
+    SpectrumTransform,
+    dataset_config,
+    sample_parameters,
+    simulate_shard,
+    split_dataset,
+    write_dataset,
+)
+from specinv.data.preprocess import processed_dataset
+from specinv.training import (
+    TrainingSettings,
+    median_relative_error,
+    model_settings,
+    predict,
+    train_staged,
+)
+
+TINY = Path(__file__).parent / "data" / "tiny.yaml"
+SMALL_NET = {"filters": (8, 8), "kernels": (5, 3), "strides": (2, 2), "gru_hidden": 16,
+             "gru_layers": 1, "sigma_hidden": (16,)}
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("processed")
+    config = yaml.safe_load(TINY.read_text())
+    config["data"].update(sizes={"train": 240, "validation": 60, "test": 40}, shards=1)
+    cfg = dataset_config(config)
+    merged = simulate_shard(cfg, sample_parameters(cfg), 0, progress=False)
+    train = split_dataset(merged, "train")
+    transform = SpectrumTransform.fit(train["counts"].values, train["params"].values,
+                                      list(train["param"].values))
+    transform.save(root / "transform.json")
+    for split in SPLITS:
+        write_dataset(processed_dataset(split_dataset(merged, split), transform),
+                      root / f"{split}.nc")
+    return root
+
+
+def settings(**kw) -> TrainingSettings:
+    base = dict(learning_rates=(1e-3, 5e-4), epochs=6, patience=20, batch_size=32,
+                progress_bar=False)
+    return TrainingSettings(**{**base, **kw})
+
+
+def test_staged_training_and_prediction(processed, tmp_path):
+    out = tmp_path / "model"
+    summary = train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
+                           model_settings({"model": SMALL_NET}), settings())
+    assert (out / "model.ckpt").exists() and (out / "summary.json").exists()
+    assert [s["epochs"] for s in summary["stages"]] == [3, 3]
+    assert summary["stages"][1]["learning_rate"] == 5e-4
+    assert summary["best_val_loss"] == min(s["best_val_loss"] for s in summary["stages"])
+    log = pd.read_csv(out / "stage1" / "metrics.csv")
+    assert log["val_loss"].notna().sum() == 3                       # one row per epoch
+    transform = SpectrumTransform.load(processed / "transform.json")
+    pred = predict(out / "model.ckpt", processed / "test.nc", transform)
+    assert pred["mu"].shape == (40, 1, 4) and pred["mean"].shape == (40, 4)
+    assert (pred["std"].values > 0).all()
+    assert pred["mean"].attrs["units"] == "1e15 atoms/cm2"
+    # physical units: means within (a margin around) the prior box
+    assert 0 < np.median(pred["mean"].values) < 6000
+    mre = median_relative_error(pred)
+    assert set(mre) == {"layer1:W", "layer1:D", "layer2:W", "layer2:D"}
+    assert all(np.isfinite(v) for v in mre.values())
+
+
+class _Crash(pl.Callback):
+    """Raises at the start of the given epoch of the stage with the given learning rate."""
+
+    def __init__(self, lr: float, epoch: int):
+        self.lr, self.epoch = lr, epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if module.hparams.lr == self.lr and trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated crash")
+
+
+def test_training_resumes_after_an_interruption(processed, tmp_path):
+    out = tmp_path / "model"
+    args = (processed / "train.nc", processed / "validation.nc", out, 200,
+            model_settings({"model": SMALL_NET}), settings())
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train_staged(*args, callbacks=[_Crash(lr=5e-4, epoch=2)])
+    stage1 = out / "stage1" / "done.json"
+    assert stage1.exists() and not (out / "stage2" / "done.json").exists()
+    assert (out / "stage2" / "checkpoints" / "last.ckpt").exists()
+    first = stage1.read_text()
+    mtime = stage1.stat().st_mtime_ns
+    resumed_from = {}
+
+    class _Watch(pl.Callback):
+        def on_train_start(self, trainer, module):
+            resumed_from[module.hparams.lr] = trainer.current_epoch
+
+    summary = train_staged(*args, callbacks=[_Watch()])
+    assert stage1.read_text() == first and stage1.stat().st_mtime_ns == mtime  # not redone
+    assert resumed_from == {5e-4: 2}            # stage 2 restarted at its third epoch
+    assert [s["epochs"] for s in summary["stages"]] == [3, 3]
+    assert json.loads((out / "summary.json").read_text())["n_train"] == 200
+
+
+def test_bad_training_settings():
+    with pytest.raises(ValueError, match="training.learning_rates"):
+        TrainingSettings.from_config({"training": {"learning_rates": []}})
+    with pytest.raises(ValueError, match="unknown key"):
+        TrainingSettings.from_config({"training": {"epochz": 3}})
+    with pytest.raises(ValueError, match="model.architecture"):
+        model_settings({"model": {"architecture": "Z"}})
