@@ -28,7 +28,7 @@ rule simulate_shard:
     log:
         f"logs/{NAME}/simulate/shard-{{shard}}.log",
     benchmark:
-        f"benchmarks/{NAME}/simulate/shard-{{shard}}.tsv"
+        f"results/{NAME}/benchmarks/simulate/shard-{{shard}}.tsv"
     threads: config["data"]["threads"]
     resources:
         mem_mb=simulation_resources,

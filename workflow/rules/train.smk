@@ -14,7 +14,7 @@ rule train_mdn:
     log:
         f"logs/{NAME}/train/n{{n_train}}.log",
     benchmark:
-        f"benchmarks/{NAME}/train/n{{n_train}}.tsv"
+        f"results/{NAME}/benchmarks/train/n{{n_train}}.tsv"
     threads: 2
     resources:
         # uses a GPU when there is one, and the CPU otherwise
