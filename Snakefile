@@ -16,6 +16,8 @@ include: "workflow/rules/example.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/fit.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

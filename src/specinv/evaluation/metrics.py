@@ -1,0 +1,124 @@
+"""Metrics of Muzakka et al. 2024 (DESIGN.md §6), per parameter unless noted.
+
+* relative error |ŷ − y₀| / y₀ and its median over the test spectra (MRE);
+* χ² of a fit, Σ_i (x_i − s_i(ŷ))² / (x_i + 1) over the region of interest (RoI) of the
+  un-merged noisy spectrum x, and its percentile profile next to the ideal χ²_ν with
+  ν = number of RoI channels; goodness-of-fit acceptance: χ² ≤ the (1 − α) quantile of χ²_ν;
+* coverage score γ = (Δy − |ŷ − y₀|) / (Δy + |ŷ − y₀|) and its average (ACS); a 1σ
+  uncertainty calibrated at q = 0.68 gives ACS in [q − 1, q] = [−0.32, 0.68];
+* empirical coverage: the share of spectra with |ŷ − y₀| ≤ k·Δy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import stats
+
+#: Percentiles of the χ² profiles (the paper's Tables 2–4 and 6).
+PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
+
+
+def relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """|estimate − true| / |true|, element-wise ([N, D])."""
+    estimate, true = np.asarray(estimate, dtype=float), np.asarray(true, dtype=float)
+    if estimate.shape != true.shape:
+        raise ValueError(f"estimate: shape {estimate.shape} differs from true {true.shape}")
+    return np.abs(estimate - true) / np.abs(true)
+
+
+def median_relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Median over spectra of the relative error, per parameter [D]."""
+    return np.median(relative_error(estimate, true), axis=0)
+
+
+def roi_mask(n_channels: int, first_channel: int, merge: int,
+             kept_bins: np.ndarray) -> np.ndarray:
+    """Channels of the region of interest: those summed into a bin that preprocessing kept.
+
+    Bin j of the preprocessing holds raw channels first_channel + merge·j … + merge − 1.
+    """
+    mask = np.zeros(n_channels, dtype=bool)
+    kept = np.asarray(kept_bins, dtype=np.int64)
+    channels = first_channel + merge * kept[:, None] + np.arange(merge)[None, :]
+    if channels.size and (channels.min() < 0 or channels.max() >= n_channels):
+        raise ValueError(f"kept_bins: bins reach channel {channels.max()}, the spectra have "
+                         f"{n_channels}")
+    mask[channels.ravel()] = True
+    return mask
+
+
+def chi2_statistic(observed, expected, roi=None):
+    """χ² = Σ_i (x_i − s_i)² / (x_i + 1) over the RoI channels, per spectrum.
+
+    Args:
+        observed: measured (noisy) counts x [..., C] (array or tensor).
+        expected: simulated counts s [..., C] (same type; tensors keep gradients).
+        roi: boolean mask [C] of the channels summed (default: all).
+
+    Returns:
+        [...] χ² values (a tensor if ``expected`` is one, else an array).
+    """
+    if isinstance(expected, torch.Tensor):
+        x = torch.as_tensor(observed, dtype=expected.dtype, device=expected.device)
+        terms = (x - expected) ** 2 / (x + 1.0)
+        if roi is not None:
+            terms = terms[..., torch.as_tensor(roi, device=expected.device)]
+        return terms.sum(-1)
+    x = np.asarray(observed, dtype=np.float64)
+    terms = (x - np.asarray(expected, dtype=np.float64)) ** 2 / (x + 1.0)
+    if roi is not None:
+        terms = terms[..., np.asarray(roi, dtype=bool)]
+    return terms.sum(-1)
+
+
+def chi2_profile(chi2: np.ndarray) -> dict[str, float]:
+    """Percentiles (5 … 95), mean and standard deviation of χ² values."""
+    chi2 = np.asarray(chi2, dtype=np.float64)
+    if chi2.size == 0 or not np.isfinite(chi2).all():
+        raise ValueError("chi2: expected a non-empty array of finite values")
+    out = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(chi2, PERCENTILES),
+                                              strict=True)}
+    out.update(mean=float(chi2.mean()), std=float(chi2.std()))
+    return out
+
+
+def ideal_chi2_profile(dof: int) -> dict[str, float]:
+    """The same profile of the ideal χ²_ν distribution (ν = ``dof``)."""
+    dist = stats.chi2(dof)
+    out = {f"p{q}": float(dist.ppf(q / 100)) for q in PERCENTILES}
+    out.update(mean=float(dof), std=float(np.sqrt(2.0 * dof)))
+    return out
+
+
+def chi2_threshold(dof: int, alpha: float = 0.05) -> float:
+    """The (1 − α) quantile of χ²_ν: fits with a larger χ² are rejected."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha: expected a level in (0, 1), got {alpha}")
+    return float(stats.chi2(dof).ppf(1.0 - alpha))
+
+
+def acceptance_rate(chi2: np.ndarray, dof: int, alpha: float = 0.05) -> float:
+    """Share of fits accepted by the goodness-of-fit test at level α."""
+    return float(np.mean(np.asarray(chi2) <= chi2_threshold(dof, alpha)))
+
+
+def coverage_scores(estimate: np.ndarray, uncertainty: np.ndarray,
+                    true: np.ndarray) -> np.ndarray:
+    """γ = (Δy − |ŷ − y₀|) / (Δy + |ŷ − y₀|) in [−1, 1], element-wise ([N, D]).
+
+    The rare 0/0 (a zero uncertainty and an exact estimate) counts as γ = 0.
+    """
+    err = np.abs(np.asarray(estimate, dtype=float) - np.asarray(true, dtype=float))
+    dy = np.asarray(uncertainty, dtype=float)
+    if (dy < 0).any():
+        raise ValueError("uncertainty: expected standard deviations >= 0")
+    den = dy + err
+    return np.where(den > 0, (dy - err) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def interval_coverage(estimate: np.ndarray, uncertainty: np.ndarray, true: np.ndarray,
+                      k: float = 1.0) -> np.ndarray:
+    """Share of spectra whose true value lies within ŷ ± k·Δy, per parameter [D]."""
+    err = np.abs(np.asarray(estimate, dtype=float) - np.asarray(true, dtype=float))
+    return np.mean(err <= k * np.asarray(uncertainty, dtype=float), axis=0)

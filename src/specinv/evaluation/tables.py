@@ -1,0 +1,183 @@
+"""The paper's tables, computed from predictions and fit results (pandas DataFrames).
+
+Fit results are the datasets of :mod:`specinv.fitting.runner` (``estimate``, ``chi2``,
+``n_simulations`` over ``sample``; attributes ``method``, ``dof``, ``wall_seconds``);
+predictions are those of :func:`specinv.training.predict` (``mean``, ``std``, ``true``).
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..fileio import atomic_path
+from .metrics import (
+    acceptance_rate,
+    chi2_profile,
+    coverage_scores,
+    ideal_chi2_profile,
+    interval_coverage,
+    median_relative_error,
+)
+
+#: Display names of the methods.
+METHOD_LABELS = {"mdn": "MDN", "autofit": "Autofit", "mdn_autofit": "MDN + Autofit",
+                 "mdn_refine": "MDN + gradient refinement"}
+
+
+def mre_table(predictions: Mapping[int, xr.Dataset]) -> pd.DataFrame:
+    """MRE per parameter (columns) for every training-set size (rows; Figs. 4–7)."""
+    rows = {n: median_relative_error(p["mean"].values, p["true"].values)
+            for n, p in sorted(predictions.items())}
+    names = next(iter(predictions.values()))["param"].values.astype(str)
+    out = pd.DataFrame.from_dict(rows, orient="index", columns=names)
+    out.index.name = "n_train"
+    return out
+
+
+def chi2_profile_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> pd.DataFrame:
+    """χ² percentiles, mean, std and acceptance of each fit (Tables 2–4, 6), with the ideal
+    χ²_ν row (ν = RoI channels)."""
+    rows, dof = {}, None
+    for label, fit in fits.items():
+        dof = int(fit.attrs["dof"])
+        rows[label] = {**chi2_profile(fit["chi2"].values),
+                       "acceptance": acceptance_rate(fit["chi2"].values, dof, alpha),
+                       "spectra": fit.sizes["sample"]}
+    if dof is not None:
+        rows[f"ideal chi2 (nu={dof})"] = {**ideal_chi2_profile(dof), "acceptance": 1 - alpha,
+                                          "spectra": np.nan}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "method"
+    return out
+
+
+def coverage_table(predictions: xr.Dataset) -> pd.DataFrame:
+    """Per parameter: ACS, empirical 1σ and 2σ coverage and MRE of the MDN (Table 5)."""
+    est, std, true = (predictions[k].values for k in ("mean", "std", "true"))
+    out = pd.DataFrame({
+        "ACS": coverage_scores(est, std, true).mean(axis=0),
+        "coverage_1sigma": interval_coverage(est, std, true, 1.0),
+        "coverage_2sigma": interval_coverage(est, std, true, 2.0),
+        "MRE": median_relative_error(est, true)},
+        index=pd.Index(predictions["param"].values.astype(str), name="param"))
+    return out
+
+
+def methods_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> pd.DataFrame:
+    """One row per method on the same test spectra: χ² percentiles, acceptance, MRE
+    (median over spectra, per parameter and their maximum), simulations per spectrum and
+    wall time."""
+    samples = [set(f["sample"].values.tolist()) for f in fits.values()]
+    if samples and any(s != samples[0] for s in samples):
+        raise ValueError("methods_table: the fits are not on the same test spectra")
+    profile = chi2_profile_table(fits, alpha)
+    rows = {}
+    for label, fit in fits.items():
+        mre = median_relative_error(fit["estimate"].values, fit["true"].values)
+        row = {k: profile.loc[label, k] for k in ("p5", "p25", "p50", "p75", "p95", "mean",
+                                                   "acceptance")}
+        row.update({"MRE_max": float(mre.max()), "MRE_median": float(np.median(mre)),
+                    "simulations_per_spectrum": float(fit["n_simulations"].mean()),
+                    "wall_seconds": float(fit.attrs["wall_seconds"]),
+                    "spectra": fit.sizes["sample"]})
+        row.update({f"MRE {p}": float(v)
+                    for p, v in zip(fit["param"].values.astype(str), mre, strict=True)})
+        rows[label] = row
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "method"
+    return out
+
+
+def hardware_description() -> str:
+    """The machine the workflow runs on (CPU, cores, GPU if any)."""
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    else:
+        text += ", no GPU"
+    return text
+
+
+def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str) -> pd.DataFrame:
+    """Wall time of every stage (the sum over its jobs' Snakemake benchmark files, in
+    seconds and hours; Table 1) and the hardware."""
+    rows = {}
+    for stage, files in stages.items():
+        seconds = [float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files]
+        rows[stage] = {"jobs": len(seconds), "seconds": sum(seconds),
+                       "hours": sum(seconds) / 3600.0}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "stage"
+    out["hardware"] = hardware
+    return out
+
+
+def write_table(table: pd.DataFrame, path: str | Path, float_format: str = "%.6g") -> Path:
+    """CSV (atomically), and the same table as Markdown next to it (``.md``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, float_format=float_format)
+    with atomic_path(path.with_suffix(".md")) as tmp:
+        tmp.write_text(_markdown(table) + "\n")
+    return path
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.4g}"
+        return str(v)
+
+    header = [table.index.name or "", *map(str, table.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for idx, row in table.iterrows():
+        lines.append("| " + " | ".join([str(idx), *(fmt(v) for v in row.values)]) + " |")
+    return "\n".join(lines)
+
+
+def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, xr.Dataset],
+                 fits: Mapping[str, xr.Dataset], model_size: int,
+                 alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+    """Every table of the evaluation.
+
+    Args:
+        predictions: MDN predictions of the test split per training-set size.
+        mdn_fits: their back-simulations (χ² of the mean) per size.
+        fits: fit results per method (``autofit``, ``mdn_autofit``, ``mdn_refine``), all
+            on the same (first) test spectra.
+        model_size: the training-set size of the MDN the fits start from.
+
+    Returns:
+        ``mre`` (Figs. 4–7), ``chi2`` (Tables 2–4: MDN per size on all test spectra, the
+        fits on theirs, and the ideal χ²_ν), ``coverage`` (Table 5) and ``methods``
+        (Table 6 and the comparison of all methods on the same spectra).
+    """
+    chi2_rows = {f"MDN{n}": mdn_fits[n] for n in sorted(mdn_fits)}
+    chi2_rows.update({METHOD_LABELS[m]: f for m, f in fits.items()})
+    fitted = next(iter(fits.values()))["sample"].values if fits else None
+    mdn = mdn_fits[model_size]
+    same = {f"MDN{model_size}": mdn if fitted is None else mdn.sel(sample=fitted)}
+    same.update({f"MDN{model_size} + {METHOD_LABELS[m].removeprefix('MDN + ')}"
+                 if m.startswith("mdn_") else METHOD_LABELS[m]: f for m, f in fits.items()})
+    return {"mre": mre_table(predictions),
+            "chi2": chi2_profile_table(chi2_rows, alpha),
+            "coverage": coverage_table(predictions[model_size]),
+            "methods": methods_table(same, alpha)}

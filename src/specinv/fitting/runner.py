@@ -1,0 +1,238 @@
+"""Fitting the test spectra of a simulated dataset: the paper's Autofit, ML + Autofit,
+and the batched gradient (Levenberg–Marquardt) refinement, with one result format.
+
+A fit result is an :class:`xarray.Dataset` over ``sample`` (the dataset's sample index) and
+``param``: ``estimate`` (the fitted parameters), ``start``, ``chi2`` (over the region of
+interest), ``n_simulations`` (spectra simulated for that fit), and as attributes the
+method, its settings, the degrees of freedom (RoI channels) and the wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from ..data.config import DatasetConfig
+from ..data.preprocess import SpectrumTransform
+from ..evaluation.metrics import roi_mask
+from .levenberg_marquardt import refine_levenberg_marquardt
+from .nelder_mead import minimize_batched
+from .problem import SpectrumFitProblem
+
+#: The methods compared on the test spectra.
+METHODS = ("mdn", "autofit", "mdn_autofit", "mdn_refine")
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Config section ``fitting`` (defaults: the paper's Autofit and ML + Autofit).
+
+    Attributes:
+        spectra: number of test spectra fitted (the first ones of the test split; 0 = all).
+        shards: Nelder–Mead jobs per method (each fits a contiguous part).
+        autofit_evaluations_per_parameter: Autofit's budget is this × D evaluations (200).
+        mdn_autofit_evaluations_per_parameter: ML + Autofit's budget × D (50).
+        restart_every: Nelder–Mead restarts from its best point after this many (500).
+        autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
+            training parameters: the documented fixed start of the Autofit.
+        refine_iterations: Levenberg–Marquardt iterations at most.
+        refine_jacobian: ``finite-difference`` or ``forward-mode``.
+        batch_size: parameter sets per simulator call.
+        device: ``cpu`` or ``cuda`` (the refinement; Nelder–Mead runs where the simulator
+            does).
+    """
+
+    spectra: int = 0
+    shards: int = 1
+    autofit_evaluations_per_parameter: int = 200
+    mdn_autofit_evaluations_per_parameter: int = 50
+    restart_every: int = 500
+    autofit_start: str = "centre"
+    refine_iterations: int = 20
+    refine_jacobian: str = "finite-difference"
+    batch_size: int = 4096
+    device: str = "cpu"
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
+        f = dict(config.get("fitting", {}))
+        unknown = sorted(set(f) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"fitting: unknown key(s) {', '.join(unknown)}")
+        s = cls(**f)
+        for name in ("shards", "autofit_evaluations_per_parameter",
+                     "mdn_autofit_evaluations_per_parameter", "restart_every",
+                     "refine_iterations", "batch_size"):
+            if getattr(s, name) < 1:
+                raise ValueError(f"fitting.{name}: expected >= 1, got {getattr(s, name)}")
+        if s.spectra < 0:
+            raise ValueError(f"fitting.spectra: expected >= 0, got {s.spectra}")
+        if s.autofit_start not in ("centre", "mean"):
+            raise ValueError(f"fitting.autofit_start: expected centre or mean, got "
+                             f"{s.autofit_start!r}")
+        if s.refine_jacobian not in ("finite-difference", "forward-mode"):
+            raise ValueError(f"fitting.refine_jacobian: expected finite-difference or "
+                             f"forward-mode, got {s.refine_jacobian!r}")
+        return s
+
+    def n_spectra(self, n_test: int) -> int:
+        return n_test if self.spectra == 0 else min(self.spectra, n_test)
+
+    def shard_range(self, shard: int, n_test: int) -> tuple[int, int]:
+        """[start, stop) of the fitted test spectra handled by ``shard``."""
+        n = self.n_spectra(n_test)
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"fit shard {shard} outside 0..{self.shards - 1}")
+        return shard * n // self.shards, (shard + 1) * n // self.shards
+
+
+def parameter_bounds(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The prior box (low [D], high [D]): every fit stays inside it.  A fixed parameter
+    gets a box of ±1e-9 relative around its value."""
+    low = np.array([p.low for p in cfg.priors], dtype=np.float64)
+    high = np.array([p.high for p in cfg.priors], dtype=np.float64)
+    pad = 1e-9 * np.maximum(np.abs(low), 1.0)
+    return np.where(high > low, low, low - pad), np.where(high > low, high, high + pad)
+
+
+def make_problem(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
+                 settings: FitSettings, device: str | None = None) -> SpectrumFitProblem:
+    """The χ² problem of the raw test spectra in ``test`` (RoI: the channels of the bins
+    the preprocessing kept)."""
+    technique = cfg.build_technique() if device is None else _technique_on(cfg, device)
+    counts = test["counts"].values
+    roi = roi_mask(counts.shape[1], transform.settings.first_channel,
+                   transform.settings.merge, transform.kept_bins)
+    low, high = parameter_bounds(cfg)
+    sim = technique.simulator
+    return SpectrumFitProblem(technique.simulate, counts, roi, low, high,
+                              batch_size=settings.batch_size, dtype=sim.dtype,
+                              device=sim.device)
+
+
+def _technique_on(cfg: DatasetConfig, device: str):
+    from ..techniques import build_technique
+
+    dtype = getattr(torch, cfg.dtype) if device == "cpu" else torch.float32
+    return build_technique(cfg.technique, cfg.experiment, cfg.structure, device=device,
+                           dtype=dtype)
+
+
+def _result(method: str, test: xr.Dataset, estimate: np.ndarray, start: np.ndarray,
+            chi2: np.ndarray, n_sim: np.ndarray, dof: int, seconds: float,
+            details: Mapping[str, Any]) -> xr.Dataset:
+    unit = test["params"].attrs.get("units", "")
+    dims = ("sample", "param")
+    return xr.Dataset(
+        {"estimate": (dims, estimate, {"long_name": f"{method} estimate", "units": unit}),
+         "start": (dims, start, {"long_name": "starting parameters", "units": unit}),
+         "true": (dims, test["params"].values, {"long_name": "true parameters",
+                                                "units": unit}),
+         "chi2": ("sample", chi2, {"long_name": "chi2 over the region of interest"}),
+         "n_simulations": ("sample", n_sim.astype(np.int64),
+                           {"long_name": "spectra simulated for this fit"})},
+        coords={"sample": test["sample"].values, "param": test["param"].values},
+        attrs={"method": method, "dof": dof, "wall_seconds": seconds,
+               "details": json.dumps(dict(details), default=str),
+               "data_hash": test.attrs.get("data_hash", "")})
+
+
+def chi2_of_estimates(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
+                      estimate: np.ndarray, settings: FitSettings) -> tuple[np.ndarray, int]:
+    """χ² of given estimates (clipped to ≥ 0: areal densities) and the degrees of freedom."""
+    problem = make_problem(cfg, test, transform, settings)
+    chi2 = problem.chi2(np.clip(estimate, 0.0, None), np.arange(problem.n_spectra))
+    return chi2, problem.dof
+
+
+def mdn_back_simulation(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
+                        predictions: xr.Dataset, settings: FitSettings) -> xr.Dataset:
+    """The MDN alone: its mixture mean, back-simulated (χ² of the mean)."""
+    t0 = time.perf_counter()
+    mean = predictions["mean"].values
+    chi2, dof = chi2_of_estimates(cfg, test, transform, mean, settings)
+    out = _result("mdn", test, mean, mean, chi2, np.ones(len(mean)), dof,
+                  time.perf_counter() - t0, {"checkpoint": predictions.attrs.get("checkpoint")})
+    out["std"] = (("sample", "param"), predictions["std"].values,
+                  {"long_name": "mixture standard deviation",
+                   "units": predictions["std"].attrs.get("units", "")})
+    return out
+
+
+def autofit_start(cfg: DatasetConfig, settings: FitSettings, n: int,
+                  train_mean: np.ndarray | None = None) -> np.ndarray:
+    """The Autofit's fixed start [n, D]: the centre of the prior box (or the training mean)."""
+    if settings.autofit_start == "mean":
+        if train_mean is None:
+            raise ValueError("fitting.autofit_start: mean needs the training parameters")
+        return np.tile(np.asarray(train_mean, dtype=np.float64), (n, 1))
+    low, high = parameter_bounds(cfg)
+    return np.tile(0.5 * (low + high), (n, 1))
+
+
+def nelder_mead_fits(method: str, cfg: DatasetConfig, test: xr.Dataset,
+                     transform: SpectrumTransform, start: np.ndarray, settings: FitSettings,
+                     progress: bool = True) -> xr.Dataset:
+    """Autofit (``method="autofit"``, 200·D evaluations) or ML + Autofit
+    (``"mdn_autofit"``, 50·D) of every spectrum in ``test``, all in lockstep."""
+    per_param = {"autofit": settings.autofit_evaluations_per_parameter,
+                 "mdn_autofit": settings.mdn_autofit_evaluations_per_parameter}[method]
+    problem = make_problem(cfg, test, transform, settings)
+    d = problem.n_parameters
+    start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
+    t0 = time.perf_counter()
+    res = minimize_batched(problem.chi2, start, bounds=(problem.low, problem.high),
+                           max_evaluations=per_param * d, restart_every=settings.restart_every,
+                           progress=progress)
+    seconds = time.perf_counter() - t0
+    details = {"max_evaluations": per_param * d, "restart_every": settings.restart_every,
+               "adaptive": True, "n_restarts_mean": float(np.mean(res.n_restarts)),
+               "converged": float(np.mean(res.converged))}
+    return _result(method, test, res.x, start, res.fun, problem.n_simulations, problem.dof,
+                   seconds, details)
+
+
+def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
+                    start: np.ndarray, settings: FitSettings,
+                    progress: bool = True) -> xr.Dataset:
+    """MDN + gradient refinement: batched Levenberg–Marquardt through the differentiable
+    simulator from the MDN mean, all spectra at once."""
+    problem = make_problem(cfg, test, transform, settings, device=settings.device)
+    t0 = time.perf_counter()
+    res = refine_levenberg_marquardt(problem, start, max_iterations=settings.refine_iterations,
+                                     jacobian=settings.refine_jacobian, progress=progress)
+    seconds = time.perf_counter() - t0
+    details = {"max_iterations": settings.refine_iterations,
+               "jacobian": settings.refine_jacobian, "device": str(problem.device),
+               "iterations_mean": float(res.n_iterations.mean()),
+               "converged": float(res.converged.mean())}
+    start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
+    return _result("mdn_refine", test, res.x, start, res.chi2, res.n_simulations, problem.dof,
+                   seconds, details)
+
+
+def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
+    """One fit result from its shards (wall times add up)."""
+    parts = sorted(parts, key=lambda p: int(p["sample"][0]))
+    merged = xr.concat(parts, dim="sample", combine_attrs="override")
+    merged.attrs["wall_seconds"] = float(sum(p.attrs["wall_seconds"] for p in parts))
+    merged.attrs["shards"] = len(parts)
+    return merged
+
+
+def fitted_spectra(ds: xr.Dataset, settings: FitSettings, shard: int | None = None,
+                   n_test: int | None = None) -> xr.Dataset:
+    """The part of a test-split dataset (raw spectra or predictions, sample-aligned) that
+    is fitted: the first ``settings.spectra``, or a shard of them."""
+    n_test = ds.sizes["sample"] if n_test is None else n_test
+    if shard is None:
+        return ds.isel(sample=slice(0, settings.n_spectra(n_test)))
+    start, stop = settings.shard_range(shard, n_test)
+    return ds.isel(sample=slice(start, stop))

@@ -1,0 +1,106 @@
+"""The χ² fit problem and the batched Levenberg–Marquardt refinement."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from specinv.fitting.levenberg_marquardt import refine_levenberg_marquardt
+from specinv.fitting.problem import SpectrumFitProblem
+from specinv.physics.rbs import RBSSimulator, load_experiment, poisson_noise
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
+LOW, HIGH = 50.0, 5000.0
+
+
+@pytest.fixture(scope="module")
+def simulator() -> RBSSimulator:
+    return RBSSimulator.from_experiment(load_experiment(EXAMPLE), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def spectra(simulator):
+    rng = np.random.default_rng(3)
+    truth = rng.uniform(200, 4000, (12, simulator.n_parameters))
+    observed = poisson_noise(simulator.simulate(torch.as_tensor(truth)), seed=4).numpy()
+    roi = np.zeros(observed.shape[1], dtype=bool)
+    roi[100:900] = True
+    return truth, observed, roi
+
+
+def problem(simulator, observed, roi, simulate=None):
+    d = simulator.n_parameters
+    return SpectrumFitProblem(simulate or simulator.simulate, observed, roi, np.full(d, LOW),
+                              np.full(d, HIGH))
+
+
+def test_chi2_matches_a_direct_computation(simulator, spectra):
+    truth, observed, roi = spectra
+    prob = problem(simulator, observed, roi)
+    rows = np.array([3, 0, 3])
+    chi2 = prob.chi2(truth[rows], rows)
+    s = simulator.simulate(torch.as_tensor(truth[rows])).numpy()
+    x = observed[rows].astype(float)
+    direct = (((x - s) ** 2 / (x + 1))[:, roi]).sum(1)
+    np.testing.assert_allclose(chi2, direct, rtol=1e-12)
+    assert chi2[0] == chi2[2]
+    assert prob.n_simulations.tolist()[:4] == [1, 0, 0, 2]
+    assert prob.dof == 800
+
+
+def test_finite_difference_jacobian_equals_forward_mode(simulator, spectra):
+    truth, observed, roi = spectra
+    prob = problem(simulator, observed, roi)
+    rows = np.arange(3)
+    at = truth[rows].copy()
+    at[0, 1] = HIGH                      # at the upper bound: the step goes inwards
+    r_fd, j_fd = prob.jacobian(at, rows, "finite-difference")
+    r_ad, j_ad = prob.jacobian(at, rows, "forward-mode")
+    torch.testing.assert_close(r_fd, r_ad, rtol=1e-12, atol=1e-12)
+    scale = j_ad.abs().amax(dim=1, keepdim=True)
+    assert float(((j_fd - j_ad).abs() / scale).max()) < 1e-4
+    assert j_fd.shape == (3, 800, simulator.n_parameters)
+
+
+def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spectra):
+    truth, observed, roi = spectra
+    seen = []
+
+    def watched(params):
+        seen.append(params.detach().clone())
+        return simulator.simulate(params)
+
+    prob = problem(simulator, observed, roi, watched)
+    rng = np.random.default_rng(5)
+    start = truth * rng.uniform(0.85, 1.15, truth.shape)
+    start[0, 0] = 2 * HIGH                               # outside: clipped
+    res = refine_levenberg_marquardt(prob, start, max_iterations=25)
+    points = torch.cat(seen)
+    assert float(points.min()) >= LOW and float(points.max()) <= HIGH
+    assert (res.x >= LOW).all() and (res.x <= HIGH).all()
+    assert (res.chi2 <= res.chi2_start).all()
+    # the χ² of the truth is the noise level: the fit reaches it (or goes below)
+    chi2_truth = problem(simulator, observed, roi).chi2(truth, np.arange(len(truth)))
+    assert np.mean(res.chi2 <= chi2_truth * 1.0001) >= 0.9
+    assert np.median(np.abs(res.x - truth) / truth) < 0.03
+    assert (res.n_iterations <= 25).all()
+    assert (res.n_simulations == prob.n_simulations).all()
+
+
+def test_bad_inputs(simulator, spectra):
+    truth, observed, roi = spectra
+    d = simulator.n_parameters
+    with pytest.raises(ValueError, match="observed"):
+        SpectrumFitProblem(simulator.simulate, -observed, roi, np.zeros(d), np.ones(d))
+    with pytest.raises(ValueError, match="roi"):
+        SpectrumFitProblem(simulator.simulate, observed, roi[:10], np.zeros(d), np.ones(d))
+    with pytest.raises(ValueError, match="lower bound"):
+        SpectrumFitProblem(simulator.simulate, observed, roi, np.ones(d), np.ones(d))
+    prob = problem(simulator, observed, roi)
+    with pytest.raises(ValueError, match="x0"):
+        refine_levenberg_marquardt(prob, truth[:3])
+    with pytest.raises(ValueError, match="method"):
+        prob.jacobian(truth[:1], [0], method="magic")
