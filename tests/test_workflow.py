@@ -78,6 +78,31 @@ def test_tiny_workflow_runs_end_to_end(tmp_path):
     log = (wd / "logs/tiny/simulate/shard-0.log").read_text()
     assert "spectra" in log and "shard 1/3" in log      # progress in the logs
     assert (wd / "results/example/spectrum.png").stat().st_size > 10_000
+    # predictions, fits, tables and figures of the evaluation
+    import pandas as pd
+
+    res = wd / "results/tiny"
+    chi2 = pd.read_csv(res / "tables/table2-4_chi2_profile.csv", index_col=0)
+    assert list(chi2.index[:2]) == ["MDN30", "MDN60"]
+    assert {"Autofit", "MDN + Autofit", "MDN + gradient refinement"} <= set(chi2.index)
+    ideal = chi2.loc[chi2.index.str.startswith("ideal")].iloc[0]
+    dof = int(chi2.index[-1].split("=")[1].rstrip(")"))
+    assert ideal["mean"] == dof and abs(ideal["std"] - (2 * dof) ** 0.5) < 1e-3
+    methods = pd.read_csv(res / "tables/table6_methods.csv", index_col=0)
+    assert len(methods) == 4 and (methods["spectra"] == 8).all()
+    autofit = read_dataset(res / "fits/autofit.nc")
+    assert autofit.sizes["sample"] == 8 and (autofit["n_simulations"] <= 20 * 4).all()
+    refined = read_dataset(res / "fits/mdn_refine.nc")
+    assert (refined["estimate"] >= 50).all() and (refined["estimate"] <= 5000).all()
+    assert (refined["chi2"] <= refined["chi2_start"]).all()
+    runtimes = pd.read_csv(res / "tables/table1_runtimes.csv", index_col=0)
+    assert "simulation" in runtimes.index and (runtimes["seconds"] > 0).all()
+    coverage = pd.read_csv(res / "tables/table5_coverage.csv", index_col=0)
+    assert coverage["ACS"].between(-1, 1).all()
+    for name in ("fig4-7_mre_vs_training_size", "fig8-10_prediction_ratio",
+                 "chi2_distributions", "example_fits"):
+        assert (res / f"figures/{name}.png").stat().st_size > 10_000
+        assert (res / f"figures/{name}.pdf").exists()
 
 
 def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
@@ -89,14 +114,15 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
     assert r.returncode == 0, r.stderr
     assert not shards[2].exists()
     before = [p.stat().st_mtime_ns for p in shards[:2]]
-    r = snakemake("--configfile", "tiny.yaml", cwd=wd)
+    data = [f"results/tiny/processed/{s}.nc" for s in ("train", "validation", "test")]
+    r = snakemake(*data, "--configfile", "tiny.yaml", cwd=wd)
     assert r.returncode == 0, r.stderr
     assert [p.stat().st_mtime_ns for p in shards[:2]] == before      # not redone
     stats = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("simulate_shard"))
     assert int(stats.split()[-1]) == 1                               # only the missing one
     # and the result equals an uninterrupted run
     fresh = workdir(tmp_path / "fresh")
-    assert snakemake("--configfile", "tiny.yaml", cwd=fresh).returncode == 0
+    assert snakemake(*data, "--configfile", "tiny.yaml", cwd=fresh).returncode == 0
     for f in ("data/spectra.nc", "processed/test.nc"):
         assert md5(wd / "results/tiny" / f) == md5(fresh / "results/tiny" / f)
 

@@ -4,8 +4,9 @@ Every spectrum is its own least-squares problem min_y Σ r_i(y)²; all of them a
 together, one Jacobian evaluation (through the batched simulator) and one trial
 simulation per iteration for the whole batch.  Steps solve
 (JᵀJ + λ·diag(JᵀJ)) δ = −Jᵀr (Marquardt's scale-invariant damping) and are projected onto
-the parameter box; a step is kept only if it lowers χ², otherwise λ grows and the step is
-retried from the same point (no new Jacobian).  Parameters stay inside [low, high] at
+the parameter box (parameters at a bound that the step would push out are held there and
+the step is solved for the others); a step is kept only if it lowers χ², otherwise λ grows
+and the step is retried from the same point (no new Jacobian).  Parameters stay inside [low, high] at
 every iterate.  A spectrum stops when its relative χ² improvement falls below ``ftol``, its
 λ exceeds ``max_damping`` or its iterations run out.
 """
@@ -96,7 +97,16 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
         while active.any():
             act = np.nonzero(active)[0]
             sel = torch.as_tensor(act, device=problem.device)
-            delta = _step(cur_j[sel], cur_r[sel], damping[sel]).cpu().numpy()
+            jac_a, r_a, damp_a = cur_j[sel], cur_r[sel], damping[sel]
+            delta = _step(jac_a, r_a, damp_a).cpu().numpy()
+            # parameters at a bound that the step pushes outwards are held there, and the
+            # step is solved again for the others (a projected step would lose its descent)
+            held = (((x[act] <= problem.low) & (delta < 0))
+                    | ((x[act] >= problem.high) & (delta > 0)))
+            if held.any():
+                free = torch.as_tensor(~held, dtype=jac_a.dtype, device=problem.device)
+                delta = _step(jac_a * free[:, None, :], r_a, damp_a).cpu().numpy()
+                delta[held] = 0.0
             trial = np.clip(x[act] + delta, problem.low, problem.high)
             chi2_trial = problem.chi2(trial, act)
             better = chi2_trial < chi2[act]

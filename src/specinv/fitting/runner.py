@@ -214,8 +214,12 @@ def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTra
                "iterations_mean": float(res.n_iterations.mean()),
                "converged": float(res.converged.mean())}
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
-    return _result("mdn_refine", test, res.x, start, res.chi2, res.n_simulations, problem.dof,
-                   seconds, details)
+    out = _result("mdn_refine", test, res.x, start, res.chi2, res.n_simulations, problem.dof,
+                  seconds, details)
+    out["chi2_start"] = ("sample", res.chi2_start, {"long_name": "chi2 at the start"})
+    out["n_iterations"] = ("sample", res.n_iterations, {"long_name": "Levenberg-Marquardt "
+                                                                     "iterations"})
+    return out
 
 
 def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
