@@ -6,9 +6,9 @@ simulation per iteration for the whole batch.  Steps solve
 (JᵀJ + λ·diag(JᵀJ)) δ = −Jᵀr (Marquardt's scale-invariant damping) and are projected onto
 the parameter box (parameters at a bound that the step would push out are held there and
 the step is solved for the others); a step is kept only if it lowers χ², otherwise λ grows
-and the step is retried from the same point (no new Jacobian).  Parameters stay inside [low, high] at
-every iterate.  A spectrum stops when its relative χ² improvement falls below ``ftol``, its
-λ exceeds ``max_damping`` or its iterations run out.
+and the step is retried from the same point (no new Jacobian).  Parameters stay inside
+[low, high] at every iterate.  A spectrum stops when its relative χ² improvement falls
+below ``ftol``, its λ exceeds ``max_damping`` or its iterations run out.
 """
 
 from __future__ import annotations
