@@ -126,3 +126,22 @@ def test_tables():
     cov = coverage_table(pred)
     assert cov.loc["a", "coverage_1sigma"] == 1.0
     assert cov.loc["a", "ACS"] == pytest.approx((0.2 - 0.1) / (0.2 + 0.1))
+
+
+def test_runtime_table_sums_jobs_and_compares_with_the_paper(tmp_path):
+    from specinv.evaluation.tables import runtime_table
+
+    files = []
+    for k, seconds in enumerate((1800.0, 1800.0, 720.0)):
+        f = tmp_path / f"job{k}.tsv"
+        f.write_text("s\th:m:s\tmax_rss\n" f"{seconds}\t0:30:00\t100\n")
+        files.append(f)
+    table = runtime_table({"simulation": files[:2], "autofit fits": files[2:]}, "test CPU",
+                          {"simulation": 0.5})
+    assert table.loc["simulation", "jobs"] == 2
+    assert table.loc["simulation", "hours"] == pytest.approx(1.0)
+    assert table.loc["simulation", "ours_over_paper"] == pytest.approx(2.0)
+    assert np.isnan(table.loc["autofit fits", "paper_hours"])
+    assert (table["hardware"] == "test CPU").all()
+    with pytest.raises(ValueError, match="unknown stage"):
+        runtime_table({"simulation": files[:1]}, "x", {"trainnig": 1.0})

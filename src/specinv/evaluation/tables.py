@@ -116,9 +116,16 @@ def hardware_description() -> str:
     return text
 
 
-def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str) -> pd.DataFrame:
+#: Hardware of the paper's run times (Muzakka et al. 2024, Table 1).
+PAPER_HARDWARE = ("AMD Ryzen Threadripper PRO 5995WX, 64 cores (data, fits); "
+                  "Nvidia RTX A4000 (training)")
+
+
+def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
+                  paper_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Wall time of every stage (the sum over its jobs' Snakemake benchmark files, in
-    seconds and hours; Table 1) and the hardware."""
+    seconds and hours; Table 1) and the hardware; with ``paper_hours`` (stage -> hours of
+    the paper's Table 1) also the paper's times and the ratio ours / paper."""
     rows = {}
     for stage, files in stages.items():
         seconds = [float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files]
@@ -127,6 +134,14 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str) -> 
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "stage"
     out["hardware"] = hardware
+    if paper_hours:
+        unknown = sorted(set(paper_hours) - set(out.index))
+        if unknown:
+            raise ValueError(f"evaluation.paper_runtimes_h: unknown stage(s) "
+                             f"{', '.join(unknown)} (stages: {', '.join(out.index)})")
+        out["paper_hours"] = pd.Series(dict(paper_hours), dtype=float)
+        out["ours_over_paper"] = out["hours"] / out["paper_hours"]
+        out["paper_hardware"] = np.where(out["paper_hours"].notna(), PAPER_HARDWARE, "")
     return out
 
 
