@@ -125,7 +125,8 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
                   paper_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Wall time of every stage (the sum over its jobs' Snakemake benchmark files, in
     seconds and hours; Table 1) and the hardware; with ``paper_hours`` (stage -> hours of
-    the paper's Table 1) also the paper's times and the ratio ours / paper."""
+    the paper's Table 1) also the paper's times and the ratio ours / paper (a paper stage
+    that this run lacks gets a row without our times)."""
     rows = {}
     for stage, files in stages.items():
         seconds = [float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files]
@@ -135,10 +136,12 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
     out.index.name = "stage"
     out["hardware"] = hardware
     if paper_hours:
-        unknown = sorted(set(paper_hours) - set(out.index))
-        if unknown:
-            raise ValueError(f"evaluation.paper_runtimes_h: unknown stage(s) "
-                             f"{', '.join(unknown)} (stages: {', '.join(out.index)})")
+        # the paper's stages that this run did not have (e.g. another training size) stay
+        # as rows of their own, without our times
+        missing = [k for k in paper_hours if k not in out.index]
+        out = out.reindex([*out.index, *missing])
+        out.index.name = "stage"
+        out.loc[missing, "hardware"] = ""
         out["paper_hours"] = pd.Series(dict(paper_hours), dtype=float)
         out["ours_over_paper"] = out["hours"] / out["paper_hours"]
         out["paper_hardware"] = np.where(out["paper_hours"].notna(), PAPER_HARDWARE, "")
