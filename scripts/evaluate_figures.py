@@ -6,16 +6,14 @@ from _common import start
 from specinv.data import SpectrumTransform, read_dataset
 from specinv.evaluation import roi_mask
 from specinv.evaluation.figures import paper_figures
-from specinv.evaluation.tables import METHOD_LABELS, mre_table
+from specinv.evaluation.tables import methods_on_fitted_spectra, mre_table
 
 cfg = start(snakemake)  # noqa: F821
 inp, par, out = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
 predictions = {n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)}
 mdn = read_dataset(inp.mdn[par.sizes.index(par.model_size)])
 fits = {m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)}
-fitted = next(iter(fits.values()))["sample"].values
-by_label = {f"MDN{par.model_size}": mdn.sel(sample=fitted),
-            **{METHOD_LABELS[m]: f for m, f in fits.items()}}
+by_label = methods_on_fitted_spectra(mdn, fits, par.model_size)
 test = read_dataset(inp.test)
 transform = SpectrumTransform.load(inp.transform)
 roi = roi_mask(test.sizes["channel"], transform.settings.first_channel,
@@ -28,10 +26,8 @@ def simulate(params):
         return technique.simulate(torch.as_tensor(params)).double().cpu().numpy()
 
 
-names = ["fig4-7_mre_vs_training_size", "fig8-10_prediction_ratio", "chi2_distributions",
-         "example_fits"]
 outputs = {n: [getattr(out, f"{n.replace('-', '_')}_{ext}") for ext in ("png", "pdf")]
-           for n in names}
+           for n in par.names}
 ev = snakemake.config["evaluation"]  # noqa: F821
 paper_figures(predictions, mre_table(predictions), by_label, test, roi, simulate,
               par.model_size, outputs, name=cfg.name, alpha=ev["alpha"],

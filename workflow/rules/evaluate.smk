@@ -62,6 +62,7 @@ rule figures:
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
         methods=FIT_METHODS,
+        names=FIGURE_NAMES,
     log:
         f"logs/{NAME}/figures.log",
     threads: 2

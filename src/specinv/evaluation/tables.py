@@ -171,6 +171,17 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
+                              model_size: int) -> dict[str, xr.Dataset]:
+    """The MDN's back-simulation restricted to the fitted spectra, then every fit, by display
+    label ("MDN50000", "Autofit", "MDN50000 + Autofit", …): the rows of the comparison."""
+    fitted = next(iter(fits.values()))["sample"].values if fits else None
+    out = {f"MDN{model_size}": mdn if fitted is None else mdn.sel(sample=fitted)}
+    out.update({f"MDN{model_size} + {METHOD_LABELS[m].removeprefix('MDN + ')}"
+                if m.startswith("mdn_") else METHOD_LABELS[m]: f for m, f in fits.items()})
+    return out
+
+
 def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, xr.Dataset],
                  fits: Mapping[str, xr.Dataset], model_size: int,
                  alpha: float = 0.05) -> dict[str, pd.DataFrame]:
@@ -190,11 +201,7 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
     """
     chi2_rows = {f"MDN{n}": mdn_fits[n] for n in sorted(mdn_fits)}
     chi2_rows.update({METHOD_LABELS[m]: f for m, f in fits.items()})
-    fitted = next(iter(fits.values()))["sample"].values if fits else None
-    mdn = mdn_fits[model_size]
-    same = {f"MDN{model_size}": mdn if fitted is None else mdn.sel(sample=fitted)}
-    same.update({f"MDN{model_size} + {METHOD_LABELS[m].removeprefix('MDN + ')}"
-                 if m.startswith("mdn_") else METHOD_LABELS[m]: f for m, f in fits.items()})
+    same = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size)
     return {"mre": mre_table(predictions),
             "chi2": chi2_profile_table(chi2_rows, alpha),
             "coverage": coverage_table(predictions[model_size]),
