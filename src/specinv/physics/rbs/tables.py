@@ -54,8 +54,8 @@ class LayerTables:
         u0, h: first node and spacing of the ln(E/keV) grid; ``size`` nodes per row.
         coef: [N·size − 1, 4, 3]: on each grid interval, the cubic (Hermite) polynomials in
             t ∈ [0, 1] of (R, S, T): value = Σ_p coef[p] t^p.
-        range_pairs: [N·size − 1, 4]: R, dR/du at the start, R, dR/du at the end of each
-            interval.
+        range_pairs: [N·size − 1, 4]: R and 1/(h dR/du) at the start, R and 1/(h dR/du) at
+            the end of each interval.
         sorted_range: [N·size] R plus per-row offsets, increasing (for inverse look-ups;
             float64 whatever the working precision).
         offsets: [N] the per-row offsets.
@@ -81,16 +81,19 @@ class LayerTables:
                                                  device=stopping.device))
         g_r = energy / stopping  # dR/du
         g_t = g_r / (stopping * stopping)  # dT/du
-        rng = _cumulative(g_r, _du(g_r, h), h)
-        strag = _cumulative(g_t, _du(g_t, h), h)
+        ds = _du(stopping, h)
+        # u-derivatives of g_r = E/S and g_t = E/S³ from that of S
+        log_slope = ds / stopping
+        rng = _cumulative(g_r, g_r - g_r * log_slope, h)
+        strag = _cumulative(g_t, g_t - 3.0 * g_t * log_slope, h)
         values = torch.stack([rng, stopping, strag], -1).reshape(rows * size, _NQ)
-        slopes = torch.stack([g_r, _du(stopping, h), g_t], -1).reshape(rows * size, _NQ) * h
+        slopes = torch.stack([g_r, ds, g_t], -1).reshape(rows * size, _NQ) * h
         # cubic Hermite polynomial on each interval, in t = (u − u_q)/h
         y0, y1, m0, m1 = values[:-1], values[1:], slopes[:-1], slopes[1:]
         coef = torch.stack([y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1,
                             2.0 * (y0 - y1) + m0 + m1], 1)                # [N·G−1, 4, 3]
         # (R, dR/du) at the start and the end of each interval, [N·G−1, 4]
-        pairs = torch.stack([values[:, R], g_r.reshape(-1)], -1)
+        pairs = torch.stack([values[:, R], 1.0 / (h * g_r.reshape(-1))], -1)
         pairs = torch.cat([pairs[:-1], pairs[1:]], -1)
         range_top = rng[:, -1]
         step = range_top.detach().double() + 1.0
@@ -103,9 +106,10 @@ class LayerTables:
     # ------------------------------------------------------------------ look-ups
     def _evaluate(self, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(R, S, T) on interval q at t ∈ [0, 1] (Horner's scheme)."""
-        c0, c1, c2, c3 = self.coef[q].unbind(-2)
+        c0, c1, c2, c3 = self.coef.index_select(0, q.reshape(-1)).view(
+            *q.shape, 4, _NQ).unbind(-2)
         t = t.unsqueeze(-1)
-        return c0 + t * (c1 + t * (c2 + t * c3))
+        return torch.addcmul(c0, t, torch.addcmul(c1, t, torch.addcmul(c2, t, c3)))
 
     def lookup(self, row: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """(R, S, T) of table ``row`` at energies exp(u), stacked on a last axis of 3.
@@ -132,14 +136,15 @@ class LayerTables:
         q = torch.searchsorted(self.sorted_range, r.detach().double() + self.offsets[row])
         lo = row * self.size
         q = torch.clamp(q - 1, min=lo, max=lo + (self.size - 2))
-        r0, d0, r1, d1 = self.range_pairs[q].unbind(-1)
+        r0, w0, r1, w1 = self.range_pairs.index_select(0, q.reshape(-1)).view(
+            *q.shape, 4).unbind(-1)
         dr = r1 - r0
         # Hermite interpolation of u(R) on [r0, r1], with du/dR = 1/R' at both ends:
         # u = u_j + h·h01(τ) + Δr (h10(τ)/R'_0 + h11(τ)/R'_1)
         tau = (r - r0) / dr
-        tau2 = tau * tau
         tm1 = tau - 1.0
-        t = tau2 * (3.0 - 2.0 * tau) + (dr * (1.0 / self.h)) * tau * tm1 * (tm1 / d0 + tau / d1)
+        t = torch.addcmul(tau * tau * (3.0 - 2.0 * tau), dr * tau * tm1,
+                          torch.addcmul(tm1 * w0, tau, w1))
         u = self.u0 + (q - lo).to(rng.dtype) * self.h + t * self.h
         return u, self._evaluate(q, t.clamp(0.0, 1.0)), inside
 
