@@ -88,10 +88,10 @@ def work_per_spectrum(sim: RBSSimulator, params: torch.Tensor) -> dict[str, floa
     counts = {"nodes": 0, "window": 0}
     add_local = spectrum._add_local
 
-    def counting(flat, n_edges, offsets, columns):
+    def counting(flat, offsets, distance, sign, columns, base):
         counts["nodes"] += len(columns)
-        counts["window"] += len(columns) * len(offsets)
-        return add_local(flat, n_edges, offsets, columns)
+        counts["window"] += len(columns) * offsets.numel()
+        return add_local(flat, offsets, distance, sign, columns, base)
 
     spectrum._add_local = counting
     try:

@@ -63,6 +63,11 @@ def test_finite_difference_jacobian_equals_forward_mode(simulator, spectra):
     scale = j_ad.abs().amax(dim=1, keepdim=True)
     assert float(((j_fd - j_ad).abs() / scale).max()) < 1e-4
     assert j_fd.shape == (3, 800, simulator.n_parameters)
+    # with the residuals at the point given, D simulations instead of D + 1, same result
+    before = prob.n_simulations.copy()
+    r_b, j_b = prob.jacobian(at, rows, "finite-difference", base=r_fd)
+    assert (prob.n_simulations - before)[:3].tolist() == [simulator.n_parameters] * 3
+    assert torch.equal(r_b, r_fd) and torch.equal(j_b, j_fd)
 
 
 def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spectra):
@@ -90,6 +95,21 @@ def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spect
     assert (res.n_simulations == prob.n_simulations).all()
 
 
+def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, spectra):
+    truth, observed, roi = spectra
+    start = truth * np.random.default_rng(6).uniform(0.95, 1.05, truth.shape)
+    runs = {}
+    for broyden in (False, True):
+        prob = problem(simulator, observed, roi)
+        runs[broyden] = refine_levenberg_marquardt(prob, start, max_iterations=30,
+                                                   chi2_tol=0.01, broyden=broyden)
+    plain, updated = runs[False], runs[True]
+    # the same minimum (to well within Δχ² = 0.1), for fewer simulated spectra
+    assert np.all(updated.chi2 <= plain.chi2 + 0.1)
+    assert updated.n_simulations.sum() < 0.9 * plain.n_simulations.sum()
+    assert updated.converged.mean() >= plain.converged.mean()
+
+
 def test_bad_inputs(simulator, spectra):
     truth, observed, roi = spectra
     d = simulator.n_parameters
@@ -104,3 +124,5 @@ def test_bad_inputs(simulator, spectra):
         refine_levenberg_marquardt(prob, truth[:3])
     with pytest.raises(ValueError, match="method"):
         prob.jacobian(truth[:1], [0], method="magic")
+    with pytest.raises(ValueError, match="chi2_tol"):
+        refine_levenberg_marquardt(prob, truth, chi2_tol=-1.0)

@@ -15,6 +15,8 @@ from specinv.data import (
     SPLITS,
     SpectrumTransform,
     dataset_config,
+    expected_spectra,
+    read_dataset,
     sample_parameters,
     simulate_shard,
     split_dataset,
@@ -22,6 +24,7 @@ from specinv.data import (
 )
 from specinv.data.preprocess import processed_dataset
 from specinv.training import (
+    ResampledNoiseData,
     TrainingSettings,
     median_relative_error,
     model_settings,
@@ -77,6 +80,37 @@ def test_staged_training_and_prediction(processed, tmp_path):
     mre = median_relative_error(pred)
     assert set(mre) == {"layer1:W", "layer1:D", "layer2:W", "layer2:D"}
     assert all(np.isfinite(v) for v in mre.values())
+
+
+def test_noise_resampled_every_epoch(processed, tmp_path):
+    config = yaml.safe_load(TINY.read_text())
+    cfg = dataset_config(config)
+    transform = SpectrumTransform.load(processed / "transform.json")
+    train = read_dataset(processed / "train.nc")
+    expected = expected_spectra(cfg.build_technique(), train["params"].values[:200], 64,
+                                progress=False)
+    data = ResampledNoiseData(str(processed / "train.nc"), str(processed / "validation.nc"),
+                              expected, transform, 200, 32, seed=0)
+    data.setup()
+    first, again, second = data.noisy_features(0), data.noisy_features(0), data.noisy_features(1)
+    assert np.array_equal(first, again)                     # reproducible (resumable)
+    assert not np.array_equal(first, second)                # new noise every epoch
+    data.stage = 1
+    assert not np.array_equal(first, data.noisy_features(0))  # and every stage
+    # the noisy copies scatter around the stored spectra like fresh Poisson draws: the mean
+    # over epochs of the features tends to the features of the noise-free spectra
+    mean = np.mean([data.noisy_features(e) for e in range(20)], axis=0)
+    assert np.abs(mean - transform.features(np.rint(expected).astype(np.int32))).mean() < (
+        np.abs(first - transform.features(np.rint(expected).astype(np.int32))).mean() / 3)
+    with pytest.raises(ValueError, match="resample_noise"):
+        train_staged(processed / "train.nc", processed / "validation.nc", tmp_path / "m", 200,
+                     model_settings({"model": SMALL_NET}), settings(resample_noise=True))
+    summary = train_staged(processed / "train.nc", processed / "validation.nc",
+                           tmp_path / "m", 200, model_settings({"model": SMALL_NET}),
+                           settings(resample_noise=True, epochs=4), expected=expected,
+                           transform=transform)
+    assert [s["epochs"] for s in summary["stages"]] == [2, 2]
+    assert np.isfinite(summary["best_val_loss"])
 
 
 class _Crash(pl.Callback):

@@ -103,6 +103,13 @@ def test_tiny_workflow_runs_end_to_end(tmp_path):
                  "chi2_distributions", "example_fits"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
         assert (res / f"figures/{name}.pdf").exists()
+    # the HTML report holds every figure and table
+    r = snakemake("--configfile", "tiny.yaml", "--report", "report.html", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    html = (wd / "report.html").read_text()
+    for name in ("fig4-7_mre_vs_training_size.png", "example_fits.png", "table1_runtimes.html",
+                 "table2-4_chi2_profile.html", "table6_methods.html"):
+        assert name in html, name
 
 
 def test_rerun_resumes_without_redoing_finished_shards(tmp_path):

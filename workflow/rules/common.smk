@@ -74,6 +74,8 @@ TABLES = {
     "methods": f"{RESULTS}/tables/table6_methods.csv",
     "mre": f"{RESULTS}/tables/fig4-7_mre_vs_training_size.csv",
 }
+#: HTML renderings of the tables, written next to the CSVs, shown in ``snakemake --report``
+TABLES_HTML = {name: path.removesuffix(".csv") + ".html" for name, path in TABLES.items()}
 FIGURE_NAMES = [
     "fig4-7_mre_vs_training_size",
     "fig8-10_prediction_ratio",

@@ -9,6 +9,12 @@ rule tables:
         coverage=TABLES["coverage"],
         methods=TABLES["methods"],
         mre=TABLES["mre"],
+        **{
+            f"{name}_html": report(
+                TABLES_HTML[name], caption=f"../report/table_{name}.rst", category="Tables"
+            )
+            for name in ("chi2", "coverage", "methods", "mre")
+        },
     params:
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
@@ -30,6 +36,8 @@ rule runtime_table:
         lambda wc: [f for files in runtime_inputs(wc).values() for f in files],
     output:
         TABLES["runtimes"],
+        report(TABLES_HTML["runtimes"], caption="../report/table_runtimes.rst",
+               category="Tables"),
     params:
         stages=runtime_inputs,
     log:

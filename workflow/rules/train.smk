@@ -5,6 +5,9 @@ rule train_mdn:
     input:
         train=f"results/{NAME}/processed/train.nc",
         validation=f"results/{NAME}/processed/validation.nc",
+        # parameters of the training spectra and the preprocessing, for training.resample_noise
+        raw_train=f"{DATA}/train.nc",
+        transform=f"results/{NAME}/preprocessing/transform.json",
     output:
         model=f"results/{NAME}/models/n{{n_train}}/model.ckpt",
         summary=f"results/{NAME}/models/n{{n_train}}/summary.json",

@@ -1,7 +1,14 @@
 """Simulated datasets: configuration, generation in shards, storage and preprocessing."""
 
 from .config import SPLITS, ConfigError, DatasetConfig, Prior, dataset_config
-from .generate import add_noise, merge_shards, sample_parameters, simulate_shard, split_dataset
+from .generate import (
+    add_noise,
+    expected_spectra,
+    merge_shards,
+    sample_parameters,
+    simulate_shard,
+    split_dataset,
+)
 from .io import read_dataset, write_dataset
 from .preprocess import PreprocessSettings, SpectrumTransform, preprocess_settings
 
@@ -14,6 +21,7 @@ __all__ = [
     "SpectrumTransform",
     "add_noise",
     "dataset_config",
+    "expected_spectra",
     "merge_shards",
     "preprocess_settings",
     "read_dataset",

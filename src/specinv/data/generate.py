@@ -84,6 +84,21 @@ def add_noise(expected: np.ndarray, seed: int, keys: Sequence[Sequence[int]],
     return out
 
 
+def expected_spectra(technique, params: np.ndarray, batch_size: int,
+                     progress: bool = True) -> np.ndarray:
+    """Noise-free spectra [n, C] (float64) of parameters [n, D], simulated in batches."""
+    params = np.asarray(params)
+    out = np.empty((len(params), technique.n_channels))
+    bar = tqdm(total=len(params), desc="simulating noise-free spectra", unit="spectra",
+               file=sys.stderr, mininterval=2.0, disable=not progress)
+    for b0 in range(0, len(params), batch_size):
+        b1 = min(len(params), b0 + batch_size)
+        out[b0:b1] = technique.simulate(torch.as_tensor(params[b0:b1])).double().cpu().numpy()
+        bar.update(b1 - b0)
+    bar.close()
+    return out
+
+
 def simulate_shard(cfg: DatasetConfig, params: xr.Dataset, shard: int,
                    progress: bool = True) -> xr.Dataset:
     """Simulate the spectra of one shard (a contiguous range of sample indices)."""

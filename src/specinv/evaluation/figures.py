@@ -83,10 +83,21 @@ def plot_prediction_ratio(predictions: xr.Dataset, paths: Sequence[str | Path],
         y0 = true[pick, j]
         srt = np.argsort(y0)
         ratio = est[pick, j][srt] / y0[srt]
-        ax.errorbar(np.arange(len(srt)), ratio, yerr=std[pick, j][srt] / y0[srt], fmt="o",
+        x = np.arange(len(srt))
+        ax.errorbar(x, ratio, yerr=std[pick, j][srt] / y0[srt], fmt="o",
                     ms=2, lw=0.6, elinewidth=0.6, capsize=0, color="C0")
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_title(f"{names[j]} (MRE {100 * mre[j]:.2g} %)", fontsize=8)
+        # the axis shows the bulk; the few outliers are drawn as triangles on its edge
+        half = _ratio_half_range(ratio)
+        ax.set_ylim(1.0 - half, 1.0 + half)
+        for side, marker in ((1.0, "^"), (-1.0, "v")):
+            out = side * (ratio - 1.0) > half
+            if out.any():
+                ax.plot(x[out], np.full(out.sum(), 1.0 + side * 0.97 * half), marker,
+                        ms=4, color="C3", clip_on=False)
+        n_out = int(np.sum(np.abs(ratio - 1.0) > half))
+        beyond = f", {n_out} off the axis" if n_out else ""
+        ax.set_title(f"{names[j]} (MRE {100 * mre[j]:.2g} %{beyond})", fontsize=8)
         ax.set_xlabel("test spectra, by increasing target", fontsize=7)
         ax.set_ylabel("prediction / target", fontsize=7)
         ax.tick_params(labelsize=7)
@@ -96,6 +107,13 @@ def plot_prediction_ratio(predictions: xr.Dataset, paths: Sequence[str | Path],
         fig.suptitle(title)
     fig.tight_layout()
     _save(fig, paths)
+
+
+def _ratio_half_range(ratio: np.ndarray) -> float:
+    """Half-height of the ratio axis around 1: 1.5 × the 95th percentile of |ratio − 1| (at
+    least 2 %), so the bulk fills the panel whatever a few outliers do."""
+    dev = np.abs(ratio[np.isfinite(ratio)] - 1.0)
+    return max(0.02, 1.5 * float(np.quantile(dev, 0.95))) if dev.size else 1.0
 
 
 def plot_chi2_distributions(fits: Mapping[str, xr.Dataset], paths: Sequence[str | Path],

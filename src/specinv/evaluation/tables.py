@@ -149,13 +149,26 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
 
 
 def write_table(table: pd.DataFrame, path: str | Path, float_format: str = "%.6g") -> Path:
-    """CSV (atomically), and the same table as Markdown next to it (``.md``)."""
+    """CSV (atomically), and the same table as Markdown (``.md``) and as an HTML fragment
+    for the Snakemake report (``.html``) next to it."""
     path = Path(path)
     with atomic_path(path) as tmp:
         table.to_csv(tmp, float_format=float_format)
     with atomic_path(path.with_suffix(".md")) as tmp:
         tmp.write_text(_markdown(table) + "\n")
+    with atomic_path(path.with_suffix(".html")) as tmp:
+        tmp.write_text(_html(table, title=path.stem))
     return path
+
+
+def _html(table: pd.DataFrame, title: str) -> str:
+    body = table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", border=0,
+                         classes="specinv-table")
+    style = ("table.specinv-table{border-collapse:collapse;font:13px sans-serif}"
+             ".specinv-table th,.specinv-table td{padding:3px 8px;text-align:right;"
+             "border-bottom:1px solid #ddd}.specinv-table thead th{background:#f2f2f2}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
 
 
 def _markdown(table: pd.DataFrame) -> str:

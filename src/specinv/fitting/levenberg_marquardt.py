@@ -1,14 +1,18 @@
 """Batched, bounded Levenberg–Marquardt refinement of many spectra at once.
 
 Every spectrum is its own least-squares problem min_y Σ r_i(y)²; all of them advance
-together, one Jacobian evaluation (through the batched simulator) and one trial
-simulation per iteration for the whole batch.  Steps solve
+together, one batched trial simulation per iteration for the whole batch.  Steps solve
 (JᵀJ + λ·diag(JᵀJ)) δ = −Jᵀr (Marquardt's scale-invariant damping) and are projected onto
 the parameter box (parameters at a bound that the step would push out are held there and
 the step is solved for the others); a step is kept only if it lowers χ², otherwise λ grows
-and the step is retried from the same point (no new Jacobian).  Parameters stay inside
-[low, high] at every iterate.  A spectrum stops when its relative χ² improvement falls
-below ``ftol``, its λ exceeds ``max_damping`` or its iterations run out.
+and the step is retried from the same point.  After an accepted step the Jacobian is
+updated by Broyden's rank-one formula from the step's residuals (no simulation); it is
+evaluated afresh (finite differences: D simulations) when a step made with an updated
+Jacobian fails or falls well short of its predicted decrease, after D updates in a row
+and before a spectrum is declared converged (as in MINPACK's hybrid methods).  Parameters
+stay inside [low, high] at every iterate.  A spectrum stops when its χ² improvement falls
+below ``ftol`` (relative) or ``chi2_tol`` (absolute), its λ exceeds ``max_damping`` or its
+steps run out.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ class RefinementResult:
 
     Attributes:
         x: best parameters [B, D]; chi2: their χ² [B]; chi2_start: χ² of the start [B].
-        n_iterations: LM iterations (Jacobians) [B]; n_simulations: simulated spectra [B].
+        n_iterations: accepted LM steps [B]; n_simulations: simulated spectra [B].
         converged: stopped by ``ftol`` (not by the iteration or damping limits) [B].
     """
 
@@ -55,19 +59,28 @@ def _step(jac: torch.Tensor, r: torch.Tensor, damping: torch.Tensor) -> torch.Te
 
 def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                                max_iterations: int = 20, ftol: float = 1e-6,
-                               initial_damping: float = 1e-2, max_damping: float = 1e8,
-                               jacobian: str = "finite-difference",
-                               progress: bool = False) -> RefinementResult:
+                               chi2_tol: float = 0.0, initial_damping: float = 1e-2,
+                               max_damping: float = 1e8, jacobian: str = "finite-difference",
+                               broyden: bool = True, progress: bool = False
+                               ) -> RefinementResult:
     """Refine the start ``x0`` [B, D] of every spectrum of ``problem``.
 
     Args:
         problem: the spectra, region of interest, bounds and simulator.
         x0: starting parameters [B, D] (clipped into the bounds), e.g. the MDN means.
-        max_iterations: Jacobian evaluations per spectrum at most.
+        max_iterations: accepted steps per spectrum at most.
         ftol: stop when an accepted step lowers χ² by less than this fraction.
+        chi2_tol: or by less than this absolute amount (Δχ² = 1 is a one-σ change of a
+            parameter, so 0.01 leaves the parameters well within 0.1 σ of the minimum).
         initial_damping, max_damping: λ at the start and the λ at which a spectrum gives up.
         jacobian: ``"finite-difference"`` or ``"forward-mode"`` (see
             :meth:`SpectrumFitProblem.jacobian`).
+        broyden: after an accepted step, update the Jacobian by Broyden's rank-one formula
+            (from the residuals of the step, no simulation) instead of evaluating it again;
+            it is evaluated afresh when a step with an updated Jacobian fails, when a step
+            achieves less than a quarter of the χ² decrease its linear model predicted, after
+            D updates in a row, and before a spectrum is declared converged.  False: a new
+            Jacobian after every accepted step.
         progress: show a progress bar (iterations) on stderr.
     """
     x = np.array(x0, dtype=np.float64, copy=True)
@@ -76,24 +89,24 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
         raise ValueError(f"x0: expected shape ({b}, {d}), got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("x0: expected finite starting parameters")
-    if max_iterations < 1 or ftol < 0 or not 0 < initial_damping <= max_damping:
-        raise ValueError("max_iterations >= 1, ftol >= 0 and 0 < initial_damping <= "
-                         "max_damping expected")
+    if (max_iterations < 1 or ftol < 0 or chi2_tol < 0
+            or not 0 < initial_damping <= max_damping):
+        raise ValueError("max_iterations >= 1, ftol >= 0, chi2_tol >= 0 and "
+                         "0 < initial_damping <= max_damping expected")
     x = np.clip(x, problem.low, problem.high)
     sims_before = problem.n_simulations.copy()
     rows = np.arange(b)
-    r, jac = problem.jacobian(x, rows, method=jacobian)
-    chi2 = (r * r).sum(-1).cpu().numpy()
+    cur_r, cur_j = problem.jacobian(x, rows, method=jacobian)
+    chi2 = (cur_r * cur_r).sum(-1).cpu().numpy()
     chi2_start = chi2.copy()
     damping = torch.full((b,), initial_damping, dtype=problem.dtype, device=problem.device)
-    iterations = np.ones(b, dtype=np.int64)
+    steps = np.zeros(b, dtype=np.int64)        # accepted steps
+    fresh = np.ones(b, dtype=bool)             # Jacobian evaluated (not updated) at x
+    updates = np.zeros(b, dtype=np.int64)      # Broyden updates since the last evaluation
     active = np.ones(b, dtype=bool)
     converged = np.zeros(b, dtype=bool)
-    # the Jacobian and residuals at the current point of every active spectrum
-    cur_r, cur_j = r, jac
     with tqdm(total=max_iterations, desc="Levenberg–Marquardt", unit="it", file=sys.stderr,
               disable=not progress) as bar:
-        bar.update(1)
         while active.any():
             act = np.nonzero(active)[0]
             sel = torch.as_tensor(act, device=problem.device)
@@ -108,28 +121,61 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                 delta = _step(jac_a * free[:, None, :], r_a, damp_a).cpu().numpy()
                 delta[held] = 0.0
             trial = np.clip(x[act] + delta, problem.low, problem.high)
-            chi2_trial = problem.chi2(trial, act)
+            with torch.no_grad():
+                r_trial = problem.residuals(trial, act)
+            chi2_trial = (r_trial * r_trial).sum(-1).cpu().numpy().astype(np.float64)
             better = chi2_trial < chi2[act]
-            gain = np.where(better, (chi2[act] - chi2_trial) / np.maximum(chi2[act], 1e-300),
-                            0.0)
+            drop = np.where(better, chi2[act] - chi2_trial, 0.0)
+            gain = drop / np.maximum(chi2[act], 1e-300)
             up = torch.as_tensor(better, device=problem.device)
             damping[sel] = torch.where(up, damping[sel] / 3.0, damping[sel] * 4.0)
+            step = torch.as_tensor(trial - x[act], dtype=problem.dtype, device=problem.device)
+            # quality of the linear model: actual over predicted decrease of χ²
+            linear = r_a + (jac_a @ step[..., None])[..., 0]
+            predicted = (chi2[act] - (linear * linear).sum(-1).cpu().numpy())
+            poor = better & (drop < 0.25 * np.maximum(predicted, 1e-300))
             acc = act[better]
             x[acc], chi2[acc] = trial[better], chi2_trial[better]
-            done_ftol = better & (gain < ftol)
-            gave_up = ~better & (damping[sel].cpu().numpy() > max_damping)
-            out_of_iterations = better & (iterations[act] >= max_iterations)
-            converged[act[done_ftol]] = True
-            active[act[done_ftol | gave_up | out_of_iterations]] = False
-            # new Jacobians where a step was accepted and the spectrum goes on
-            renew = acc[active[acc]]
-            if renew.size:
-                r_new, j_new = problem.jacobian(x[renew], renew, method=jacobian)
-                at = torch.as_tensor(renew, device=problem.device)
-                cur_r[at], cur_j[at] = r_new, j_new
-                iterations[renew] += 1
-            bar.n = int(iterations[active].max()) if active.any() else max_iterations
+            steps[acc] += 1
+            # a small improvement only ends the refinement when it was made with a true
+            # Jacobian; after Broyden updates the Jacobian is evaluated afresh first
+            small = better & ((gain < ftol) | (drop < chi2_tol))
+            done = small & fresh[act]
+            gave_up = ~better & fresh[act] & (damping[sel].cpu().numpy() > max_damping)
+            out_of_iterations = better & (steps[act] >= max_iterations)
+            converged[act[done]] = True
+            active[act[done | gave_up | out_of_iterations]] = False
+            going = active[act]
+            # Jacobians for the next step: a rank-one (Broyden) update after an accepted step;
+            # evaluated afresh where the step was rejected with an updated Jacobian, where the
+            # improvement was small, or everywhere without Broyden updates
+            stale = updates[act] >= d              # D updates in a row: evaluate afresh
+            refresh = going & ((better & (small | poor | stale | (not broyden)))
+                               | (~better & ~fresh[act]))
+            update = going & better & ~refresh
+            if update.any():
+                k = torch.as_tensor(np.nonzero(update)[0], device=problem.device)
+                at = sel[k]
+                dk = step[k]
+                mismatch = r_trial[k] - cur_r[at] - (cur_j[at] @ dk[..., None])[..., 0]
+                norm2 = (dk * dk).sum(-1).clamp_min(1e-300)
+                cur_j[at] = cur_j[at] + mismatch[..., None] * (dk / norm2[:, None])[:, None, :]
+                cur_r[at] = r_trial[k]
+                fresh[act[update]] = False
+                updates[act[update]] += 1
+            if refresh.any():
+                k = np.nonzero(refresh)[0]
+                kt = torch.as_tensor(k, device=problem.device)
+                base = torch.where(torch.as_tensor(better[k], device=problem.device)[:, None],
+                                   r_trial[kt], cur_r[sel[kt]])
+                r_new, j_new = problem.jacobian(x[act[k]], act[k], method=jacobian,
+                                                base=base if jacobian == "finite-difference"
+                                                else None)
+                cur_r[sel[kt]], cur_j[sel[kt]] = r_new, j_new
+                fresh[act[k]] = True
+                updates[act[k]] = 0
+            bar.n = int(steps[active].max()) if active.any() else max_iterations
             bar.refresh()
-    return RefinementResult(x=x, chi2=chi2, chi2_start=chi2_start, n_iterations=iterations,
+    return RefinementResult(x=x, chi2=chi2, chi2_start=chi2_start, n_iterations=steps,
                             n_simulations=problem.n_simulations - sims_before,
                             converged=converged)

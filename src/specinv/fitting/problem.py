@@ -107,13 +107,15 @@ class SpectrumFitProblem:
             return (r * r).sum(-1).cpu().numpy().astype(np.float64)
 
     def jacobian(self, params: np.ndarray, rows, method: str = "finite-difference",
-                 relative_step: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+                 relative_step: float = 1e-6,
+                 base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals r [K, R] and their Jacobian dr/dy [K, R, D] at ``params`` [K, D].
 
         ``method``: ``"finite-difference"`` (forward differences with steps of
         ``relative_step``·max(|y|, 1), taken towards the inside of the bounds; D + 1
-        simulations per row) or ``"forward-mode"`` (exact derivatives through the
-        differentiable simulator by forward-mode autodiff; D dual-number simulations).
+        simulations per row, or D when the residuals at ``params`` are passed as ``base``)
+        or ``"forward-mode"`` (exact derivatives through the differentiable simulator by
+        forward-mode autodiff; D dual-number simulations).
         """
         p = np.asarray(params, dtype=np.float64)
         k, d = p.shape
@@ -134,9 +136,12 @@ class SpectrumFitProblem:
         shifted = np.repeat(p[:, None, :], d + 1, axis=1)            # [K, D+1, D]
         idx = np.arange(d)
         shifted[:, 1 + idx, idx] += step
+        first = 0 if base is None else 1                             # row 0: params itself
         with torch.no_grad():
-            r_all = self.residuals(shifted.reshape(-1, d), np.repeat(rows, d + 1))
-        r_all = r_all.view(k, d + 1, -1)
+            r_all = self.residuals(shifted[:, first:].reshape(-1, d),
+                                   np.repeat(rows, d + 1 - first)).view(k, d + 1 - first, -1)
+        if base is not None:
+            r_all = torch.cat([base[:, None].to(r_all.dtype), r_all], 1)
         h = torch.as_tensor(shifted[:, 1 + idx, idx] - p, dtype=self.dtype,
                             device=self.device)                      # steps as represented
         jac = (r_all[:, 1:] - r_all[:, :1]) / h[..., None]           # [K, D, R]

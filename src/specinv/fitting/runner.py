@@ -43,7 +43,11 @@ class FitSettings:
         autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
             training parameters: the documented fixed start of the Autofit.
         refine_iterations: Levenberg–Marquardt iterations at most.
+        refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its χ²
+            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter).
         refine_jacobian: ``finite-difference`` or ``forward-mode``.
+        refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
+            :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
         batch_size: parameter sets per simulator call.
         device: ``cpu`` or ``cuda`` (the refinement; Nelder–Mead runs where the simulator
             does).
@@ -56,6 +60,8 @@ class FitSettings:
     restart_every: int = 500
     autofit_start: str = "centre"
     refine_iterations: int = 20
+    refine_chi2_tolerance: float = 0.01
+    refine_broyden: bool = True
     refine_jacobian: str = "finite-difference"
     batch_size: int = 4096
     device: str = "cpu"
@@ -72,6 +78,9 @@ class FitSettings:
                      "refine_iterations", "batch_size"):
             if getattr(s, name) < 1:
                 raise ValueError(f"fitting.{name}: expected >= 1, got {getattr(s, name)}")
+        if s.refine_chi2_tolerance < 0:
+            raise ValueError(f"fitting.refine_chi2_tolerance: expected >= 0, got "
+                             f"{s.refine_chi2_tolerance}")
         if s.spectra < 0:
             raise ValueError(f"fitting.spectra: expected >= 0, got {s.spectra}")
         if s.autofit_start not in ("centre", "mean"):
@@ -207,9 +216,13 @@ def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTra
     problem = make_problem(cfg, test, transform, settings, device=settings.device)
     t0 = time.perf_counter()
     res = refine_levenberg_marquardt(problem, start, max_iterations=settings.refine_iterations,
+                                     chi2_tol=settings.refine_chi2_tolerance,
+                                     broyden=settings.refine_broyden,
                                      jacobian=settings.refine_jacobian, progress=progress)
     seconds = time.perf_counter() - t0
     details = {"max_iterations": settings.refine_iterations,
+               "chi2_tolerance": settings.refine_chi2_tolerance,
+               "broyden": settings.refine_broyden,
                "jacobian": settings.refine_jacobian, "device": str(problem.device),
                "iterations_mean": float(res.n_iterations.mean()),
                "converged": float(res.converged.mean())}

@@ -11,7 +11,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.io import read_dataset
+from ..data.preprocess import SpectrumTransform
 from ..models import MDNConfig, MixtureDensityNetwork, mixture_nll
+
+#: Generator stream of the training noise re-drawn each epoch (the datasets use 1 and 2).
+RESAMPLED_NOISE_STREAM = 3
 
 
 class MDNRegressor(pl.LightningModule):
@@ -62,7 +66,7 @@ class ProcessedData(pl.LightningDataModule):
     def __init__(self, train: str, validation: str, n_train: int | None = None,
                  batch_size: int = 256, seed: int = 0):
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters("train", "validation", "n_train", "batch_size", "seed")
         self._train = self._val = None
 
     @property
@@ -88,3 +92,40 @@ class ProcessedData(pl.LightningDataModule):
 
     def val_dataloader(self):
         return DataLoader(self._val, batch_size=4 * self.hparams.batch_size)
+
+
+class ResampledNoiseData(ProcessedData):
+    """Training spectra with Poisson noise drawn afresh every epoch.
+
+    The same ``n_train`` parameter sets (and their noise-free spectra ``expected`` [n, C])
+    are seen every epoch, each time with a new noise realisation, preprocessed by the saved
+    ``transform``; so the network cannot learn the noise of a fixed set of spectra.  The
+    noise of stage ``stage`` and epoch e comes from a generator seeded by (seed,
+    RESAMPLED_NOISE_STREAM, stage, e): reruns and resumed runs see the same noise.  The
+    validation split keeps its stored (fixed) noise, so validation losses stay comparable.
+    Use with ``Trainer(reload_dataloaders_every_n_epochs=1)``.
+    """
+
+    def __init__(self, train: str, validation: str, expected: np.ndarray,
+                 transform: SpectrumTransform, n_train: int | None = None,
+                 batch_size: int = 256, seed: int = 0):
+        super().__init__(train, validation, n_train, batch_size, seed)
+        if n_train is not None and len(expected) != n_train:
+            raise ValueError(f"expected spectra: {len(expected)} rows, n_train is {n_train}")
+        self.expected = np.asarray(expected, dtype=np.float64)
+        self.transform = transform
+        self.stage = 0
+
+    def noisy_features(self, epoch: int) -> np.ndarray:
+        """Preprocessed features of the epoch's noisy copies of the training spectra."""
+        rng = np.random.default_rng([self.hparams.seed, RESAMPLED_NOISE_STREAM, self.stage,
+                                     epoch])
+        return self.transform.features(rng.poisson(self.expected).astype(np.int32))
+
+    def train_dataloader(self):
+        self.setup()
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        x = torch.as_tensor(self.noisy_features(epoch))
+        g = torch.Generator().manual_seed(self.hparams.seed + 7919 * self.stage + epoch)
+        return DataLoader(TensorDataset(x, self._train.tensors[1]),
+                          batch_size=self.hparams.batch_size, shuffle=True, generator=g)

@@ -30,7 +30,7 @@ from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
 from ..fileio import atomic_path
 from ..models import PAPER_ARCHITECTURES, mixture_mean, mixture_variance
-from .lightning import MDNRegressor, ProcessedData
+from .lightning import MDNRegressor, ProcessedData, ResampledNoiseData
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ class TrainingSettings:
     accelerator: str = "auto"
     progress_bar: bool = True
     sizes: Sequence[int] = field(default_factory=tuple)
+    #: draw the training spectra's Poisson noise afresh every epoch (beyond the paper)
+    resample_noise: bool = False
 
     @property
     def epochs_per_stage(self) -> int:
@@ -84,24 +86,35 @@ def _stage_result(stage_dir: Path) -> dict | None:
 
 def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
                  n_train: int, model: Mapping[str, Any], settings: TrainingSettings,
-                 callbacks: Sequence[pl.Callback] = ()) -> dict:
+                 callbacks: Sequence[pl.Callback] = (), expected: np.ndarray | None = None,
+                 transform: SpectrumTransform | None = None) -> dict:
     """Train (or finish training) an MDN on the first ``n_train`` spectra.
 
     Writes ``out_dir/model.ckpt`` (the checkpoint with the lowest validation loss of all
     stages) and ``out_dir/summary.json``; returns the summary.  ``callbacks`` are added to
-    every stage's trainer.
+    every stage's trainer.  With ``settings.resample_noise``, ``expected`` (the noise-free
+    spectra of the first ``n_train`` training samples) and the preprocessing ``transform``
+    are needed: the noise is then drawn afresh every epoch (:class:`ResampledNoiseData`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(settings.seed, workers=True)
-    data = ProcessedData(str(train), str(validation), n_train, settings.batch_size,
-                         settings.seed)
+    if settings.resample_noise:
+        if expected is None or transform is None:
+            raise ValueError("training.resample_noise needs the noise-free training spectra "
+                             "and the preprocessing transform")
+        data = ResampledNoiseData(str(train), str(validation), expected, transform, n_train,
+                                  settings.batch_size, settings.seed)
+    else:
+        data = ProcessedData(str(train), str(validation), n_train, settings.batch_size,
+                             settings.seed)
     architecture = {**model, "input_length": data.input_length, "n_params": data.n_params}
     stages = []
     best_path = None
     for k, lr in enumerate(settings.learning_rates):
         stage_dir = out / f"stage{k + 1}"
         done = _stage_result(stage_dir)
+        data.stage = k
         if done is None:
             done = _train_stage(stage_dir, data, architecture, lr, best_path, settings,
                                 callbacks)
@@ -136,6 +149,7 @@ def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: f
         logger=CSVLogger(stage_dir.parent, name=stage_dir.name, version=""),
         callbacks=[checkpoint, EarlyStopping(monitor="val_loss", mode="min",
                                              patience=settings.patience), *callbacks],
+        reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
         deterministic="warn", enable_progress_bar=settings.progress_bar,
         enable_model_summary=previous_best is None, log_every_n_steps=10)
     t0 = time.perf_counter()
