@@ -17,6 +17,8 @@ expected = transform = None
 if settings.resample_noise:
     # noise-free spectra of the training samples, for noise drawn afresh every epoch
     cfg = dataset_config(snakemake.config)  # noqa: F821
+    if cfg.noise != "poisson":
+        raise ValueError(f"training.resample_noise: needs data.noise: poisson, got {cfg.noise!r}")
     params = read_dataset(inp.raw_train)["params"].values[:n_train]
     expected = expected_spectra(cfg.build_technique(), params, cfg.batch_size)
     transform = SpectrumTransform.load(inp.transform)
