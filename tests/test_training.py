@@ -28,6 +28,7 @@ from specinv.training import (
     TrainingSettings,
     median_relative_error,
     model_settings,
+    noise_free_training_spectra,
     predict,
     train_staged,
 )
@@ -155,3 +156,7 @@ def test_bad_training_settings():
         TrainingSettings.from_config({"training": {"epochz": 3}})
     with pytest.raises(ValueError, match="model.architecture"):
         model_settings({"model": {"architecture": "Z"}})
+    config = yaml.safe_load(TINY.read_text())
+    config["data"]["noise"] = "none"
+    with pytest.raises(ValueError, match="resample_noise: needs data.noise: poisson"):
+        noise_free_training_spectra(config, "never-read.nc", 10)

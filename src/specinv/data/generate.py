@@ -84,18 +84,27 @@ def add_noise(expected: np.ndarray, seed: int, keys: Sequence[Sequence[int]],
     return out
 
 
+def _simulated_batches(technique, values: np.ndarray, batch_size: int, desc: str,
+                       progress: bool):
+    """(start, stop, expected spectra [stop − start, C] float64) for consecutive batches of
+    the parameters ``values`` [n, D], with a progress bar."""
+    n = len(values)
+    with tqdm(total=n, desc=desc, unit="spectra", file=sys.stderr, mininterval=2.0,
+              disable=not progress) as bar:
+        for b0 in range(0, n, batch_size):
+            b1 = min(n, b0 + batch_size)
+            yield b0, b1, technique.simulate(torch.as_tensor(values[b0:b1])).double().cpu().numpy()
+            bar.update(b1 - b0)
+
+
 def expected_spectra(technique, params: np.ndarray, batch_size: int,
                      progress: bool = True) -> np.ndarray:
     """Noise-free spectra [n, C] (float64) of parameters [n, D], simulated in batches."""
     params = np.asarray(params)
     out = np.empty((len(params), technique.n_channels))
-    bar = tqdm(total=len(params), desc="simulating noise-free spectra", unit="spectra",
-               file=sys.stderr, mininterval=2.0, disable=not progress)
-    for b0 in range(0, len(params), batch_size):
-        b1 = min(len(params), b0 + batch_size)
-        out[b0:b1] = technique.simulate(torch.as_tensor(params[b0:b1])).double().cpu().numpy()
-        bar.update(b1 - b0)
-    bar.close()
+    for b0, b1, expected in _simulated_batches(technique, params, batch_size,
+                                               "simulating noise-free spectra", progress):
+        out[b0:b1] = expected
     return out
 
 
@@ -108,18 +117,14 @@ def simulate_shard(cfg: DatasetConfig, params: xr.Dataset, shard: int,
     n, channels = stop - start, technique.n_channels
     counts = np.empty((n, channels), dtype=np.int32)
     expected_all = np.empty((n, channels), dtype=np.float32) if cfg.store_expected else None
-    bar = tqdm(total=n, desc=f"shard {shard + 1}/{cfg.shards}: simulating", unit="spectra",
-               file=sys.stderr, mininterval=2.0, disable=not progress)
     codes, within = cfg.split_position()
     keys = np.stack([codes, within], 1)[start:stop]
-    for b0 in range(0, n, cfg.batch_size):
-        b1 = min(n, b0 + cfg.batch_size)
-        expected = technique.simulate(torch.as_tensor(values[b0:b1])).double().cpu().numpy()
+    for b0, b1, expected in _simulated_batches(technique, values, cfg.batch_size,
+                                               f"shard {shard + 1}/{cfg.shards}: simulating",
+                                               progress):
         counts[b0:b1] = add_noise(expected, cfg.seed, keys[b0:b1], cfg.noise)
         if expected_all is not None:
             expected_all[b0:b1] = expected
-        bar.update(b1 - b0)
-    bar.close()
     coords = {"sample": np.arange(start, stop), "param": technique.parameter_names,
               "split": ("sample", cfg.split_of()[start:stop], SPLIT_ATTRS),
               technique.channel_dim: np.arange(channels)}

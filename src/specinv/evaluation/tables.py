@@ -149,7 +149,7 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
 
 
 def write_table(table: pd.DataFrame, path: str | Path, float_format: str = "%.6g") -> Path:
-    """CSV (atomically), and the same table as Markdown (``.md``) and as an HTML fragment
+    """CSV (atomically), and the same table as Markdown (``.md``) and as a small HTML page
     for the Snakemake report (``.html``) next to it."""
     path = Path(path)
     with atomic_path(path) as tmp:

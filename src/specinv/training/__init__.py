@@ -1,7 +1,14 @@
 """Training the neural inverse models (PyTorch Lightning) and predicting with them."""
 
 from .lightning import MDNRegressor, ProcessedData, ResampledNoiseData
-from .staged import TrainingSettings, median_relative_error, model_settings, predict, train_staged
+from .staged import (
+    TrainingSettings,
+    median_relative_error,
+    model_settings,
+    noise_free_training_spectra,
+    predict,
+    train_staged,
+)
 
 __all__ = [
     "MDNRegressor",
@@ -10,6 +17,7 @@ __all__ = [
     "TrainingSettings",
     "median_relative_error",
     "model_settings",
+    "noise_free_training_spectra",
     "predict",
     "train_staged",
 ]

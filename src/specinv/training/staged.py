@@ -26,6 +26,8 @@ import xarray as xr
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
+from ..data.config import dataset_config
+from ..data.generate import expected_spectra
 from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
 from ..fileio import atomic_path
@@ -82,6 +84,17 @@ def model_settings(config: Mapping[str, Any]) -> dict:
 def _stage_result(stage_dir: Path) -> dict | None:
     done = stage_dir / "done.json"
     return json.loads(done.read_text()) if done.exists() else None
+
+
+def noise_free_training_spectra(config: Mapping[str, Any], raw_train: str | Path,
+                                n_train: int) -> np.ndarray:
+    """Noise-free spectra [n_train, C] of the first ``n_train`` samples of the raw training
+    split, re-simulated with the dataset's forward model (for ``training.resample_noise``)."""
+    cfg = dataset_config(config)
+    if cfg.noise != "poisson":
+        raise ValueError(f"training.resample_noise: needs data.noise: poisson, got {cfg.noise!r}")
+    params = read_dataset(raw_train)["params"].values[:n_train]
+    return expected_spectra(cfg.build_technique(), params, cfg.batch_size)
 
 
 def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
