@@ -61,7 +61,7 @@ from .isotopes import species as resolve_species
 from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
 from .stopping import LogGrid, electronic_stopping_table, species_nuclear_stopping
-from .tables import LayerTables
+from .tables import LayerTables, _du
 
 #: The stopping grid starts at 1 keV/u and spans 5 decades.
 _GRID_E_MIN = 1.0
@@ -178,26 +178,51 @@ class RBSSimulator:
         dev, dt = self.device, self.dtype
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
         self._stop_species = as_t(stop)                      # [S, G]
-        self._omega2_species = as_t(omega2)                  # [S]
-        self._columns = torch.as_tensor(columns, device=dev)
-        self._default_fraction = as_t(default_fraction)      # [L, S]
         self._n_species = n_sp
+        # stopping, its u-derivative and Bohr's ω² of every species, mixed by one product
+        # with the atom fractions (Bragg's rule is linear, and so is the derivative)
+        self._species_tables = torch.cat([self._stop_species, _du(self._stop_species, self._h),
+                                          as_t(omega2)[:, None]], 1)        # [S, 2G + 1]
+        # parameters -> (layer, species) amounts and layer thicknesses, as matrix products
+        n_par = len(columns)
+        to_amounts = np.zeros((n_par, self.n_layers * n_sp))
+        to_amounts[np.arange(n_par), columns] = 1.0
+        self._to_amounts = as_t(to_amounts)                                # [D, L·S]
+        self._to_thickness = as_t(to_amounts.reshape(n_par, self.n_layers, n_sp).sum(-1))
+        self._default_fraction = as_t(default_fraction)      # [L, S]
+        self._grid_energy = as_t(energies)
         r = self.reactions
+        order = sorted(range(len(r)), key=lambda i: -r[i].layer)
+        self._reactions_deepest_first = torch.as_tensor(order, dtype=torch.long, device=dev)
         self._r_layer = torch.as_tensor([x.layer for x in r], device=dev, dtype=torch.long)
         self._r_species = torch.as_tensor(species_column, device=dev, dtype=torch.long)
         self._r_abundance = as_t([x.abundance for x in r])
+        # per reaction: ln K, K², the merged isotopes' variance of K, K, Rutherford's
+        # σ·E² and two screening constants of the channel's main isotope (_cross_section)
+        scr = s.physics.screening
+        constants = []
+        for x in r:
+            ch = x.channel
+            k = x.kinematic_factor
+            if scr == "andersen":
+                a = ANDERSEN_V1_KEV * ch.z1 * ch.z2 * math.sqrt(
+                    ch.z1 ** (2 / 3) + ch.z2 ** (2 / 3)) / ch.cm_fraction
+                half = 2.0 * math.sin(ch.theta_cm / 2.0)
+                screening = (a, (a / half) ** 2)
+            elif scr == "lecuyer":
+                screening = (LECUYER_KEV * ch.z1 * ch.z2 ** (4 / 3) / ch.cm_fraction, 0.0)
+            else:
+                screening = (0.0, 0.0)
+            constants.append((math.log(k), k * k, x.kinematic_variance, k,
+                              x.rutherford_lab_keV2_mb, *screening))
+        self._r_constants = as_t(constants)                                # [R, 7]
         self._r_k = as_t([x.kinematic_factor for x in r])
-        self._r_kvar = as_t([x.kinematic_variance for x in r])
-        self._r_rutherford = as_t([x.rutherford_lab_keV2_mb for x in r])
-        # screening constants of each channel's main isotope
-        self._r_cm = as_t([x.channel.cm_fraction for x in r])
-        self._r_v1 = as_t([ANDERSEN_V1_KEV * x.channel.z1 * x.channel.z2 * math.sqrt(
-            x.channel.z1 ** (2 / 3) + x.channel.z2 ** (2 / 3)) for x in r])
-        self._r_half = as_t([2.0 * math.sin(x.channel.theta_cm / 2.0) for x in r])
-        self._r_lecuyer = as_t([LECUYER_KEV * x.channel.z1 * x.channel.z2 ** (4 / 3) for x in r])
-
-        self._reactions_deepest_first = torch.as_tensor(
-            sorted(range(len(r)), key=lambda i: -r[i].layer), dtype=torch.long, device=dev)
+        self._top_state = torch.tensor([[math.log(s.beam_energy_keV),
+                                         math.log(s.energy_cutoff_keV)]], dtype=dt, device=dev)
+        self._direction = torch.tensor([-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=dt,
+                                       device=dev)
+        self._newton_weights = torch.tensor([1.0, self.cos_in / self.cos_out], dtype=dt,
+                                            device=dev)
 
         # detector
         det = s.detector
@@ -212,28 +237,31 @@ class RBSSimulator:
         self._above_cutoff = (upper > s.energy_cutoff_keV).to(dt)
 
     # ------------------------------------------------------------------ physics pieces
-    def _cross_section(self, reaction: torch.Tensor, energy: torch.Tensor) -> torch.Tensor:
-        """σ (mb/sr) of reactions ``reaction`` at lab energies ``energy`` (same shape)."""
-        sigma = self._r_rutherford[reaction] / (energy * energy)
+    def _cross_section(self, rutherford, screen_a, screen_b, energy: torch.Tensor):
+        """σ (mb/sr) at lab energies ``energy`` of reactions with Rutherford constant σ·E²
+        ``rutherford`` and screening constants ``screen_a``, ``screen_b`` (per point).
+
+        Andersen: with v = a/E (a = V₁/f_cm) and b = (a/(2 sin θ_cm/2))², the factor
+        (1 + v/2)²/(1 + v + (v/(2 sin θ_cm/2))²)² makes σ = σ_R E² ((E + a/2)/(E² + aE + b))²;
+        L'Ecuyer: σ = σ_R (1 − a/E).
+        """
         scr = self.setup.physics.screening
         if scr == "andersen":
-            v = self._r_v1[reaction] / (energy * self._r_cm[reaction])
-            den = 1.0 + v + (v / self._r_half[reaction]) ** 2
-            sigma = sigma * (1.0 + 0.5 * v) ** 2 / (den * den)
-        elif scr == "lecuyer":
-            sigma = sigma * (1.0 - self._r_lecuyer[reaction] / (energy * self._r_cm[reaction]))
+            ratio = (energy + 0.5 * screen_a) / torch.addcmul(screen_b, energy,
+                                                                energy + screen_a)
+            return rutherford * ratio * ratio
+        sigma = rutherford / (energy * energy)
+        if scr == "lecuyer":
+            sigma = sigma * (1.0 - screen_a / energy)
         return sigma
 
     def _layer_composition(self, params: torch.Tensor):
         batch = params.shape[0]
-        amounts = torch.zeros(batch, self.n_layers * self._n_species, dtype=self.dtype,
-                              device=self.device).index_add(1, self._columns, params)
-        amounts = amounts.view(batch, self.n_layers, self._n_species)
-        thickness = amounts.sum(-1)
-        safe = torch.where(thickness > 0, thickness, torch.ones_like(thickness))
-        fraction = torch.where((thickness > 0)[..., None], amounts / safe[..., None],
-                               self._default_fraction.expand_as(amounts))
-        return thickness, fraction
+        amounts = (params @ self._to_amounts).view(batch, self.n_layers, self._n_species)
+        thickness = params @ self._to_thickness                           # [B, L]
+        empty = thickness <= 0
+        fraction = amounts / torch.where(empty, 1.0, thickness)[..., None]
+        return thickness, torch.where(empty[..., None], self._default_fraction, fraction)
 
     # ------------------------------------------------------------------ main entry
     def simulate(self, areal_densities) -> torch.Tensor:
@@ -274,13 +302,13 @@ class RBSSimulator:
 
     def _simulate(self, params: torch.Tensor) -> torch.Tensor:
         batch = params.shape[0]
-        n_layers = self.n_layers
+        n_layers, size = self.n_layers, self._grid_size
         with _stage("tables"):
             thickness, fraction = self._layer_composition(params)        # [B, L], [B, L, S]
-            stopping = (fraction[..., None] * self._stop_species).sum(-2)  # [B, L, G]
-            omega2 = (fraction * self._omega2_species).sum(-1)            # [B, L]
-            tab = LayerTables.build(stopping.reshape(batch * n_layers, -1), omega2.reshape(-1),
-                                    self._u0, self._h)
+            mixed = (fraction @ self._species_tables).view(batch * n_layers, -1)
+            tab = LayerTables.build(mixed[:, :size], mixed[:, -1], self._u0, self._h,
+                                    stopping_slope=mixed[:, size:2 * size],
+                                    energy=self._grid_energy)
         with _stage("layer_tops"):
             u_top, v_top, u_need = self._layer_tops(tab, thickness)      # [B, L+1] ×2, [B, L]
 
@@ -288,36 +316,49 @@ class RBSSimulator:
         # particles that still have to cross layer m always form a prefix of the node list
         with _stage("node_placement"):
             runs = self._runs(batch, fraction, u_top, v_top)
-            u_need_run = u_need[runs.sample, runs.layer]
-            u_bot, u_x_bot = self._useful_range(tab, runs, u_top[runs.sample, runs.layer + 1],
-                                                u_need_run)
-            nodes_per_run, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need_run)
-            run_of = torch.repeat_interleave(
-                torch.arange(len(nodes_per_run), device=self.device), nodes_per_run)
+            u_bot, u_x_bot, top = self._useful_range(
+                tab, runs, u_top.take(runs.row + runs.sample + 1), u_need.take(runs.row))
+            run_of, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need.take(runs.row))
+            # per node: the run's constants and its (R, S, T) at the top of the layer
+            v_rel = runs.v_top / (top[:, 1] * top[:, 1])                  # v / S² at the top
+            (lnk, k2, kvar, k, rutherford, screen_a, screen_b, scale, r_top, _, t_top,
+             v_rel) = torch.cat([runs.constants, top, v_rel[:, None]], 1).index_select(
+                0, run_of).unbind(1)
+            row = runs.row.index_select(0, run_of)
+            # (R, S, T) at the beam energy, at K·E and (for the piece below each node, in
+            # the node's row) at the mid-point energy of the piece
+            e_in = torch.exp(u_in)
+            e_mid = 0.5 * (e_in[1:] + e_in[:-1])
+            u_mid = torch.cat([torch.log(e_mid), u_in[-1:]])
+            u_scat = u_in + lnk
+            here, scat, mid = tab.lookup(row[:, None], torch.stack([u_in, u_scat, u_mid], 1)
+                                         ).unbind(1)
+            r_here, s_beam, t_here = here.unbind(1)
         with _stage("exit_paths"):
-            nodes = self._follow(tab, thickness, runs, run_of, u_in, nodes_per_run)
+            # beam energy variance at the node: non-statistical broadening and straggling
+            # since the top of the layer; then scattering
+            v_in = s_beam * s_beam * torch.addcmul(v_rel, tab.omega2.take(row), t_top - t_here)
+            depth_out = (r_top - r_here) * (self.cos_in / self.cos_out)
+            u_det, variance, gain, s_start, inside = self._follow(
+                tab, thickness, runs, run_of, row, u_scat, k2 * v_in, depth_out, scat)
+            spread = e_in * gain
+            variance = torch.addcmul(variance, kvar, spread * spread)
 
         # yield density dN/dE_det at the nodes and counts of the pieces between them
         with _stage("yields"):
-            r = runs.reaction[run_of]
-            e_in = torch.exp(u_in)
-            scale = self._yield_scale * runs.concentration[run_of]
-            sigma_in = self._cross_section(r, e_in)
-            k = self._r_k[r]
-            dedx = nodes.gain * (k * nodes.s_beam / self.cos_in + nodes.s_start / self.cos_out)
-            density = torch.where(nodes.inside, scale * sigma_in / self.cos_in / dedx,
-                                  torch.zeros_like(dedx))                 # counts/keV
+            sigma_in = self._cross_section(rutherford, screen_a, screen_b, e_in)
+            # dE_det/dx along the normal, times cos α
+            dedx = gain * torch.addcmul(s_start * (self.cos_in / self.cos_out), k, s_beam)
+            density = torch.where(inside, scale * sigma_in / dedx, 0.0)     # counts/keV
             same_run = run_of[1:] == run_of[:-1]                          # piece j: nodes j, j+1
-            e_mid = 0.5 * (e_in[1:] + e_in[:-1])
-            s_mid = tab.stopping(runs.row[run_of[1:]], torch.log(e_mid))
-            g_in = sigma_in / nodes.s_beam
-            g_mid = self._cross_section(r[1:], e_mid) / s_mid
-            counts = scale[1:] * (e_in[:-1] - e_in[1:]) / 6.0 * (
-                g_in[:-1] + 4.0 * g_mid + g_in[1:])
-            counts = torch.where(same_run & nodes.inside[1:] & nodes.inside[:-1], counts,
-                                 torch.zeros_like(counts))
-        return self._assemble(batch, runs.sample[run_of], nodes.u_det, nodes.variance, density,
-                              counts, same_run)
+            g_in = sigma_in / s_beam
+            g_mid = self._cross_section(rutherford[1:], screen_a[1:], screen_b[1:],
+                                        e_mid) / mid[:-1, 1]
+            counts = (scale[1:] * (1.0 / 6.0)) * (e_in[:-1] - e_in[1:]) * (
+                torch.add(g_in[:-1] + g_in[1:], g_mid, alpha=4.0))
+            counts = torch.where(same_run & inside[1:] & inside[:-1], counts, 0.0)
+        return self._assemble(batch, runs.sample.index_select(0, run_of), u_det, variance,
+                              density, counts, same_run)
 
     def _assemble(self, batch, sample, u_det, variance, density, counts, same_run):
         """Channel spectrum [B, C] of the piecewise-linear densities of all runs.
@@ -328,71 +369,76 @@ class RBSSimulator:
         """
         det = self.setup.detector
         chi = det.channel_coordinate(torch.exp(u_det))
-        local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
-        dens_ch = density * local_gain                                    # counts/channel
-        var_ch = (variance + self._var_det) / (local_gain * local_gain)   # channel²
+        if det.quadratic_keV_per_channel2 == 0.0:
+            dens_ch = density * det.gain_keV_per_channel                  # counts/channel
+            var_ch = (variance + self._var_det) * (1.0 / det.gain_keV_per_channel ** 2)
+        else:
+            local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
+            dens_ch = density * local_gain
+            var_ch = (variance + self._var_det) / (local_gain * local_gain)  # channel²
         width = chi[:-1] - chi[1:]                                        # >= 0 within a run
         ok = same_run & (width > 0)
-        safe_w = torch.where(ok, width, torch.ones_like(width))
-        mean = torch.where(ok, counts / safe_w, torch.zeros_like(width))
-        slope = torch.where(ok, (dens_ch[:-1] - dens_ch[1:]) / safe_w, torch.zeros_like(width))
-        pad = torch.zeros_like(mean[:1])
-        upper = torch.cat([pad, mean - 0.5 * slope * width])             # piece above node
-        lower = torch.cat([mean + 0.5 * slope * width, pad])             # piece below node
-        jump = upper - lower
-        kink = torch.cat([pad, slope]) - torch.cat([slope, pad])
+        inv_w = ok.to(width.dtype) / torch.where(ok, width, 1.0)
+        mean = counts * inv_w
+        slope = (dens_ch[:-1] - dens_ch[1:]) * inv_w
+        half = 0.5 * slope * width
+        # per node: the density just above it minus just below it, and the change of slope
+        ends = torch.nn.functional.pad(torch.stack([mean - half, mean + half, slope]), (1, 1))
+        jump = ends[0, :-1] - ends[1, 1:]
+        kink = ends[2, :-1] - ends[2, 1:]
         cum = smoothed_cumulative(chi - self._edge0, jump, kink, var_ch, sample, batch,
                                   self._n_edges, self.setup.numerics.gaussian_cutoff_sigmas)
-        spectrum = cum[:, 1:] - cum[:, :-1]                               # float64
-        spectrum = spectrum[:, -self._edge0:][:, :det.channels]
+        spectrum = torch.diff(cum, dim=1)[:, -self._edge0:det.channels - self._edge0]
         # differences of the cumulative counts leave ±1e-10 rounding where there is nothing
         return spectrum.clamp(min=0.0).to(self.dtype) * self._above_cutoff
 
     def _layer_tops(self, tab: LayerTables, thickness):
         """At the top of every layer (and below the last one, [B, L+1]): ln(beam energy) and
         the beam's energy variance; and ([B, L]) ln of the energy a particle leaving through
-        the top of the layer needs to reach the detector with the cut-off energy (+inf where
-        none can).  The two recursions run together, one table call per layer."""
-        batch = thickness.shape[0]
-        rows = (torch.arange(batch, device=self.device) * self.n_layers)[:, None].expand(batch, 2)
+        the top of the layer needs to reach the detector with the cut-off energy (clamped to
+        the top of the tables, where none can).  The two recursions run together, one table
+        call per layer."""
+        batch, n_layers = thickness.shape
+        base = torch.arange(0, batch * n_layers, n_layers, device=self.device)[:, None]
         # column 0: the beam going in; column 1: the cut-off energy carried back in
-        state = torch.tensor([math.log(self.setup.beam_energy_keV),
-                              math.log(self.setup.energy_cutoff_keV)], dtype=self.dtype,
-                             device=self.device).expand(batch, 2)
-        direction = torch.tensor([-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=self.dtype,
-                                 device=self.device)
+        state = self._top_state.expand(batch, 2)
+        path = thickness[..., None] * self._direction                    # [B, L, 2]
+        omega2 = tab.omega2.view(batch, n_layers)
         var = torch.full((batch,), self._var_beam, dtype=self.dtype, device=self.device)
-        u, v, need = [state[:, 0]], [var], [state[:, 1]]
-        for li in range(self.n_layers):
-            row = rows + li
+        states, variances = [state], [var]
+        for li in range(n_layers):
+            row = (base + li).expand(batch, 2)
             before = tab.lookup(row, state)
-            r_in = before[..., 0] + thickness[:, li, None] * direction
-            u_out, after, _ = tab.invert(row, r_in)
-            ratio = after[:, 0, 1] / before[:, 0, 1]
-            var = ratio * ratio * var + tab.omega2[row[:, 0]] * after[:, 0, 1] ** 2 * (
-                before[:, 0, 2] - after[:, 0, 2])
-            # beyond the top of the table nothing can get out
-            up = torch.where(r_in[:, 1] < tab.range_top[row[:, 1]], u_out[:, 1],
-                             torch.full_like(var, math.inf))
-            state = torch.stack([u_out[:, 0], up], 1)
-            u.append(u_out[:, 0])
-            v.append(var)
-            need.append(up)
-        return torch.stack(u, 1), torch.stack(v, 1), torch.stack(need[:-1], 1)
+            state, after = tab.invert(row, before[..., 0] + path[:, li])
+            _, s_in, t_in = before[:, 0].unbind(-1)
+            _, s_out, t_out = after[:, 0].unbind(-1)
+            ratio = s_out / s_in
+            var = torch.addcmul(ratio * ratio * var, omega2[:, li] * s_out * s_out,
+                                t_in - t_out)
+            states.append(state)
+            variances.append(var)
+        states = torch.stack(states, 1)                                   # [B, L+1, 2]
+        return states[..., 0], torch.stack(variances, 1), states[:, :-1, 1]
 
     def _runs(self, batch, fraction, u_top, v_top) -> _Runs:
         """Per-(reaction, sample) quantities, reactions ordered deepest layer first."""
         order = self._reactions_deepest_first
-        reaction = order.repeat_interleave(batch)
+        reaction = order if batch == 1 else order.repeat_interleave(batch)
         sample = torch.arange(batch, device=self.device).repeat(len(order))
-        layer = self._r_layer[reaction]
-        conc = (fraction.reshape(batch, -1)[sample, self._r_species[reaction]]
-                * self._r_abundance[reaction])
-        return _Runs(reaction, sample, layer, sample * self.n_layers + layer,
-                     u_top[sample, layer], v_top[sample, layer], conc)
+        layer = self._r_layer.index_select(0, reaction)
+        row = layer.add(sample, alpha=self.n_layers)
+        conc = (fraction.reshape(-1).take(
+            self._r_species.index_select(0, reaction).add(sample, alpha=fraction[0].numel()))
+            * self._r_abundance.index_select(0, reaction))
+        constants = self._r_constants.index_select(0, reaction)
+        # column 7 of the constants: Q·Ω·c (counts per mb/sr per TFU of the isotope)
+        scale = conc * self._yield_scale
+        top = row + sample                            # index in [B, L+1] of the layer top
+        return _Runs(reaction, sample, layer, row, u_top.take(top), v_top.take(top),
+                     torch.cat([constants, scale[:, None]], 1))
 
     def _place_nodes(self, runs: _Runs, u_bot, u_x_bot, u_need):
-        """Number of nodes of every run and ln(beam energy) of all nodes (flat, run by run).
+        """Run index and ln(beam energy) of all nodes (flat, run by run).
 
         The pieces between nodes should be at most piece_width_keV wide in detected energy
         and at most piece_relative_width of it (:func:`node_coordinate`).  Detected energies
@@ -402,65 +448,58 @@ class RBSSimulator:
         is taken as linear in beam energy.
         """
         num = self.setup.numerics
+        cut = self.setup.energy_cutoff_keV
         n_runs = len(runs.reaction)
-        k = self._r_k[runs.reaction]
-        e_need = torch.exp(torch.where(torch.isfinite(u_need), u_need, runs.u_hi))
-        loss_above = (e_need - self.setup.energy_cutoff_keV).clamp(min=0.0)
-        e_x = torch.stack([k * torch.exp(runs.u_hi), torch.exp(u_x_bot)], 1)
-        e_ends = (e_x - loss_above[:, None]).clamp(min=self.setup.energy_cutoff_keV)
+        loss_above = (torch.exp(u_need) - cut).clamp(min=0.0)
+        e_x = torch.exp(torch.stack([runs.u_hi + runs.constants[:, 0], u_x_bot], 1))
+        e_ends = (e_x - loss_above[:, None]).clamp(min=cut)
         knee = num.piece_width_keV / num.piece_relative_width
-        xi = node_coordinate(e_ends, knee) / num.piece_relative_width
-        pieces = (xi[:, 0] - xi[:, 1]).ceil().clamp(1, num.max_nodes_per_layer - 1).long()
-        counts = pieces + 1
+        xi = node_coordinate(e_ends, knee) * (1.0 / num.piece_relative_width)
+        xi_top, xi_bot = xi.unbind(1)
+        pieces = (xi_top - xi_bot).ceil().clamp(1, num.max_nodes_per_layer - 1)
+        counts = pieces.long() + 1
         run_of = torch.repeat_interleave(torch.arange(n_runs, device=self.device), counts)
-        start = torch.cumsum(counts, 0) - counts
-        step = (torch.arange(len(run_of), device=self.device) - start[run_of]).to(self.dtype)
-        frac = step / pieces[run_of].to(self.dtype)
-        xi_top, xi_bot = xi[run_of, 0], xi[run_of, 1]
-        e_det = node_coordinate_inverse((xi_top - frac * (xi_top - xi_bot))
+        start = (torch.cumsum(counts, 0) - counts).to(self.dtype)
+        top, bot = e_ends.unbind(1)
+        drop = top - bot
+        e_hi = torch.exp(runs.u_hi)
+        (start, inv_pieces, xi_top, dxi, top, inv_drop, falls, e_hi, de) = torch.stack(
+            [start, 1.0 / pieces, xi_top, xi_bot - xi_top, top, 1.0 / drop.clamp_min(1e-30),
+             (drop > 0).to(self.dtype), e_hi, torch.exp(u_bot) - e_hi], 1).index_select(
+            0, run_of).unbind(1)
+        frac = (torch.arange(len(run_of), dtype=self.dtype, device=self.device) - start
+                ) * inv_pieces
+        e_det = node_coordinate_inverse(torch.addcmul(xi_top, frac, dxi)
                                         * num.piece_relative_width, knee)
-        top, bot = e_ends[run_of, 0], e_ends[run_of, 1]
-        frac = torch.where(top > bot, (top - e_det) / (top - bot).clamp_min(1e-30), frac)
-        e_hi, e_lo = torch.exp(runs.u_hi[run_of]), torch.exp(u_bot[run_of])
-        return counts, torch.log(e_hi - frac.clamp(0.0, 1.0) * (e_hi - e_lo))
+        frac = torch.where(falls > 0, (top - e_det) * inv_drop, frac)
+        return run_of, torch.log(torch.addcmul(e_hi, frac.clamp(0.0, 1.0), de))
 
-    def _follow(self, tab: LayerTables, thickness, runs: _Runs, run_of, u_in, nodes_per_run):
-        """Follow particles scattered at beam energies exp(u_in) (one per node; node i
-        belongs to run ``run_of[i]``, nodes ordered by run) out of the sample."""
+    def _follow(self, tab: LayerTables, thickness, runs: _Runs, run_of, row, u, v, path,
+                before):
+        """Follow particles just after the scattering (ln energy ``u``, energy variance
+        ``v``; one per node, node i belongs to run ``run_of[i]`` in table row ``row[i]``,
+        nodes ordered by run) out of the sample: first ``path`` TFU through the rest of the
+        own layer (``before`` holds the tables there at ``u``), then through every layer
+        above.  Returns ln(detected energy), its variance, dE_det/dE_start, the stopping at
+        the start and whether the particle got out."""
         n_layers = self.n_layers
-        row = runs.row[run_of]
-        sample = runs.sample[run_of]
-        r = runs.reaction[run_of]
-        # beam energy variance at the node: non-statistical broadening and straggling since
-        # the top of the layer
-        both = tab.lookup(torch.cat([runs.row, row]), torch.cat([runs.u_hi, u_in]))
-        top, here = both[:len(runs.row)][run_of], both[len(runs.row):]
-        depth = self.cos_in * (top[:, 0] - here[:, 0])                    # TFU below layer top
-        ratio = here[:, 1] / top[:, 1]
-        v_in = (ratio * ratio * runs.v_top[run_of]
-                + tab.omega2[row] * here[:, 1] ** 2 * (top[:, 2] - here[:, 2]))
-        # scattering, then out through the rest of the own layer
-        k = self._r_k[r]
-        u, v, gain, s_start, inside = tab.cross(row, u_in + torch.log(k), k * k * v_in,
-                                                depth / self.cos_out)
-        # and through every layer above; deeper layers come first in the node list
-        layer_counts = torch.zeros(n_layers, dtype=torch.long, device=self.device).index_add(
-            0, runs.layer, nodes_per_run)
+        u, v, gain, s_start, inside = tab.cross(row, u, v, path, before=before)
+        # deeper layers come first in the node list
+        nodes_per_layer = torch.zeros(n_layers, dtype=torch.long, device=self.device).index_add(
+            0, runs.layer.index_select(0, run_of), torch.ones_like(run_of)).tolist()
+        path_out = thickness * (1.0 / self.cos_out)
+        n = 0
         for m in range(n_layers - 2, -1, -1):
-            n = int(layer_counts[m + 1:].sum())
+            n += nodes_per_layer[m + 1]
             if n == 0:
                 continue
-            b = sample[:n]
-            u_m, v_m, ratio, _, ins = tab.cross(b * n_layers + m, u[:n], v[:n],
-                                                thickness[b, m] / self.cos_out)
+            row_m = runs.sample.index_select(0, run_of[:n]).mul(n_layers).add_(m)
+            u_m, v_m, ratio, _, ins = tab.cross(row_m, u[:n], v[:n], path_out.take(row_m))
             u = torch.cat([u_m, u[n:]])
             v = torch.cat([v_m, v[n:]])
             gain = torch.cat([gain[:n] * ratio, gain[n:]])
             inside = torch.cat([inside[:n] & ins, inside[n:]])
-        # merged isotopes: spread of K·E_beam carried to the detector
-        spread = torch.exp(u_in) * gain
-        v = v + self._r_kvar[r] * spread * spread
-        return _Nodes(u, v, gain, s_start, here[:, 1], inside)
+        return u, v, gain, s_start, inside
 
     def _useful_range(self, tab, runs: _Runs, u_lo, u_need, iterations: int = 3):
         """The deepest useful point of each run's layer.
@@ -468,34 +507,31 @@ class RBSSimulator:
         Returns ln of the lowest beam energy in the layer whose scattered particles still
         reach the top of the layer with the energy E_need that gets them to the detector
         above the cut-off, and ln of their energy there (E_need, or less where the whole
-        layer contributes).  Solves R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in
-        and out, c = cos α / cos β) by Newton's method kept inside a bracket; converged to
-        better than 1e-6 in ln E.
+        layer contributes); and (R, S, T) at the top of the layer ([n, 3]).  Solves
+        φ(u) = R(K E) + c R(E) = R(E_need) + c R(E_hi) (equal path in and out,
+        c = cos α / cos β) by Newton's method kept inside a bracket; converged to better
+        than 1e-6 in ln E.
         """
         c = self.cos_in / self.cos_out
+        weights = self._newton_weights                                    # (1, c)
         u_hi = runs.u_hi
         n = len(u_hi)
-        k = self._r_k[runs.reaction]
-        lnk = torch.log(k)
-        # one look-up for the target and both ends of the bracket
-        vals = tab.lookup(runs.row[:, None].expand(n, 6),
-                          torch.stack([u_hi, u_need.clamp(max=u_hi), u_lo + lnk, u_lo,
-                                       u_hi + lnk, u_hi], -1))
-        v = vals[..., 0]
-        target = v[:, 1] + c * v[:, 0]
-        f_lo = v[:, 2] + c * v[:, 3] - target
-        f_hi = v[:, 4] + c * v[:, 5] - target
-        df_hi = torch.exp(u_hi) * (k / vals[:, 4, 1] + c / vals[:, 5, 1])
-        rows2 = runs.row[:, None].expand(n, 2)
-        shift = torch.stack([lnk, torch.zeros_like(k)], -1)             # at K·E and E
+        lnk = runs.constants[:, 0]
+        u_need = torch.minimum(u_need, u_hi)
+        # one look-up for the target and both ends of the bracket: points (a, b) with
+        # φ = R(a) + c R(b) at (E_need, E_hi), the bottom and the top of the layer
+        points = torch.stack([u_need, u_lo + lnk, u_hi + lnk, u_hi, u_lo, u_hi], 1).view(n, 2, 3)
+        vals = tab.lookup(runs.row.view(n, 1, 1), points)                 # [n, 2, 3, 3]
+        rng = vals[..., 0]
+        phi = torch.add(rng[:, 0], rng[:, 1], alpha=c)                    # [n, 3]
+        target = phi[:, 0]
+        f_lo, f_hi = (phi[:, 1:] - phi[:, :1]).unbind(1)
+        # dφ/du = K E/S(K E) + c E/S(E)
+        df_hi = (torch.exp(points[..., 2]) / vals[:, :, 2, 1]) @ weights
+        shift = torch.stack([lnk, torch.zeros_like(lnk)], 1)              # at K·E and E
+        rows2 = runs.row[:, None]
 
-        def phi(u):
-            vals = tab.lookup(rows2, u[:, None] + shift)
-            # φ and dφ/du = E (K/S(KE) + c/S(E))
-            return (vals[:, 0, 0] + c * vals[:, 1, 0] - target,
-                    torch.exp(u) * (k / vals[:, 0, 1] + c / vals[:, 1, 1]))
-
-        none = (f_hi <= 0) | ~torch.isfinite(u_need)    # nothing of this layer gets out
+        none = f_hi <= 0                                 # nothing of this layer gets out
         full = f_lo >= 0                                 # the whole layer contributes
         lo, hi = u_lo, u_hi
         # start with a Newton step from the top of the layer (φ is smooth there), else the
@@ -505,7 +541,10 @@ class RBSSimulator:
         x = torch.where((x >= lo) & (x <= hi), x, secant)
         x = torch.where(torch.isfinite(x), x, 0.5 * (lo + hi)).clamp(lo, hi)
         for _ in range(iterations):
-            f, df = phi(x)
+            at = x[:, None] + shift
+            vals2 = tab.lookup(rows2, at)
+            f = vals2[..., 0] @ weights - target
+            df = (torch.exp(at) / vals2[..., 1]) @ weights
             below = f < 0
             lo = torch.where(below, x, lo)
             hi = torch.where(below, hi, x)
@@ -513,9 +552,10 @@ class RBSSimulator:
             x = torch.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
         u_bot = torch.where(none, u_hi, torch.where(full, u_lo, x))
         # exit energy at the layer top from the layer bottom: R(K E_lo) − c (R(E_hi) − R(E_lo))
-        u_x_full = tab.invert(runs.row, f_lo + target - c * v[:, 0])[0]
-        u_x_bot = torch.where(full, u_x_full, u_need.clamp(max=u_hi))
-        return u_bot, torch.where(none, u_hi + lnk, u_x_bot)
+        u_x_full, _ = tab.invert(runs.row, torch.add(phi[:, 1], rng[:, 1, 0], alpha=-c),
+                                 values=False)
+        u_x_bot = torch.where(full, u_x_full, u_need)
+        return u_bot, torch.where(none, u_hi + lnk, u_x_bot), vals[:, 1, 0]
 
 
 class _Runs(NamedTuple):
@@ -527,7 +567,7 @@ class _Runs(NamedTuple):
     row: torch.Tensor            # table row: sample · L + layer
     u_hi: torch.Tensor           # ln beam energy at the top of the layer
     v_top: torch.Tensor          # beam energy variance there
-    concentration: torch.Tensor  # atom fraction of the channel's isotope(s) in the layer
+    constants: torch.Tensor      # [n_runs, 8]: the reaction's constants and Q·Ω·c
 
 
 def _stage(name: str):

@@ -58,8 +58,10 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     # nodes sorted by spectrum (stable, so each spectrum keeps its node order): the work is
     # then done in cache-sized blocks of spectra, and a spectrum's result does not depend on
     # which other spectra share the batch
-    order = torch.argsort(sample, stable=True)
-    chi, jump, kink, variance, sample = (x[order] for x in (chi, jump, kink, variance, sample))
+    if n_samples > 1:
+        order = torch.argsort(sample, stable=True)
+        chi, jump, kink, variance, sample = (x.index_select(0, order)
+                                             for x in (chi, jump, kink, variance, sample))
     base = chi.detach().floor()
     i = base.long()
     t = chi - base
@@ -89,18 +91,20 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
     cache-sized blocks, added in place.
     """
     active = (jump != 0) | (kink != 0)
-    bucket = torch.searchsorted(torch.tensor(sizes, dtype=need.dtype, device=need.device), need)
+    bucket = torch.bucketize(need, need.new_tensor(sizes))
     bucket = torch.where(active, bucket, len(sizes))             # inactive nodes: no bucket
-    order = torch.argsort(bucket, stable=True)
     counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()
-    # per node, in units of x = |u|/√2: x = |o|·inv + s·t·inv on the half of the window below
-    # (s = +1, offsets o ≤ 0) and above (s = −1, o ≥ 1) the node
+    # per node and half window (below the node: offsets o ≤ 0, sign s = +1; above: o ≥ 1,
+    # s = −1), in units of x = |u|/√2 = |o|·inv + s·t·inv: the constants of _add_local
     inv = _SQRT1_2 / sigma
     a_s = jump * sigma
-    columns = torch.stack([t * inv, inv, a_s * _INV_SQRT_2PI, a_s * -_SQRT1_2,
-                           0.5 * kink * variance], 1)[order]
-    base = base[order]
-    sign = torch.tensor([[1.0], [-1.0]], dtype=t.dtype, device=t.device)
+    q = 0.5 * kink * variance
+    t_inv = t * inv
+    columns = torch.stack([t_inv, -t_inv, inv, inv, a_s * _INV_SQRT_2PI, a_s * _INV_SQRT_2PI,
+                           a_s * -_SQRT1_2, a_s * -_SQRT1_2, q, -q], 1).view(-1, 5, 2)
+    if counts[0] != len(bucket):        # more than one window size: sort by window size
+        order = torch.argsort(bucket, stable=True)
+        columns, base = columns.index_select(0, order), base.index_select(0, order)
     start = 0
     for size, count in zip(sizes, counts, strict=False):
         if count == 0:
@@ -110,7 +114,7 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
         block = max(1, _CHUNK_ELEMENTS // offsets.numel())
         for n0 in range(start, start + count, block):
             n1 = min(n0 + block, start + count)
-            _add_local(flat, offsets, distance, sign, columns[n0:n1], base[n0:n1])
+            _add_local(flat, offsets, distance, columns[n0:n1], base[n0:n1])
         start += count
 
 
@@ -155,24 +159,25 @@ def _window_sizes(largest: int) -> list[int]:
         size *= 2
 
 
-def _add_local(flat, offsets, distance, sign, columns, base):
+def _add_local(flat, offsets, distance, columns, base):
     """Add the local part of F of a block of nodes onto the flat edge grid.
 
     ``offsets`` [2, size] are the edge offsets o of the window's lower (o ≤ 0) and upper
-    (o ≥ 1) halves, ``distance`` their |o| and ``sign`` [2, 1] (+1, −1); ``columns`` holds
-    per node t·inv, inv = 1/(σ√2), a·σ/√(2π), −a·σ/√2 and b·v/2 (a the jump, b the kink,
-    v = σ²), and ``base`` the index in ``flat`` of the node's edge i.  With x = |u|/√2 and
-    q = ±b·v/2 (+ below the node, − above it), the correction a·σ Ψ₁(−|u|) ± b·v Ψ₂(−|u|) is
+    (o ≥ 1) halves and ``distance`` their |o|; ``columns`` [n, 5, 2] holds per node and half
+    ±t·inv, inv = 1/(σ√2), a·σ/√(2π), −a·σ/√2 and q = ±b·v/2 (a the jump, b the kink,
+    v = σ², + below the node, − above it), and ``base`` the index in ``flat`` of the node's
+    edge i.  With x = |u|/√2 the correction a·σ Ψ₁(−|u|) ± b·v Ψ₂(−|u|) is
 
         exp(−x²) (a·σ/√(2π) − q x/√π) + erfc(x) (q x² − a·σ x/√2 + q/2),
 
     evaluated with a handful of fused multiply-adds per window element.
     """
-    t_inv, inv, p, s, q = (c[:, None, None] for c in columns.unbind(1))
-    q = q * sign                                                        # [n, 2, 1]
-    x = torch.addcmul(t_inv * sign, distance, inv)                      # [n, 2, size]
-    gauss = torch.exp(-(x * x))
+    t_inv, inv, p, s, q = columns.unsqueeze(-1).unbind(1)               # [n, 2, 1] each
+    x = torch.addcmul(t_inv, distance, inv)                             # [n, 2, size]
+    gauss = torch.exp(torch.mul(x, x).neg_())
     poly = torch.addcmul(q * 0.5, torch.addcmul(s, q, x), x)
-    local = torch.addcmul(gauss * torch.addcmul(p, q * -_INV_SQRT_PI, x), torch.erfc(x), poly)
-    index = (base[:, None, None] + offsets).reshape(-1)
-    flat.index_add_(0, index, local.reshape(-1).to(flat.dtype))
+    local = torch.addcmul(gauss * torch.addcmul(p, q, x, value=-_INV_SQRT_PI), torch.erfc(x),
+                          poly)
+    index = (base.view(-1, 1, 1) + offsets).view(-1)
+    local = local.view(-1)
+    flat.index_add_(0, index, local if local.dtype == flat.dtype else local.to(flat.dtype))

@@ -54,8 +54,8 @@ class LayerTables:
         u0, h: first node and spacing of the ln(E/keV) grid; ``size`` nodes per row.
         coef: [N·size − 1, 4, 3]: on each grid interval, the cubic (Hermite) polynomials in
             t ∈ [0, 1] of (R, S, T): value = Σ_p coef[p] t^p.
-        range_pairs: [N·size − 1, 4]: R and 1/(h dR/du) at the start, R and 1/(h dR/du) at
-            the end of each interval.
+        inverse: [N·size − 1, 5]: per interval, what the inverse look-up R → u needs:
+            −R_q/ΔR, 1/ΔR, the two coefficients of its cubic, and u at the interval start.
         sorted_range: [N·size] R plus per-row offsets, increasing (for inverse look-ups;
             float64 whatever the working precision).
         offsets: [N] the per-row offsets.
@@ -67,47 +67,69 @@ class LayerTables:
     h: float
     size: int
     coef: torch.Tensor
-    range_pairs: torch.Tensor
+    inverse: torch.Tensor
     sorted_range: torch.Tensor
     offsets: torch.Tensor
     range_top: torch.Tensor
     omega2: torch.Tensor
+    pos0: torch.Tensor           # 0-dim: −u0/h, the grid position of u = 0
+    zero: torch.Tensor           # 0-dim: 0
 
     @classmethod
-    def build(cls, stopping: torch.Tensor, omega2: torch.Tensor, u0: float, h: float):
-        """Tables from the stopping [N, G] (keV/TFU) on the grid E_i = exp(u0 + i h)."""
+    def build(cls, stopping: torch.Tensor, omega2: torch.Tensor, u0: float, h: float,
+              stopping_slope: torch.Tensor | None = None, energy: torch.Tensor | None = None):
+        """Tables from the stopping [N, G] (keV/TFU) on the grid E_i = exp(u0 + i h).
+
+        ``stopping_slope`` is dS/du on the same grid (by default: finite differences of
+        ``stopping``; a caller that mixes fixed per-element tables linearly can pass the same
+        mixture of their slopes), ``energy`` the grid energies (keV, computed if not given).
+        """
         rows, size = stopping.shape
-        energy = torch.exp(u0 + h * torch.arange(size, dtype=stopping.dtype,
-                                                 device=stopping.device))
+        if energy is None:
+            energy = torch.exp(u0 + h * torch.arange(size, dtype=stopping.dtype,
+                                                     device=stopping.device))
+        ds = _du(stopping, h) if stopping_slope is None else stopping_slope
         g_r = energy / stopping  # dR/du
         g_t = g_r / (stopping * stopping)  # dT/du
-        ds = _du(stopping, h)
-        # u-derivatives of g_r = E/S and g_t = E/S³ from that of S
+        # u-derivatives of g_r = E/S and g_t = E/S³ from that of S; both integrals at once
         log_slope = ds / stopping
-        rng = _cumulative(g_r, g_r - g_r * log_slope, h)
-        strag = _cumulative(g_t, g_t - 3.0 * g_t * log_slope, h)
-        values = torch.stack([rng, stopping, strag], -1).reshape(rows * size, _NQ)
-        slopes = torch.stack([g_r, ds, g_t], -1).reshape(rows * size, _NQ) * h
+        g = torch.stack([g_r, g_t])
+        dg = g * torch.stack([1.0 - log_slope, 1.0 - 3.0 * log_slope])
+        rng, strag = _cumulative(g, dg, h).unbind(0)
+        values = torch.stack([rng, stopping, strag], -1).view(rows * size, _NQ)
+        slopes = torch.stack([g_r, ds, g_t], -1).view(rows * size, _NQ) * h
         # cubic Hermite polynomial on each interval, in t = (u − u_q)/h
         y0, y1, m0, m1 = values[:-1], values[1:], slopes[:-1], slopes[1:]
-        coef = torch.stack([y0, m0, 3.0 * (y1 - y0) - 2.0 * m0 - m1,
-                            2.0 * (y0 - y1) + m0 + m1], 1)                # [N·G−1, 4, 3]
-        # (R, dR/du) at the start and the end of each interval, [N·G−1, 4]
-        pairs = torch.stack([values[:, R], 1.0 / (h * g_r.reshape(-1))], -1)
-        pairs = torch.cat([pairs[:-1], pairs[1:]], -1)
+        dy = y1 - y0
+        coef = torch.stack([y0, m0, 3.0 * dy - 2.0 * m0 - m1, m0 + m1 - 2.0 * dy], 1)
+        # inverse interpolation of u(R) on each interval (see invert): with τ the position
+        # of R in [R_q, R_q+1] and a, b the end slopes du/dR·ΔR/h, t = τ + τ(τ−1)(c0 + c1 τ)
+        r_flat, m_flat = rng.reshape(-1), slopes[:, R]
+        dr = r_flat[1:] - r_flat[:-1]
+        inv_dr = 1.0 / dr
+        a, b = dr / m_flat[:-1], dr / m_flat[1:]
+        u_start = (u0 + h * torch.arange(size, dtype=stopping.dtype, device=stopping.device)
+                   ).repeat(rows)[:-1]
+        inverse = torch.stack([-r_flat[:-1] * inv_dr, inv_dr, 1.0 - a, a + b - 2.0, u_start], -1)
         range_top = rng[:, -1]
         step = range_top.detach().double() + 1.0
         offsets = torch.cumsum(step, 0) - step
-        sorted_range = (rng.detach().double() + offsets[:, None]).reshape(-1).contiguous()
-        return cls(u0=u0, h=h, size=size, coef=coef, range_pairs=pairs,
-                   sorted_range=sorted_range, offsets=offsets, range_top=range_top,
-                   omega2=omega2)
+        sorted_range = rng.detach().double() + offsets[:, None]
+        # the top of each row is nudged up (by less than the gap to the next row), so that a
+        # search for it (right side) still lands in the row's last interval
+        sorted_range[:, -1] += 0.5
+        pos0 = torch.tensor(-u0 / h, dtype=stopping.dtype, device=stopping.device)
+        return cls(u0=u0, h=h, size=size, coef=coef, inverse=inverse,
+                   sorted_range=sorted_range.view(-1), offsets=offsets, range_top=range_top,
+                   omega2=omega2, pos0=pos0, zero=torch.zeros_like(pos0))
 
     # ------------------------------------------------------------------ look-ups
     def _evaluate(self, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """(R, S, T) on interval q at t ∈ [0, 1] (Horner's scheme)."""
-        c0, c1, c2, c3 = self.coef.index_select(0, q.reshape(-1)).view(
-            *q.shape, 4, _NQ).unbind(-2)
+        c = self.coef.index_select(0, q if q.dim() == 1 else q.reshape(-1))
+        if q.dim() != 1:
+            c = c.view(*q.shape, 4, _NQ)
+        c0, c1, c2, c3 = c.unbind(-2)
         t = t.unsqueeze(-1)
         return torch.addcmul(c0, t, torch.addcmul(c1, t, torch.addcmul(c2, t, c3)))
 
@@ -116,49 +138,52 @@ class LayerTables:
 
         ``row`` (long) broadcasts against ``u``; u is clamped to the grid.
         """
-        pos = ((u - self.u0) * (1.0 / self.h)).clamp(0.0, self.size - 1.0)
-        i = pos.detach().floor().clamp_(max=self.size - 2)
-        return self._evaluate(row * self.size + i.long(), pos - i)
+        pos = torch.add(self.pos0, u, alpha=1.0 / self.h).clamp(0.0, self.size - 1.0)
+        i = pos.floor().clamp(max=self.size - 2.0)
+        return self._evaluate(i.long().add(row, alpha=self.size), pos - i)
 
     def stopping(self, row: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """S of table ``row`` at energies exp(u) (keV/TFU)."""
         return self.lookup(row, u)[..., S]
 
-    def invert(self, row: torch.Tensor, rng: torch.Tensor):
+    def invert(self, row: torch.Tensor, rng: torch.Tensor, values: bool = True):
         """Energy at which the range function of table ``row`` equals ``rng``.
 
-        ``row`` must have the shape of ``rng``.  Returns (u, (R, S, T) there, inside):
-        u = ln E and a mask that is False where ``rng`` fell below the grid (the particle
-        stopped).
+        ``row`` must have the shape of ``rng``; ``rng`` is clamped to the table (a particle
+        whose remaining range is below 0 has stopped: see :meth:`cross`).  Returns
+        (u, (R, S, T) there): u = ln E, and the table values unless ``values`` is False.
         """
-        inside = rng >= 0.0
-        r = torch.minimum(rng.clamp(min=0.0), self.range_top[row])
-        q = torch.searchsorted(self.sorted_range, r.detach().double() + self.offsets[row])
-        lo = row * self.size
-        q = torch.clamp(q - 1, min=lo, max=lo + (self.size - 2))
-        r0, w0, r1, w1 = self.range_pairs.index_select(0, q.reshape(-1)).view(
-            *q.shape, 4).unbind(-1)
-        dr = r1 - r0
-        # Hermite interpolation of u(R) on [r0, r1], with du/dR = 1/R' at both ends:
-        # u = u_j + h·h01(τ) + Δr (h10(τ)/R'_0 + h11(τ)/R'_1)
-        tau = (r - r0) / dr
-        tm1 = tau - 1.0
-        t = torch.addcmul(tau * tau * (3.0 - 2.0 * tau), dr * tau * tm1,
-                          torch.addcmul(tm1 * w0, tau, w1))
-        u = self.u0 + (q - lo).to(rng.dtype) * self.h + t * self.h
-        return u, self._evaluate(q, t.clamp(0.0, 1.0)), inside
+        r = torch.clamp(rng, min=self.zero, max=self.range_top.take(row))
+        key = (r.detach() if r.requires_grad else r).double() + self.offsets.take(row)
+        q = torch.searchsorted(self.sorted_range, key, right=True).sub_(1)
+        p = self.inverse.index_select(0, q if q.dim() == 1 else q.reshape(-1))
+        if q.dim() != 1:
+            p = p.view(*q.shape, 5)
+        shift, inv_dr, c0, c1, u_q = p.unbind(-1)
+        # Hermite interpolation of u(R) on [R_q, R_q+1] with du/dR = 1/R' at both ends
+        tau = torch.addcmul(shift, r, inv_dr)
+        t = torch.addcmul(tau, tau * (tau - 1.0), torch.addcmul(c0, c1, tau))
+        u = torch.add(u_q, t, alpha=self.h)
+        if not values:
+            return u, None
+        return u, self._evaluate(q, t.clamp(0.0, 1.0))
 
     def cross(self, row: torch.Tensor, u: torch.Tensor, variance: torch.Tensor,
-              path: torch.Tensor):
+              path: torch.Tensor, before: torch.Tensor | None = None):
         """Move particles of energy exp(u) and energy variance ``variance`` along ``path``
-        TFU of table ``row`` (same shape as ``u``).
+        TFU of table ``row`` (same shape as ``u``); ``before`` may hold ``lookup(row, u)``
+        when the caller has it already.
 
-        Returns (u_out, variance_out, S_out/S_in, S_in, inside).
+        Returns (u_out, variance_out, S_out/S_in, S_in, inside): ``inside`` is False where the
+        particle stopped on the way.
         """
-        before = self.lookup(row, u)
+        if before is None:
+            before = self.lookup(row, u)
         r_in, s_in, t_in = before.unbind(-1)
-        u_out, after, inside = self.invert(row, r_in - path)
+        rng = r_in - path
+        u_out, after = self.invert(row, rng)
         _, s_out, t_out = after.unbind(-1)
         ratio = s_out / s_in
-        var_out = ratio * ratio * variance + self.omega2[row] * s_out * s_out * (t_in - t_out)
-        return u_out, var_out, ratio, s_in, inside
+        var_out = torch.addcmul(ratio * ratio * variance, self.omega2.take(row) * s_out * s_out,
+                                t_in - t_out)
+        return u_out, var_out, ratio, s_in, rng >= 0.0
