@@ -129,7 +129,11 @@ def test_counts_scale_with_fluence_and_thin_layer_thickness():
     p = torch.tensor([[5.0, 100.0]], dtype=torch.float64)
     assert torch.allclose(twice.simulate(p), 2 * base.simulate(p), rtol=1e-12, atol=1e-9)
     au_only = lambda t: float(base.simulate(torch.tensor([[t, 0.0]])).sum())  # noqa: E731
-    assert au_only(2.0) == pytest.approx(2 * au_only(1.0), rel=1e-3)
+    # thin layers: the energy loss is a small difference of ranges (ΔR ≪ R), so this
+    # checks that range look-ups and their inverse agree far below the 1e-4 level (the
+    # remaining 5e-5 is physical: σ ∝ 1/E² grows as the beam slows down)
+    assert au_only(2.0) == pytest.approx(2 * au_only(1.0), rel=1e-4)
+    assert 10 * au_only(0.1) == pytest.approx(au_only(1.0), rel=1e-4)
 
 
 def test_numerics_converge():

@@ -45,15 +45,18 @@ class RefinementResult:
     converged: np.ndarray
 
 
-def _step(jac: torch.Tensor, r: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
+def _normal_equations(jac: torch.Tensor, r: torch.Tensor):
+    """JᵀJ [K, D, D] and Jᵀr [K, D] per row."""
+    jt = jac.transpose(1, 2)
+    return jt @ jac, (jt @ r[..., None])[..., 0]
+
+
+def _step(jtj: torch.Tensor, g: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
     """δ [K, D] solving (JᵀJ + λ diag(JᵀJ)) δ = −Jᵀr per row."""
-    jtj = jac.transpose(1, 2) @ jac                                   # [K, D, D]
-    g = (jac.transpose(1, 2) @ r[..., None])[..., 0]                  # [K, D]
     diag = torch.diagonal(jtj, dim1=1, dim2=2)
     scale = torch.where(diag > 0, diag, torch.ones_like(diag))        # unconstrained params
-    a = jtj + torch.diag_embed(damping[:, None] * scale)
     # tiny Tikhonov term against exactly singular systems (parameters without signal)
-    a = a + torch.diag_embed(1e-12 * scale)
+    a = jtj + torch.diag_embed((damping[:, None] + 1e-12) * scale)
     return torch.linalg.solve(a, -g)
 
 
@@ -110,15 +113,20 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
         while active.any():
             act = np.nonzero(active)[0]
             sel = torch.as_tensor(act, device=problem.device)
-            jac_a, r_a, damp_a = cur_j[sel], cur_r[sel], damping[sel]
-            delta = _step(jac_a, r_a, damp_a).cpu().numpy()
+            if len(act) == b:           # all spectra still going: no copies
+                jac_a, r_a, damp_a = cur_j, cur_r, damping
+            else:
+                jac_a, r_a, damp_a = (t.index_select(0, sel) for t in (cur_j, cur_r, damping))
+            jtj, g = _normal_equations(jac_a, r_a)
+            delta = _step(jtj, g, damp_a).cpu().numpy()
             # parameters at a bound that the step pushes outwards are held there, and the
             # step is solved again for the others (a projected step would lose its descent)
             held = (((x[act] <= problem.low) & (delta < 0))
                     | ((x[act] >= problem.high) & (delta > 0)))
             if held.any():
                 free = torch.as_tensor(~held, dtype=jac_a.dtype, device=problem.device)
-                delta = _step(jac_a * free[:, None, :], r_a, damp_a).cpu().numpy()
+                both = free[:, :, None] * free[:, None, :]
+                delta = _step(jtj * both, g * free, damp_a).cpu().numpy()
                 delta[held] = 0.0
             trial = np.clip(x[act] + delta, problem.low, problem.high)
             with torch.no_grad():
@@ -130,9 +138,10 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
             up = torch.as_tensor(better, device=problem.device)
             damping[sel] = torch.where(up, damping[sel] / 3.0, damping[sel] * 4.0)
             step = torch.as_tensor(trial - x[act], dtype=problem.dtype, device=problem.device)
-            # quality of the linear model: actual over predicted decrease of χ²
-            linear = r_a + (jac_a @ step[..., None])[..., 0]
-            predicted = (chi2[act] - (linear * linear).sum(-1).cpu().numpy())
+            # quality of the linear model: actual over predicted decrease of χ², where
+            # |r + J s|² = χ² + 2 sᵀJᵀr + sᵀJᵀJ s
+            predicted = -(2.0 * (step * g).sum(-1)
+                          + (step[:, None, :] @ jtj @ step[..., None])[:, 0, 0]).cpu().numpy()
             poor = better & (drop < 0.25 * np.maximum(predicted, 1e-300))
             acc = act[better]
             x[acc], chi2[acc] = trial[better], chi2_trial[better]
@@ -157,10 +166,11 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                 k = torch.as_tensor(np.nonzero(update)[0], device=problem.device)
                 at = sel[k]
                 dk = step[k]
-                mismatch = r_trial[k] - cur_r[at] - (cur_j[at] @ dk[..., None])[..., 0]
+                mismatch = (r_trial[k] - r_a[k]
+                            - (jac_a.index_select(0, k) @ dk[..., None])[..., 0])
                 norm2 = (dk * dk).sum(-1).clamp_min(1e-300)
-                cur_j[at] = cur_j[at] + mismatch[..., None] * (dk / norm2[:, None])[:, None, :]
-                cur_r[at] = r_trial[k]
+                cur_j.index_add_(0, at, mismatch[..., None] * (dk / norm2[:, None])[:, None, :])
+                cur_r.index_copy_(0, at, r_trial[k])
                 fresh[act[update]] = False
                 updates[act[update]] += 1
             if refresh.any():
@@ -171,7 +181,8 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                 r_new, j_new = problem.jacobian(x[act[k]], act[k], method=jacobian,
                                                 base=base if jacobian == "finite-difference"
                                                 else None)
-                cur_r[sel[kt]], cur_j[sel[kt]] = r_new, j_new
+                cur_r.index_copy_(0, sel[kt], r_new)
+                cur_j.index_copy_(0, sel[kt], j_new)
                 fresh[act[k]] = True
                 updates[act[k]] = 0
             bar.n = int(steps[active].max()) if active.any() else max_iterations

@@ -64,7 +64,11 @@ class SpectrumFitProblem:
         self.batch_size = int(batch_size)
         self.dtype, self.device = dtype, torch.device(device)
         self.roi = roi
-        self._roi_index = torch.as_tensor(np.nonzero(roi)[0], device=self.device)
+        index = np.nonzero(roi)[0]
+        # a contiguous region of interest is a slice (no copy of the simulated spectra)
+        self._roi_index = (slice(int(index[0]), int(index[-1]) + 1)
+                           if index[-1] - index[0] + 1 == len(index)
+                           else torch.as_tensor(index, device=self.device))
         x = torch.as_tensor(observed[:, roi], dtype=dtype, device=self.device)
         self._x = x                                         # [B, R]
         self._inv_w = torch.rsqrt(x + 1.0)                  # 1 / sqrt(x + 1)
@@ -91,14 +95,25 @@ class SpectrumFitProblem:
     def residuals(self, params, rows) -> torch.Tensor:
         """r [K, R] of parameter sets ``params`` [K, D] for spectra ``rows`` [K]
         (differentiable when ``params`` is a tensor that requires grad)."""
+        return self._residual_groups(params, rows, 1)[:, 0]
+
+    def _residual_groups(self, params, rows, per_row: int) -> torch.Tensor:
+        """r [K, M, R] of ``params`` [K·M, D], M consecutive parameter sets per spectrum of
+        ``rows`` [K] (each spectrum's counts are gathered once, not M times)."""
         p = torch.as_tensor(params, dtype=self.dtype, device=self.device)
         rows = np.asarray(rows, dtype=np.int64)
-        if p.dim() != 2 or p.shape[1] != self.n_parameters or rows.shape != (p.shape[0],):
+        if (p.dim() != 2 or p.shape[1] != self.n_parameters
+                or rows.shape != (p.shape[0] // per_row,) or p.shape[0] % per_row):
             raise ValueError(f"params, rows: expected [K, {self.n_parameters}] and [K], got "
                              f"{tuple(p.shape)} and {rows.shape}")
-        np.add.at(self.n_simulations, rows, 1)
+        np.add.at(self.n_simulations, rows, per_row)
         r = torch.as_tensor(rows, device=self.device)
-        return (self._x[r] - self._expected_roi(p)) * self._inv_w[r]
+        if len(rows) == self.n_spectra and (rows == np.arange(len(rows))).all():
+            x, w = self._x, self._inv_w
+        else:
+            x, w = self._x.index_select(0, r), self._inv_w.index_select(0, r)
+        expected = self._expected_roi(p).view(len(rows), per_row, -1)
+        return (x[:, None] - expected) * w[:, None]
 
     def chi2(self, params, rows) -> np.ndarray:
         """χ² [K] of ``params`` [K, D] for spectra ``rows`` [K] (the Nelder–Mead objective)."""
@@ -125,9 +140,9 @@ class SpectrumFitProblem:
                                    device=self.device)
             tangent = torch.eye(d, dtype=self.dtype, device=self.device).repeat(k, 1)
             with torch.no_grad(), forward_ad.dual_level():
-                out = self.residuals(forward_ad.make_dual(base, tangent), np.repeat(rows, d))
-                primal, jt = forward_ad.unpack_dual(out)
-            return primal.view(k, d, -1)[:, 0], jt.view(k, d, -1).transpose(1, 2)
+                out = self._residual_groups(forward_ad.make_dual(base, tangent), rows, d)
+                primal, jt = forward_ad.unpack_dual(out)                 # [K, D, R] each
+            return primal[:, 0], jt.transpose(1, 2)
         if method != "finite-difference":
             raise ValueError(f"method: expected finite-difference or forward-mode, got "
                              f"{method!r}")
@@ -138,11 +153,10 @@ class SpectrumFitProblem:
         shifted[:, 1 + idx, idx] += step
         first = 0 if base is None else 1                             # row 0: params itself
         with torch.no_grad():
-            r_all = self.residuals(shifted[:, first:].reshape(-1, d),
-                                   np.repeat(rows, d + 1 - first)).view(k, d + 1 - first, -1)
-        if base is not None:
-            r_all = torch.cat([base[:, None].to(r_all.dtype), r_all], 1)
+            r_all = self._residual_groups(shifted[:, first:].reshape(-1, d), rows,
+                                          d + 1 - first)             # [K, D + 1 − first, R]
+        r0 = r_all[:, 0] if base is None else base.to(r_all.dtype)
         h = torch.as_tensor(shifted[:, 1 + idx, idx] - p, dtype=self.dtype,
                             device=self.device)                      # steps as represented
-        jac = (r_all[:, 1:] - r_all[:, :1]) / h[..., None]           # [K, D, R]
-        return r_all[:, 0], jac.transpose(1, 2)
+        jac = (r_all[:, 1 - first:] - r0[:, None]) / h[..., None]    # [K, D, R]
+        return r0, jac.transpose(1, 2)

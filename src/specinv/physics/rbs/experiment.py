@@ -113,7 +113,9 @@ class Numerics:
         isotope_merge_sigmas: isotopes of an element are simulated as one channel while the
             spread of their K·E_beam stays below this fraction of the detector σ (their
             spread is added to the broadening); 0 simulates every isotope separately.
-        grid_points_per_decade: density of the ln(E) grid of stopping and range tables.
+        grid_points_per_decade: density of the ln(E) grid of stopping and range tables
+            (cubic Hermite, error ∝ h⁴: at 25 per decade the 20 JaBS reference spectra
+            change by χ² ≤ 0.04 in total against 50 per decade, and the tables cost half).
     """
 
     piece_width_keV: float = 100.0
@@ -121,7 +123,7 @@ class Numerics:
     max_nodes_per_layer: int = 64
     gaussian_cutoff_sigmas: float = 4.5
     isotope_merge_sigmas: float = 0.35
-    grid_points_per_decade: int = 50
+    grid_points_per_decade: int = 25
 
     def __post_init__(self):
         _number(self.piece_width_keV, "numerics.piece_width_keV", positive=True)

@@ -100,11 +100,15 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
     a_s = jump * sigma
     q = 0.5 * kink * variance
     t_inv = t * inv
-    columns = torch.stack([t_inv, -t_inv, inv, inv, a_s * _INV_SQRT_2PI, a_s * _INV_SQRT_2PI,
-                           a_s * -_SQRT1_2, a_s * -_SQRT1_2, q, -q], 1).view(-1, 5, 2)
+    p = a_s * _INV_SQRT_2PI
+    s = a_s * -_SQRT1_2
+    # [5, N, 2]: each quantity contiguous, node by node (stacked along the first axis, which
+    # is fast, then transposed once)
+    columns = torch.stack([t_inv, -t_inv, inv, inv, p, p, s, s, q, -q]).view(5, 2, -1)
+    columns = columns.transpose(1, 2).contiguous()
     if counts[0] != len(bucket):        # more than one window size: sort by window size
         order = torch.argsort(bucket, stable=True)
-        columns, base = columns.index_select(0, order), base.index_select(0, order)
+        columns, base = columns.index_select(1, order), base.index_select(0, order)
     start = 0
     for size, count in zip(sizes, counts, strict=False):
         if count == 0:
@@ -114,7 +118,7 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
         block = max(1, _CHUNK_ELEMENTS // offsets.numel())
         for n0 in range(start, start + count, block):
             n1 = min(n0 + block, start + count)
-            _add_local(flat, offsets, distance, columns[n0:n1], base[n0:n1])
+            _add_local(flat, offsets, distance, columns[:, n0:n1], base[n0:n1])
         start += count
 
 
@@ -127,24 +131,28 @@ def _global_part(out, t, i, jump, kink, variance, sample, n_edges):
     ``sample`` must be sorted.
     """
     n_samples, width = out.shape
-    one = torch.ones_like(t)
-    weights = torch.stack([0.5 * kink * variance,                  # step: H(j − χ)
-                           jump * (one - t), jump * t,              # (j − χ)₊
-                           0.5 * kink * (one - t) ** 2, kink * (0.5 + t - t * t),
-                           0.5 * kink * t * t], -1)                 # (j − χ)₊²/2
-    index = torch.stack([i + 1, i + 1, i + 2, i + 1, i + 2, i + 3], -1)
-    index = torch.where(index < n_edges, index, n_edges)
-    kind = torch.tensor([0, 1, 1, 2, 2, 2], device=t.device)
-    index = index + kind * width
+    one_t = 1.0 - t
+    half_kink = 0.5 * kink
+    weights = torch.stack([half_kink * variance,                    # step: H(j − χ)
+                           jump * one_t, jump * t,                  # (j − χ)₊
+                           half_kink * one_t * one_t, kink * (0.5 + t * one_t),
+                           half_kink * t * t])                      # (j − χ)₊²/2
+    # edge of each weight (clamped into the extra last edge), in the row of its kind
+    kind = torch.tensor([0, 1, 1, 2, 2, 2], device=t.device)[:, None] * width
+    shift = torch.tensor([1, 1, 2, 1, 2, 3], device=t.device)[:, None]
+    index = (i + shift).clamp_(max=n_edges) + kind                 # [6, N]
     rows = max(1, _CHUNK_ELEMENTS // (3 * width))
     bounds = torch.searchsorted(sample, torch.arange(0, n_samples + rows, rows,
                                                      device=t.device)).tolist()
     for c, b0 in enumerate(range(0, n_samples, rows)):
         b1 = min(b0 + rows, n_samples)
         n0, n1 = bounds[c], bounds[c + 1]
-        target = ((sample[n0:n1, None] - b0) * (3 * width) + index[n0:n1]).reshape(-1)
+        target = index[:, n0:n1].add(sample[n0:n1], alpha=3 * width)
+        if b0:
+            target = target - b0 * 3 * width
         d = torch.zeros((b1 - b0) * 3 * width, dtype=t.dtype, device=t.device)
-        d = d.scatter_add(0, target, weights[n0:n1].reshape(-1)).view(b1 - b0, 3, width)
+        d = d.scatter_add(0, target.reshape(-1), weights[:, n0:n1].reshape(-1)).view(
+            b1 - b0, 3, width)
         out[b0:b1] = torch.cumsum(d[:, 0] + torch.cumsum(d[:, 1] + torch.cumsum(d[:, 2], 1), 1),
                                   1)
 
@@ -163,7 +171,7 @@ def _add_local(flat, offsets, distance, columns, base):
     """Add the local part of F of a block of nodes onto the flat edge grid.
 
     ``offsets`` [2, size] are the edge offsets o of the window's lower (o ≤ 0) and upper
-    (o ≥ 1) halves and ``distance`` their |o|; ``columns`` [n, 5, 2] holds per node and half
+    (o ≥ 1) halves and ``distance`` their |o|; ``columns`` [5, n, 2] holds per node and half
     ±t·inv, inv = 1/(σ√2), a·σ/√(2π), −a·σ/√2 and q = ±b·v/2 (a the jump, b the kink,
     v = σ², + below the node, − above it), and ``base`` the index in ``flat`` of the node's
     edge i.  With x = |u|/√2 the correction a·σ Ψ₁(−|u|) ± b·v Ψ₂(−|u|) is
@@ -172,7 +180,7 @@ def _add_local(flat, offsets, distance, columns, base):
 
     evaluated with a handful of fused multiply-adds per window element.
     """
-    t_inv, inv, p, s, q = columns.unsqueeze(-1).unbind(1)               # [n, 2, 1] each
+    t_inv, inv, p, s, q = columns.unsqueeze(-1)                         # [n, 2, 1] each
     x = torch.addcmul(t_inv, distance, inv)                             # [n, 2, size]
     gauss = torch.exp(torch.mul(x, x).neg_())
     poly = torch.addcmul(q * 0.5, torch.addcmul(s, q, x), x)

@@ -42,8 +42,7 @@ def _du(y: torch.Tensor, h: float) -> torch.Tensor:
 def _cumulative(g: torch.Tensor, dg: torch.Tensor, h: float) -> torch.Tensor:
     """∫ g du from the first node, trapezoid + Euler–Maclaurin correction, along the last axis."""
     steps = 0.5 * h * (g[..., 1:] + g[..., :-1]) - (h * h / 12.0) * (dg[..., 1:] - dg[..., :-1])
-    zero = torch.zeros_like(g[..., :1])
-    return torch.cat([zero, torch.cumsum(steps, dim=-1)], dim=-1)
+    return torch.nn.functional.pad(torch.cumsum(steps, dim=-1), (1, 0))
 
 
 @dataclass
@@ -166,7 +165,14 @@ class LayerTables:
         u = torch.add(u_q, t, alpha=self.h)
         if not values:
             return u, None
-        return u, self._evaluate(q, t.clamp(0.0, 1.0))
+        # the cubic u(R) is the inverse of the table's R(u) only up to O(h⁴); one Newton
+        # step on R(u) (dR/du = E/S) removes that, which matters where a small difference
+        # of ranges is an energy loss (thin layers: ΔR ≪ R).  T follows to first order
+        # (dT/dR = 1/S²).
+        r_at, s_at, t_at = self._evaluate(q, t.clamp(0.0, 1.0)).unbind(-1)
+        dr = r - r_at
+        return (torch.addcmul(u, dr, s_at / torch.exp(u)),
+                torch.stack([r, s_at, torch.addcdiv(t_at, dr, s_at * s_at)], -1))
 
     def cross(self, row: torch.Tensor, u: torch.Tensor, variance: torch.Tensor,
               path: torch.Tensor, before: torch.Tensor | None = None):
