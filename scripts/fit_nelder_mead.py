@@ -11,10 +11,10 @@ cfg = start(snakemake)  # noqa: F821
 settings = FitSettings.from_config(snakemake.config)  # noqa: F821
 method, shard = snakemake.wildcards.method, int(snakemake.wildcards.shard)  # noqa: F821
 test = read_dataset(snakemake.input.test)  # noqa: F821
-part = fitted_spectra(test, settings, shard)
+part = fitted_spectra(test, settings, shard, method=method)
 if method == "mdn_autofit":
     predictions = read_dataset(snakemake.input.predictions)  # noqa: F821
-    x0 = fitted_spectra(predictions, settings, shard)["mean"].values
+    x0 = fitted_spectra(predictions, settings, shard, method=method)["mean"].values
 else:
     train_mean = (read_dataset(snakemake.input.train)["params"].values.mean(axis=0)  # noqa: F821
                   if settings.autofit_start == "mean" else None)

@@ -20,7 +20,13 @@ from specinv.evaluation import (
     relative_error,
     roi_mask,
 )
-from specinv.evaluation.tables import chi2_profile_table, coverage_table, methods_table
+from specinv.evaluation.tables import (
+    chi2_profile_table,
+    coverage_table,
+    methods_on_fitted_spectra,
+    methods_table,
+    paper_tables,
+)
 
 
 def test_chi2_by_hand():
@@ -146,3 +152,38 @@ def test_runtime_table_sums_jobs_and_compares_with_the_paper(tmp_path):
     other = runtime_table({"simulation": files[:1]}, "x", {"training (n=50000)": 0.75})
     assert other.loc["training (n=50000)", "paper_hours"] == 0.75
     assert np.isnan(other.loc["training (n=50000)", "hours"])
+
+
+def test_autofit_on_fewer_spectra_is_compared_on_the_shared_ones():
+    """fitting.autofit_spectra: the comparison rows share the Autofit's spectra (wall time
+    NaN where a fit is cut down), and the other methods also appear on all of theirs."""
+    from specinv.fitting.runner import FitSettings, fitted_spectra
+
+    settings = FitSettings(spectra=4, autofit_spectra=2, shards=2)
+    assert settings.n_spectra(10) == 4 and settings.n_spectra(10, "autofit") == 2
+    assert settings.shard_range(1, 10, "autofit") == (1, 2)
+    test = xr.Dataset({"x": ("sample", np.arange(10))}, coords={"sample": np.arange(10)})
+    assert fitted_spectra(test, settings, method="autofit")["sample"].values.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="autofit_spectra"):
+        FitSettings.from_config({"fitting": {"autofit_spectra": -1}})
+
+    true = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0], [70.0, 80.0]])
+    chi2 = np.array([40.0, 50.0, 90.0, 45.0])
+    fits = {"autofit": _fit("autofit", chi2[:2], true[:2] * 1.1, true[:2], [0, 1]),
+            "mdn_refine": _fit("mdn_refine", chi2, true * 1.2, true, [0, 1, 2, 3])}
+    mdn = _fit("mdn", chi2 + 1, true * 1.3, true, [0, 1, 2, 3])
+    same = methods_on_fitted_spectra(mdn, fits, 100)
+    assert {k: v.sizes["sample"] for k, v in same.items()} == {
+        "MDN100": 2, "Autofit": 2, "MDN100 + gradient refinement": 2}
+    table = paper_tables({100: xr.Dataset({"mean": (("sample", "param"), true),
+                                           "std": (("sample", "param"), true * 0.1),
+                                           "true": (("sample", "param"), true)},
+                                          coords={"param": ["a", "b"]})},
+                         {100: mdn}, fits, 100)["methods"]
+    assert table.loc["Autofit", "spectra"] == 2
+    assert table.loc["Autofit", "wall_seconds"] == 3.0
+    assert np.isnan(table.loc["MDN100 + gradient refinement", "wall_seconds"])
+    full = table.loc["MDN100 + gradient refinement (all 4)"]
+    assert full["spectra"] == 4 and full["wall_seconds"] == 3.0
+    assert full["acceptance"] == pytest.approx(3 / 4)   # 90 > the 95 % point of chi2(50)
+    assert table.loc["MDN100 + gradient refinement", "MRE a"] == pytest.approx(0.2)

@@ -25,9 +25,10 @@ try:
     if MODEL_SIZE not in TRAIN_SIZES:
         raise ValueError(f"evaluation.model_size: {MODEL_SIZE} is not one of training.sizes "
                          f"({', '.join(map(str, TRAIN_SIZES))})")
-    if FITTING.n_spectra(DATASET.sizes["test"]) < FITTING.shards:
+    if FITTING.n_spectra(DATASET.sizes["test"], "autofit") < FITTING.shards:
         raise ValueError(f"fitting.shards: {FITTING.shards} shards for "
-                         f"{FITTING.n_spectra(DATASET.sizes['test'])} fitted spectra")
+                         f"{FITTING.n_spectra(DATASET.sizes['test'], 'autofit')} fitted "
+                         f"spectra")
 except ValueError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

@@ -69,22 +69,27 @@ def coverage_table(predictions: xr.Dataset) -> pd.DataFrame:
     return out
 
 
-def methods_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> pd.DataFrame:
+def methods_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05,
+                  more: Mapping[str, xr.Dataset] | None = None) -> pd.DataFrame:
     """One row per method on the same test spectra: χ² percentiles, acceptance, MRE
     (median over spectra, per parameter and their maximum), simulations per spectrum and
-    wall time."""
+    wall time (NaN for a fit restricted to part of the spectra it was run on: its wall
+    time covers them all).  ``more``: rows appended below, each on its own spectra (the
+    ``spectra`` column says how many)."""
     samples = [set(f["sample"].values.tolist()) for f in fits.values()]
     if samples and any(s != samples[0] for s in samples):
         raise ValueError("methods_table: the fits are not on the same test spectra")
-    profile = chi2_profile_table(fits, alpha)
+    everything = {**fits, **(more or {})}
+    profile = chi2_profile_table(everything, alpha)
     rows = {}
-    for label, fit in fits.items():
+    for label, fit in everything.items():
         mre = median_relative_error(fit["estimate"].values, fit["true"].values)
         row = {k: profile.loc[label, k] for k in ("p5", "p25", "p50", "p75", "p95", "mean",
                                                    "acceptance")}
         row.update({"MRE_max": float(mre.max()), "MRE_median": float(np.median(mre)),
                     "simulations_per_spectrum": float(fit["n_simulations"].mean()),
-                    "wall_seconds": float(fit.attrs["wall_seconds"]),
+                    "wall_seconds": (float("nan") if fit.attrs.get("restricted")
+                                     else float(fit.attrs["wall_seconds"])),
                     "spectra": fit.sizes["sample"]})
         row.update({f"MRE {p}": float(v)
                     for p, v in zip(fit["param"].values.astype(str), mre, strict=True)})
@@ -185,13 +190,34 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
-                              model_size: int) -> dict[str, xr.Dataset]:
-    """The MDN's back-simulation restricted to the fitted spectra, then every fit, by display
-    label ("MDN50000", "Autofit", "MDN50000 + Autofit", …): the rows of the comparison."""
-    fitted = next(iter(fits.values()))["sample"].values if fits else None
-    out = {f"MDN{model_size}": mdn if fitted is None else mdn.sel(sample=fitted)}
+                              model_size: int, common: bool = True) -> dict[str, xr.Dataset]:
+    """The MDN's back-simulation and every fit by display label ("MDN50000", "Autofit",
+    "MDN50000 + Autofit", …): the rows of the comparison.
+
+    ``common``: all restricted to the test spectra that every fit has (the Autofit may fit
+    fewer, see ``fitting.autofit_spectra``); a restricted fit is marked ``restricted`` in
+    its attributes.  Otherwise every fit on all of its spectra, the MDN on the largest set.
+    """
+    sets = [f["sample"].values for f in fits.values()]
+    if not sets:
+        chosen = None
+    elif common:
+        shared = set.intersection(*(set(s.tolist()) for s in sets))
+        chosen = np.array([s for s in max(sets, key=len) if s in shared])
+    else:
+        chosen = max(sets, key=len)
+
+    def restrict(ds: xr.Dataset) -> xr.Dataset:
+        if chosen is None or not common or ds.sizes["sample"] == len(chosen):
+            return ds
+        out = ds.sel(sample=chosen)
+        out.attrs = {**ds.attrs, "restricted": 1}      # a new dict: ds keeps its own
+        return out
+
+    out = {f"MDN{model_size}": mdn if chosen is None else mdn.sel(sample=chosen)}
     out.update({f"MDN{model_size} + {METHOD_LABELS[m].removeprefix('MDN + ')}"
-                if m.startswith("mdn_") else METHOD_LABELS[m]: f for m, f in fits.items()})
+                if m.startswith("mdn_") else METHOD_LABELS[m]: restrict(f)
+                for m, f in fits.items()})
     return out
 
 
@@ -215,7 +241,11 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
     chi2_rows = {f"MDN{n}": mdn_fits[n] for n in sorted(mdn_fits)}
     chi2_rows.update({METHOD_LABELS[m]: f for m, f in fits.items()})
     same = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size)
+    own = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size, common=False)
+    # methods that fitted more spectra than the comparison shares: also on all of theirs
+    more = {f"{label} (all {ds.sizes['sample']})": ds for label, ds in own.items()
+            if ds.sizes["sample"] > same[label].sizes["sample"]}
     return {"mre": mre_table(predictions),
             "chi2": chi2_profile_table(chi2_rows, alpha),
             "coverage": coverage_table(predictions[model_size]),
-            "methods": methods_table(same, alpha)}
+            "methods": methods_table(same, alpha, more=more)}

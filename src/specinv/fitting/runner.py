@@ -36,6 +36,9 @@ class FitSettings:
 
     Attributes:
         spectra: number of test spectra fitted (the first ones of the test split; 0 = all).
+        autofit_spectra: the Autofit (the costliest method: 200·D evaluations from a fixed
+            start) fits only the first this many of them (0 = all of them); the other
+            methods' rows in the comparison are then given on both sets of spectra.
         shards: Nelder–Mead jobs per method (each fits a contiguous part).
         autofit_evaluations_per_parameter: Autofit's budget is this × D evaluations (200).
         mdn_autofit_evaluations_per_parameter: ML + Autofit's budget × D (50).
@@ -54,6 +57,7 @@ class FitSettings:
     """
 
     spectra: int = 0
+    autofit_spectra: int = 0
     shards: int = 1
     autofit_evaluations_per_parameter: int = 200
     mdn_autofit_evaluations_per_parameter: int = 50
@@ -81,8 +85,9 @@ class FitSettings:
         if s.refine_chi2_tolerance < 0:
             raise ValueError(f"fitting.refine_chi2_tolerance: expected >= 0, got "
                              f"{s.refine_chi2_tolerance}")
-        if s.spectra < 0:
-            raise ValueError(f"fitting.spectra: expected >= 0, got {s.spectra}")
+        for name in ("spectra", "autofit_spectra"):
+            if getattr(s, name) < 0:
+                raise ValueError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
         if s.autofit_start not in ("centre", "mean"):
             raise ValueError(f"fitting.autofit_start: expected centre or mean, got "
                              f"{s.autofit_start!r}")
@@ -91,12 +96,17 @@ class FitSettings:
                              f"forward-mode, got {s.refine_jacobian!r}")
         return s
 
-    def n_spectra(self, n_test: int) -> int:
-        return n_test if self.spectra == 0 else min(self.spectra, n_test)
+    def n_spectra(self, n_test: int, method: str | None = None) -> int:
+        """Test spectra fitted (by ``method``: the Autofit may fit fewer)."""
+        n = n_test if self.spectra == 0 else min(self.spectra, n_test)
+        if method == "autofit" and self.autofit_spectra:
+            n = min(n, self.autofit_spectra)
+        return n
 
-    def shard_range(self, shard: int, n_test: int) -> tuple[int, int]:
-        """[start, stop) of the fitted test spectra handled by ``shard``."""
-        n = self.n_spectra(n_test)
+    def shard_range(self, shard: int, n_test: int,
+                    method: str | None = None) -> tuple[int, int]:
+        """[start, stop) of the test spectra fitted by ``method`` in ``shard``."""
+        n = self.n_spectra(n_test, method)
         if not 0 <= shard < self.shards:
             raise ValueError(f"fit shard {shard} outside 0..{self.shards - 1}")
         return shard * n // self.shards, (shard + 1) * n // self.shards
@@ -245,11 +255,12 @@ def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
 
 
 def fitted_spectra(ds: xr.Dataset, settings: FitSettings, shard: int | None = None,
-                   n_test: int | None = None) -> xr.Dataset:
+                   n_test: int | None = None, method: str | None = None) -> xr.Dataset:
     """The part of a test-split dataset (raw spectra or predictions, sample-aligned) that
-    is fitted: the first ``settings.spectra``, or a shard of them."""
+    ``method`` fits: the first ``settings.spectra`` (``autofit_spectra``), or a shard of
+    them."""
     n_test = ds.sizes["sample"] if n_test is None else n_test
     if shard is None:
-        return ds.isel(sample=slice(0, settings.n_spectra(n_test)))
-    start, stop = settings.shard_range(shard, n_test)
+        return ds.isel(sample=slice(0, settings.n_spectra(n_test, method)))
+    start, stop = settings.shard_range(shard, n_test, method)
     return ds.isel(sample=slice(start, stop))
