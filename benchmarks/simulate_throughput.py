@@ -71,6 +71,19 @@ def stage_profile(sim: RBSSimulator, params: torch.Tensor) -> str:
     return f"{total / len(params) * 1e3:.3f} ms/spectrum under the profiler: {shares}"
 
 
+def speed_probe_us() -> float:
+    """Time of one small torch operation (a product of two 1000-element float64 vectors),
+    µs: the per-operation cost that dominates batch-1 timings.  On shared virtual machines
+    it drifts by up to 2× between runs, so it is printed with every result."""
+    a = torch.rand(1000, dtype=torch.float64)
+    for _ in range(200):
+        a * a
+    t0 = time.perf_counter()
+    for _ in range(5000):
+        a * a
+    return (time.perf_counter() - t0) / 5000 * 1e6
+
+
 def measured_peak_gflops() -> float:
     """Practical float64 peak of this machine: a large matrix product."""
     a = torch.rand(1500, 1500, dtype=torch.float64)
@@ -131,7 +144,8 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     peak = measured_peak_gflops() if args.profile else 0.0
     print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}")
+          f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}; "
+          f"speed probe {speed_probe_us():.2f} us per small op")
     for name in args.samples.split(","):
         sim = RBSSimulator(reference_setup(), SAMPLES[name], device=args.device, dtype=dtype)
         d = sim.n_parameters

@@ -216,7 +216,6 @@ class RBSSimulator:
             constants.append((math.log(k), k * k, x.kinematic_variance, k,
                               x.rutherford_lab_keV2_mb, *screening))
         self._r_constants = as_t(constants)                                # [R, 7]
-        self._r_k = as_t([x.kinematic_factor for x in r])
         self._top_state = torch.tensor([[math.log(s.beam_energy_keV),
                                          math.log(s.energy_cutoff_keV)]], dtype=dt, device=dev)
         self._direction = torch.tensor([-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=dt,
@@ -588,14 +587,3 @@ def node_coordinate_inverse(xi: torch.Tensor, knee_keV: float) -> torch.Tensor:
     ln_knee = math.log(knee_keV)
     return torch.where(xi < ln_knee, torch.exp(xi.clamp(max=ln_knee)),
                        knee_keV * (1.0 + xi - ln_knee))
-
-
-class _Nodes(NamedTuple):
-    """Particles followed from depth nodes to the detector (one entry per node)."""
-
-    u_det: torch.Tensor      # ln(detected energy / keV)
-    variance: torch.Tensor   # energy variance from beam spread and straggling, keV²
-    gain: torch.Tensor       # dE_det / dE_start from just after the scattering to the detector
-    s_start: torch.Tensor    # stopping of the own layer at the start energy K·E_beam
-    s_beam: torch.Tensor     # stopping of the own layer at the beam energy
-    inside: torch.Tensor     # False where the particle stopped on the way out
