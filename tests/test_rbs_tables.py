@@ -55,3 +55,17 @@ def test_stopped_particles_are_flagged():
                                    torch.tensor([1000.0, 10000.0], dtype=torch.float64))
     assert inside.tolist() == [True, False]
     assert math.exp(float(u[0])) == pytest.approx(50.0, rel=1e-6)
+
+
+def test_inverse_look_up_inverts_the_table_itself():
+    """invert(R(u)) gives back u and the table's (R, S, T) there far below the O(h⁴) of the
+    cubic inverse alone (energy losses in thin layers are differences of ranges)."""
+    tab = tables(lambda e: 0.3 * e**-0.4 + 1e-4 * e**0.5, omega2=1e-3)
+    u = torch.linspace(math.log(25.0), math.log(3500.0), 301, dtype=torch.float64)
+    row = torch.zeros_like(u, dtype=torch.long)
+    forward = tab.lookup(row, u)
+    back, values = tab.invert(row, forward[..., 0])
+    assert (back - u).abs().max() < 1e-11          # the cubic inverse alone: ~2e-7
+    r, s, t = (values[..., k] / forward[..., k] - 1.0 for k in range(3))
+    assert r.abs().max() < 1e-12 and t.abs().max() < 1e-10
+    assert s.abs().max() < 1e-6                     # S is not moved by the Newton step
