@@ -315,9 +315,10 @@ class RBSSimulator:
         # particles that still have to cross layer m always form a prefix of the node list
         with _stage("node_placement"):
             runs = self._runs(batch, fraction, u_top, v_top)
+            u_need_run = u_need.take(runs.row)
             u_bot, u_x_bot, top = self._useful_range(
-                tab, runs, u_top.take(runs.row + runs.sample + 1), u_need.take(runs.row))
-            run_of, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need.take(runs.row))
+                tab, runs, u_top.take(runs.row + runs.sample + 1), u_need_run)
+            run_of, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need_run)
             # per node: the run's constants and its (R, S, T) at the top of the layer
             v_rel = runs.v_top / (top[:, 1] * top[:, 1])                  # v / S² at the top
             (lnk, k2, kvar, k, rutherford, screen_a, screen_b, scale, r_top, _, t_top,
