@@ -101,10 +101,11 @@ def work_per_spectrum(sim: RBSSimulator, params: torch.Tensor) -> dict[str, floa
     counts = {"nodes": 0, "window": 0}
     add_local = spectrum._add_local
 
-    def counting(flat, offsets, distance, sign, columns, base):
-        counts["nodes"] += len(columns)
-        counts["window"] += len(columns) * offsets.numel()
-        return add_local(flat, offsets, distance, sign, columns, base)
+    def counting(flat, offsets, distance, columns, base):
+        # columns: [5, nodes, 2 half-windows]; offsets: [2, half-width]
+        counts["nodes"] += columns.shape[1]
+        counts["window"] += columns.shape[1] * offsets.numel()
+        return add_local(flat, offsets, distance, columns, base)
 
     spectrum._add_local = counting
     try:
