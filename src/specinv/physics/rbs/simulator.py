@@ -179,16 +179,15 @@ class RBSSimulator:
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
         self._stop_species = as_t(stop)                      # [S, G]
         self._n_species = n_sp
-        # stopping, its u-derivative and Bohr's ω² of every species, mixed by one product
-        # with the atom fractions (Bragg's rule is linear, and so is the derivative)
+        # stopping, its u-derivative and Bohr's ω² of every species, mixed with the atom
+        # fractions (Bragg's rule is linear, and so is the derivative).  Products and sums
+        # here and below are element-wise torch operations, not matrix products: BLAS
+        # kernels (MKL on AMD processors, for one) round a row differently depending on
+        # how many rows the product has, and a spectrum must not depend on its batch.
         self._species_tables = torch.cat([self._stop_species, _du(self._stop_species, self._h),
                                           as_t(omega2)[:, None]], 1)        # [S, 2G + 1]
-        # parameters -> (layer, species) amounts and layer thicknesses, as matrix products
-        n_par = len(columns)
-        to_amounts = np.zeros((n_par, self.n_layers * n_sp))
-        to_amounts[np.arange(n_par), columns] = 1.0
-        self._to_amounts = as_t(to_amounts)                                # [D, L·S]
-        self._to_thickness = as_t(to_amounts.reshape(n_par, self.n_layers, n_sp).sum(-1))
+        # parameter d -> its (layer, species) column of the amounts [B, L·S]
+        self._amount_columns = torch.as_tensor(columns, dtype=torch.long, device=dev)
         self._default_fraction = as_t(default_fraction)      # [L, S]
         self._grid_energy = as_t(energies)
         r = self.reactions
@@ -256,8 +255,9 @@ class RBSSimulator:
 
     def _layer_composition(self, params: torch.Tensor):
         batch = params.shape[0]
-        amounts = (params @ self._to_amounts).view(batch, self.n_layers, self._n_species)
-        thickness = params @ self._to_thickness                           # [B, L]
+        amounts = params.new_zeros(batch, self.n_layers * self._n_species).index_add(
+            1, self._amount_columns, params).view(batch, self.n_layers, self._n_species)
+        thickness = amounts.sum(-1)                                       # [B, L]
         empty = thickness <= 0
         fraction = amounts / torch.where(empty, 1.0, thickness)[..., None]
         return thickness, torch.where(empty[..., None], self._default_fraction, fraction)
@@ -304,7 +304,8 @@ class RBSSimulator:
         n_layers, size = self.n_layers, self._grid_size
         with _stage("tables"):
             thickness, fraction = self._layer_composition(params)        # [B, L], [B, L, S]
-            mixed = (fraction @ self._species_tables).view(batch * n_layers, -1)
+            mixed = (fraction.unsqueeze(-1) * self._species_tables).sum(-2).view(
+                batch * n_layers, -1)
             tab = LayerTables.build(mixed[:, :size], mixed[:, -1], self._u0, self._h,
                                     stopping_slope=mixed[:, size:2 * size],
                                     energy=self._grid_energy)
@@ -527,7 +528,7 @@ class RBSSimulator:
         target = phi[:, 0]
         f_lo, f_hi = (phi[:, 1:] - phi[:, :1]).unbind(1)
         # dφ/du = K E/S(K E) + c E/S(E)
-        df_hi = (torch.exp(points[..., 2]) / vals[:, :, 2, 1]) @ weights
+        df_hi = (torch.exp(points[..., 2]) / vals[:, :, 2, 1] * weights).sum(-1)
         shift = torch.stack([lnk, torch.zeros_like(lnk)], 1)              # at K·E and E
         rows2 = runs.row[:, None]
 
@@ -543,8 +544,8 @@ class RBSSimulator:
         for _ in range(iterations):
             at = x[:, None] + shift
             vals2 = tab.lookup(rows2, at)
-            f = vals2[..., 0] @ weights - target
-            df = (torch.exp(at) / vals2[..., 1]) @ weights
+            f = (vals2[..., 0] * weights).sum(-1) - target
+            df = (torch.exp(at) / vals2[..., 1] * weights).sum(-1)
             below = f < 0
             lo = torch.where(below, x, lo)
             hi = torch.where(below, hi, x)
