@@ -6,12 +6,14 @@ case A (2 layers W/D, 4 parameters), B (3 layers Li/C/O/F/Ni, 15 parameters) and
 spectrum measured on the same kind of machine (shared/reference/README.md).  Setup: 4He at
 3000 keV, 165°, 1024 channels of 3 keV, 15 keV FWHM, cut-off 50 keV (the reference setup).
 Areal densities are drawn uniformly in [50, 5000] TFU (the MDN paper's prior), so the
-timings cover the whole parameter range, not one sample.
+timings cover the whole parameter range, not one sample.  Like the ``specinv`` command and
+the workflow's jobs, the script first makes glibc keep freed memory for reuse
+(:func:`specinv.memory.keep_freed_memory`); ``--default-malloc`` measures without that.
 
 Usage::
 
     python benchmarks/simulate_throughput.py [--batch 1000] [--device cpu|cuda]
-        [--dtype float64|float32] [--repeat 3] [--profile]
+        [--dtype float64|float32] [--repeat 3] [--profile] [--default-malloc]
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import time
 
 import torch
 
+from specinv.memory import keep_freed_memory
 from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup
 
 # JaBS 0.7.6, default numerics, per noise-free spectrum on a 2-core machine of this kind
@@ -140,13 +143,17 @@ def main() -> None:
     ap.add_argument("--samples", default="A,B,C")
     ap.add_argument("--profile", action="store_true",
                     help="print the share of each stage and the arithmetic floor")
+    ap.add_argument("--default-malloc", action="store_true",
+                    help="keep glibc's default allocator settings (the specinv command and "
+                         "the workflow's jobs call specinv.memory.keep_freed_memory)")
     args = ap.parse_args()
+    kept = False if args.default_malloc else keep_freed_memory()
     dtype = getattr(torch, args.dtype) if args.dtype else None
     gen = torch.Generator().manual_seed(0)
     peak = measured_peak_gflops() if args.profile else 0.0
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}; "
-          f"speed probe {speed_probe_us():.2f} us per small op")
+          f"speed probe {speed_probe_us():.2f} us per small op; freed memory kept: {kept}")
     for name in args.samples.split(","):
         sim = RBSSimulator(reference_setup(), SAMPLES[name], device=args.device, dtype=dtype)
         d = sim.n_parameters

@@ -1,4 +1,5 @@
-"""Shared set-up of the Snakemake script adapters: log file, threads, dataset config."""
+"""Shared set-up of the Snakemake script adapters: log file, threads, allocator, dataset
+config."""
 
 from __future__ import annotations
 
@@ -7,14 +8,18 @@ import sys
 
 
 def start(snakemake):
-    """Send stdout/stderr to the rule's log, set torch's threads; return the dataset config."""
+    """Send stdout/stderr to the rule's log, set torch's threads and keep freed memory for
+    reuse (:mod:`specinv.memory`); return the dataset config."""
     log = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 (lives until exit)
     sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
     import torch
 
+    from specinv.memory import keep_freed_memory
+
     torch.set_num_threads(max(1, snakemake.threads))
+    keep_freed_memory()      # reuse freed memory instead of faulting in fresh pages
     from specinv.data import dataset_config
 
     return dataset_config(snakemake.config)

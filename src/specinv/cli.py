@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .memory import keep_freed_memory
     from .physics.rbs.experiment import ExperimentError
+
+    keep_freed_memory()
 
     try:
         return args.func(args)
