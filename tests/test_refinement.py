@@ -110,6 +110,27 @@ def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, 
     assert updated.converged.mean() >= plain.converged.mean()
 
 
+def test_a_start_at_the_minimum_stops_without_a_trial_step(simulator, spectra):
+    """With a fresh Jacobian, a predicted χ² decrease below the tolerance ends the fit
+    before any trial simulation: one Jacobian (D + 1 simulations) and nothing else."""
+    truth, observed, roi = spectra
+    first = refine_levenberg_marquardt(problem(simulator, observed, roi), truth,
+                                       max_iterations=30, chi2_tol=1e-4)
+    assert first.converged.all()
+    prob = problem(simulator, observed, roi)
+    again = refine_levenberg_marquardt(prob, first.x, chi2_tol=0.1)
+    d = simulator.n_parameters
+    assert again.converged.all()
+    assert (again.n_simulations == d + 1).all()
+    assert (again.n_iterations == 0).all()
+    np.testing.assert_array_equal(again.x, first.x)
+    # a start away from the minimum still takes steps (the rule is not a shortcut)
+    moved = refine_levenberg_marquardt(problem(simulator, observed, roi), truth * 1.05,
+                                       chi2_tol=0.1)
+    assert (moved.n_iterations >= 1).all()
+    assert (moved.chi2 < moved.chi2_start).all()
+
+
 def test_bad_inputs(simulator, spectra):
     truth, observed, roi = spectra
     d = simulator.n_parameters

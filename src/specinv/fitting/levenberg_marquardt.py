@@ -11,8 +11,9 @@ evaluated afresh (finite differences: D simulations) when a step made with an up
 Jacobian fails or falls well short of its predicted decrease, after D updates in a row
 and before a spectrum is declared converged (as in MINPACK's hybrid methods).  Parameters
 stay inside [low, high] at every iterate.  A spectrum stops when its χ² improvement falls
-below ``ftol`` (relative) or ``chi2_tol`` (absolute), its λ exceeds ``max_damping`` or its
-steps run out.
+below ``ftol`` (relative) or ``chi2_tol`` (absolute) — measured on a step made with a
+fresh Jacobian, or predicted by a fresh Jacobian for a nearly undamped step, which then
+is not simulated — when its λ exceeds ``max_damping`` or when its steps run out.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
         max_iterations: accepted steps per spectrum at most.
         ftol: stop when an accepted step lowers χ² by less than this fraction.
         chi2_tol: or by less than this absolute amount (Δχ² = 1 is a one-σ change of a
-            parameter, so 0.01 leaves the parameters well within 0.1 σ of the minimum).
+            parameter: a last step that gains less than 0.1 moved the parameters by less
+            than ~0.3 σ, and near the minimum what is left after it is smaller still).
         initial_damping, max_damping: λ at the start and the λ at which a spectrum gives up.
         jacobian: ``"finite-difference"`` or ``"forward-mode"`` (see
             :meth:`SpectrumFitProblem.jacobian`).
@@ -129,6 +131,28 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                 delta = _step(jtj * both, g * free, damp_a).cpu().numpy()
                 delta[held] = 0.0
             trial = np.clip(x[act] + delta, problem.low, problem.high)
+            step = torch.as_tensor(trial - x[act], dtype=problem.dtype, device=problem.device)
+            # decrease of χ² that the linear model predicts for the step, where
+            # |r + J s|² = χ² + 2 sᵀJᵀr + sᵀJᵀJ s
+            predicted = -(2.0 * (step * g).sum(-1)
+                          + (step[:, None, :] @ jtj @ step[..., None])[:, 0, 0]).cpu().numpy()
+            # with a true Jacobian and little damping (the step is nearly Gauss–Newton's),
+            # a predicted decrease below the tolerances means the spectrum is at its
+            # minimum: it stops without simulating the step
+            at_minimum = (fresh[act] & (damp_a.cpu().numpy() <= initial_damping)
+                          & (predicted >= 0.0)
+                          & ((predicted < chi2_tol) | (predicted < ftol * chi2[act])))
+            if at_minimum.any():
+                converged[act[at_minimum]] = True
+                active[act[at_minimum]] = False
+                keep = ~at_minimum
+                if not keep.any():
+                    continue
+                kt = torch.as_tensor(np.nonzero(keep)[0], device=problem.device)
+                act, sel = act[keep], sel.index_select(0, kt)
+                jac_a, r_a, jtj, g, step = (t.index_select(0, kt)
+                                            for t in (jac_a, r_a, jtj, g, step))
+                trial, predicted = trial[keep], predicted[keep]
             with torch.no_grad():
                 r_trial = problem.residuals(trial, act)
             chi2_trial = (r_trial * r_trial).sum(-1).cpu().numpy().astype(np.float64)
@@ -137,11 +161,7 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
             gain = drop / np.maximum(chi2[act], 1e-300)
             up = torch.as_tensor(better, device=problem.device)
             damping[sel] = torch.where(up, damping[sel] / 3.0, damping[sel] * 4.0)
-            step = torch.as_tensor(trial - x[act], dtype=problem.dtype, device=problem.device)
-            # quality of the linear model: actual over predicted decrease of χ², where
-            # |r + J s|² = χ² + 2 sᵀJᵀr + sᵀJᵀJ s
-            predicted = -(2.0 * (step * g).sum(-1)
-                          + (step[:, None, :] @ jtj @ step[..., None])[:, 0, 0]).cpu().numpy()
+            # quality of the linear model: actual over predicted decrease
             poor = better & (drop < 0.25 * np.maximum(predicted, 1e-300))
             acc = act[better]
             x[acc], chi2[acc] = trial[better], chi2_trial[better]

@@ -47,7 +47,7 @@ class FitSettings:
             training parameters: the documented fixed start of the Autofit.
         refine_iterations: Levenberg–Marquardt iterations at most.
         refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its χ²
-            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter).
+            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter; 0.1).
         refine_jacobian: ``finite-difference`` or ``forward-mode``.
         refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
             :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
@@ -64,7 +64,7 @@ class FitSettings:
     restart_every: int = 500
     autofit_start: str = "centre"
     refine_iterations: int = 20
-    refine_chi2_tolerance: float = 0.01
+    refine_chi2_tolerance: float = 0.1
     refine_broyden: bool = True
     refine_jacobian: str = "finite-difference"
     batch_size: int = 4096
