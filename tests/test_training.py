@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -160,3 +161,26 @@ def test_bad_training_settings():
     config["data"]["noise"] = "none"
     with pytest.raises(ValueError, match="resample_noise: needs data.noise: poisson"):
         noise_free_training_spectra(config, "never-read.nc", 10)
+
+
+def test_stages_of_other_settings_are_not_reused(processed, tmp_path):
+    out = tmp_path / "model"
+    args = (processed / "train.nc", processed / "validation.nc", out, 200,
+            model_settings({"model": SMALL_NET}))
+    train_staged(*args, settings())
+    stage1, stage2 = out / "stage1" / "done.json", out / "stage2" / "done.json"
+    first1, first2 = stage1.read_text(), stage2.read_text()
+    mtime1 = stage1.stat().st_mtime_ns
+    # another learning rate for stage 2 only: stage 1 is reused, stage 2 trained afresh
+    changed = settings()
+    rates = (changed.learning_rates[0], changed.learning_rates[1] / 2)
+    summary = train_staged(*args, dataclasses.replace(changed, learning_rates=rates))
+    assert stage1.read_text() == first1 and stage1.stat().st_mtime_ns == mtime1
+    assert stage2.read_text() != first2
+    assert [s["learning_rate"] for s in summary["stages"]] == list(rates)
+    # another batch size changes every stage
+    train_staged(*args, dataclasses.replace(changed, batch_size=changed.batch_size * 2))
+    assert stage1.stat().st_mtime_ns != mtime1
+    fingerprint = json.loads((out / "stage1" / "fingerprint.json").read_text())
+    assert fingerprint["settings"]["batch_size"] == changed.batch_size * 2
+    assert fingerprint["data"]["train"]["split"] == "train"

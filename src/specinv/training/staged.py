@@ -6,13 +6,16 @@ AdamW optimizer, and stops early when the validation loss has not improved for
 ``patience`` epochs.  Each stage keeps its best and last checkpoints and a CSV log; a
 finished stage leaves ``done.json``.  Rerunning after an interruption skips finished
 stages and resumes the interrupted one from its last checkpoint (optimizer, epoch and
-early-stopping state included).
+early-stopping state included) — but only stages whose recorded fingerprint (settings,
+architecture, data hash and preprocessing, and the previous stage's fingerprint) is that
+of the current run; others are trained afresh.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +89,41 @@ def _stage_result(stage_dir: Path) -> dict | None:
     return json.loads(done.read_text()) if done.exists() else None
 
 
+def _data_fingerprint(path: str | Path) -> dict:
+    """What identifies a processed split: its data hash and preprocessing settings."""
+    with xr.open_dataset(path) as ds:
+        return {k: str(ds.attrs.get(k, "")) for k in ("data_hash", "preprocessing", "split")}
+
+
+def _stage_fingerprint(previous: dict | None, stage: int, lr: float, n_train: int,
+                       architecture: Mapping[str, Any], settings: TrainingSettings,
+                       data: dict) -> dict:
+    """Everything a stage's result depends on, including the previous stage's fingerprint;
+    a stage found on disk is reused (or resumed) only if its fingerprint is the same."""
+    kept = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()
+            if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs")}
+    return json.loads(json.dumps(
+        {"stage": stage, "learning_rate": lr, "epochs": settings.epochs_per_stage,
+         "n_train": n_train, "architecture": dict(architecture), "settings": kept,
+         "data": data, "previous": previous}, default=str))
+
+
+def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
+    """Remove a stage left by a run with other settings or data (or by a version that did
+    not record them), then record the fingerprint of the stage about to run."""
+    record = stage_dir / "fingerprint.json"
+    if stage_dir.exists():
+        found = json.loads(record.read_text()) if record.exists() else None
+        if found == fingerprint:
+            return
+        shutil.rmtree(stage_dir)
+        print(f"{stage_dir}: left by a run with other settings or data; trained afresh",
+              file=sys.stderr)
+    stage_dir.mkdir(parents=True)
+    with atomic_path(record) as tmp:
+        tmp.write_text(json.dumps(fingerprint, indent=1))
+
+
 def noise_free_training_spectra(config: Mapping[str, Any], raw_train: str | Path,
                                 n_train: int) -> np.ndarray:
     """Noise-free spectra [n_train, C] of the first ``n_train`` samples of the raw training
@@ -122,10 +160,16 @@ def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
         data = ProcessedData(str(train), str(validation), n_train, settings.batch_size,
                              settings.seed)
     architecture = {**model, "input_length": data.input_length, "n_params": data.n_params}
+    fingerprint_data = {"train": _data_fingerprint(train),
+                        "validation": _data_fingerprint(validation)}
     stages = []
     best_path = None
+    fingerprint = None
     for k, lr in enumerate(settings.learning_rates):
         stage_dir = out / f"stage{k + 1}"
+        fingerprint = _stage_fingerprint(fingerprint, k + 1, lr, n_train, architecture,
+                                         settings, fingerprint_data)
+        _clear_stale_stage(stage_dir, fingerprint)
         done = _stage_result(stage_dir)
         data.stage = k
         if done is None:
