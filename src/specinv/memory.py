@@ -5,8 +5,8 @@ defaults a freed block of more than 128 KiB (raised dynamically up to the larges
 block) is returned to the operating system, so the next allocation of that size costs fresh
 page faults: for the batched simulator, whose calls allocate and free many mid-sized
 tensors, that first touch of memory took a quarter to almost half of a two-layer
-spectrum's time (benchmarks/RESULTS.md).  :func:`keep_freed_memory` tells glibc to serve blocks up to 32 MiB
-from its heap and to keep freed memory there for reuse.
+spectrum's time (benchmarks/RESULTS.md).  :func:`keep_freed_memory` tells glibc to serve
+blocks up to 32 MiB from its heap and to keep freed memory there for reuse.
 
 This changes the whole process, so the library never calls it by itself: entry points
 (the ``specinv`` command, the workflow's job scripts, the benchmarks) do, and so can a
