@@ -95,12 +95,17 @@ def _data_fingerprint(path: str | Path) -> dict:
         return {k: str(ds.attrs.get(k, "")) for k in ("data_hash", "preprocessing", "split")}
 
 
+def _settings_dict(settings: TrainingSettings) -> dict:
+    """The training settings as a JSON-ready dict (tuples as lists)."""
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
+
+
 def _stage_fingerprint(previous: dict | None, stage: int, lr: float, n_train: int,
                        architecture: Mapping[str, Any], settings: TrainingSettings,
                        data: dict) -> dict:
     """Everything a stage's result depends on, including the previous stage's fingerprint;
     a stage found on disk is reused (or resumed) only if its fingerprint is the same."""
-    kept = {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()
+    kept = {k: v for k, v in _settings_dict(settings).items()
             if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs")}
     return json.loads(json.dumps(
         {"stage": stage, "learning_rate": lr, "epochs": settings.epochs_per_stage,
@@ -181,8 +186,7 @@ def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
     with atomic_path(out / "model.ckpt") as tmp:
         shutil.copyfile(overall["best_checkpoint"], tmp)
     summary = {"n_train": n_train, "architecture": architecture,
-               "settings": {k: (list(v) if isinstance(v, tuple) else v)
-                            for k, v in settings.__dict__.items()},
+               "settings": _settings_dict(settings),
                "stages": stages, "best_val_loss": overall["best_val_loss"],
                "train_seconds": sum(s["seconds"] for s in stages)}
     with atomic_path(out / "summary.json") as tmp:
