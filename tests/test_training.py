@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import pytorch_lightning as pl
+import torch
 import yaml
 
 from specinv.data import (
@@ -24,6 +25,7 @@ from specinv.data import (
     write_dataset,
 )
 from specinv.data.preprocess import processed_dataset
+from specinv.models import mixture_nll
 from specinv.training import (
     ResampledNoiseData,
     TrainingSettings,
@@ -33,6 +35,7 @@ from specinv.training import (
     predict,
     train_staged,
 )
+from specinv.training.lightning import MDNRegressor, load_xy
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 SMALL_NET = {"filters": (8, 8), "kernels": (5, 3), "strides": (2, 2), "gru_hidden": 16,
@@ -126,10 +129,11 @@ class _Crash(pl.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_training_resumes_after_an_interruption(processed, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_training_resumes_after_an_interruption(processed, tmp_path, ema_decay):
     out = tmp_path / "model"
     args = (processed / "train.nc", processed / "validation.nc", out, 200,
-            model_settings({"model": SMALL_NET}), settings())
+            model_settings({"model": SMALL_NET}), settings(ema_decay=ema_decay))
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_staged(*args, callbacks=[_Crash(lr=5e-4, epoch=2)])
     stage1 = out / "stage1" / "done.json"
@@ -150,9 +154,33 @@ def test_training_resumes_after_an_interruption(processed, tmp_path):
     assert json.loads((out / "summary.json").read_text())["n_train"] == 200
 
 
+def test_weight_averaging_is_what_is_validated_and_kept(processed, tmp_path):
+    """With ``ema_decay`` the checkpoints' weights are the moving average (not the last
+    optimizer iterate), and the validation loss logged is that of the average."""
+    out = tmp_path / "model"
+    train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
+                 model_settings({"model": SMALL_NET}), settings(ema_decay=0.9,
+                                                                learning_rates=(1e-3,),
+                                                                epochs=3))
+    ckpt = torch.load(out / "stage1" / "checkpoints" / "last.ckpt", weights_only=False)
+    averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert averaged.keys() == raw.keys()
+    assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
+    # the logged validation loss of the last epoch is that of the averaged weights
+    module = MDNRegressor.load_from_checkpoint(out / "stage1" / "checkpoints" / "last.ckpt")
+    module.eval()
+    x, y = (torch.as_tensor(a) for a in load_xy(processed / "validation.nc"))
+    with torch.no_grad():
+        loss = float(mixture_nll(*module(x), y))
+    logged = pd.read_csv(out / "stage1" / "metrics.csv")["val_loss"].dropna().iloc[-1]
+    assert loss == pytest.approx(logged, rel=1e-4)
+
+
 def test_bad_training_settings():
     with pytest.raises(ValueError, match="training.learning_rates"):
         TrainingSettings.from_config({"training": {"learning_rates": []}})
+    with pytest.raises(ValueError, match="training.ema_decay"):
+        TrainingSettings.from_config({"training": {"ema_decay": 1.0}})
     with pytest.raises(ValueError, match="unknown key"):
         TrainingSettings.from_config({"training": {"epochz": 3}})
     with pytest.raises(ValueError, match="model.architecture"):

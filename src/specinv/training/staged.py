@@ -26,7 +26,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import xarray as xr
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 
 from ..data.config import dataset_config
@@ -53,6 +53,9 @@ class TrainingSettings:
     sizes: Sequence[int] = field(default_factory=tuple)
     #: draw the training spectra's Poisson noise afresh every epoch (beyond the paper)
     resample_noise: bool = False
+    #: decay per optimizer step of an exponential moving average of the weights, which is
+    #: then what is validated, checkpointed and passed to the next stage (0: off, the paper)
+    ema_decay: float = 0.0
 
     @property
     def epochs_per_stage(self) -> int:
@@ -71,6 +74,9 @@ class TrainingSettings:
         for name in ("epochs", "patience", "batch_size"):
             if getattr(settings, name) < 1:
                 raise ValueError(f"training.{name}: expected >= 1, got {getattr(settings, name)}")
+        if not 0.0 <= settings.ema_decay < 1.0:
+            raise ValueError(f"training.ema_decay: expected 0 (off) or a decay in (0, 1), got "
+                             f"{settings.ema_decay}")
         return settings
 
 
@@ -205,11 +211,16 @@ def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: f
                                                    weight_decay=settings.weight_decay)
     checkpoint = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
                                  monitor="val_loss", mode="min", save_top_k=1, save_last=True)
+    # with weight averaging, validation runs on the averaged weights and checkpoints hold
+    # them as their state dict (the raw weights ride along for resuming)
+    averaging = ([EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay > 0
+                 else [])
     trainer = pl.Trainer(
         max_epochs=settings.epochs_per_stage, accelerator=settings.accelerator, devices=1,
         logger=CSVLogger(stage_dir.parent, name=stage_dir.name, version=""),
         callbacks=[checkpoint, EarlyStopping(monitor="val_loss", mode="min",
-                                             patience=settings.patience), *callbacks],
+                                             patience=settings.patience), *averaging,
+                   *callbacks],
         reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
         deterministic="warn", enable_progress_bar=settings.progress_bar,
         enable_model_summary=previous_best is None, log_every_n_steps=10)
