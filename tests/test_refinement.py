@@ -95,19 +95,23 @@ def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spect
     assert (res.n_simulations == prob.n_simulations).all()
 
 
-def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, spectra):
+@pytest.mark.parametrize("retries", [0, 1, 3])
+def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, spectra,
+                                                                      retries):
     truth, observed, roi = spectra
     start = truth * np.random.default_rng(6).uniform(0.95, 1.05, truth.shape)
     runs = {}
     for broyden in (False, True):
         prob = problem(simulator, observed, roi)
         runs[broyden] = refine_levenberg_marquardt(prob, start, max_iterations=30,
-                                                   chi2_tol=0.01, broyden=broyden)
+                                                   chi2_tol=0.01, broyden=broyden,
+                                                   broyden_retries=retries)
     plain, updated = runs[False], runs[True]
     # the same minimum (to well within Δχ² = 0.1), for fewer simulated spectra
     assert np.all(updated.chi2 <= plain.chi2 + 0.1)
     assert updated.n_simulations.sum() < 0.9 * plain.n_simulations.sum()
     assert updated.converged.mean() >= plain.converged.mean()
+    assert np.all((updated.x >= LOW) & (updated.x <= HIGH))
 
 
 def test_a_start_at_the_minimum_stops_without_a_trial_step(simulator, spectra):
@@ -147,3 +151,5 @@ def test_bad_inputs(simulator, spectra):
         prob.jacobian(truth[:1], [0], method="magic")
     with pytest.raises(ValueError, match="chi2_tol"):
         refine_levenberg_marquardt(prob, truth, chi2_tol=-1.0)
+    with pytest.raises(ValueError, match="broyden_retries"):
+        refine_levenberg_marquardt(prob, truth, broyden_retries=-1)
