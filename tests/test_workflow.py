@@ -62,7 +62,7 @@ def test_dry_run_lists_the_data_dag(tmp_path, configfile):
 @pytest.mark.parametrize("overrides", [
     ["config/paper/mdn10k_resampled.yaml"],
     ["config/paper/mdn10k_resampled.yaml", "config/paper/epochs150.yaml",
-     "config/paper/cpu_fits.yaml"]])
+     "config/paper/ema.yaml", "config/paper/cpu_fits.yaml"]])
 def test_dry_run_with_the_10k_override(tmp_path, overrides):
     r = snakemake("-n", "--configfile", "config/paper/rbs_A.yaml", *overrides,
                   cwd=workdir(tmp_path))
