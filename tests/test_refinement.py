@@ -114,6 +114,28 @@ def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, 
     assert np.all((updated.x >= LOW) & (updated.x <= HIGH))
 
 
+def test_a_broyden_retry_replaces_a_fresh_jacobian(simulator, spectra):
+    """A failed step with an updated Jacobian is retried (after a rank-one update from the
+    failed step) instead of evaluating the Jacobian at once: fewer evaluations."""
+    truth, observed, roi = spectra
+    start = truth * np.random.default_rng(6).uniform(0.95, 1.05, truth.shape)
+    evaluated = {}
+    for retries in (0, 1):
+        prob = problem(simulator, observed, roi)
+        rows_evaluated = []
+        jacobian = prob.jacobian
+
+        def counted(params, rows, *args, _log=rows_evaluated, _jac=jacobian, **kwargs):
+            _log.append(len(rows))
+            return _jac(params, rows, *args, **kwargs)
+
+        prob.jacobian = counted
+        refine_levenberg_marquardt(prob, start, max_iterations=30, chi2_tol=0.01,
+                                   broyden_retries=retries)
+        evaluated[retries] = sum(rows_evaluated)
+    assert evaluated[1] < evaluated[0]
+
+
 def test_a_start_at_the_minimum_stops_without_a_trial_step(simulator, spectra):
     """With a fresh Jacobian, a predicted χ² decrease below the tolerance ends the fit
     before any trial simulation: one Jacobian (D + 1 simulations) and nothing else."""
