@@ -11,11 +11,11 @@ failed step made with an updated Jacobian updates it too (the secant condition h
 any step) and is retried with more damping.  The Jacobian is evaluated afresh (finite
 differences: D simulations) when such a retry fails as well, when a step falls well short
 of its predicted decrease, after D updates in a row and before a spectrum is declared
-converged (as in MINPACK's hybrid methods).  Parameters
-stay inside [low, high] at every iterate.  A spectrum stops when its χ² improvement falls
-below ``ftol`` (relative) or ``chi2_tol`` (absolute) — measured on a step made with a
-fresh Jacobian, or predicted by a fresh Jacobian for a nearly undamped step, which then
-is not simulated — when its λ exceeds ``max_damping`` or when its steps run out.
+converged (as in MINPACK's hybrid methods).  Parameters stay inside [low, high] at every
+iterate.  A spectrum stops when its χ² improvement falls below ``ftol`` (relative) or
+``chi2_tol`` (absolute) — measured on a step made with a fresh Jacobian, or predicted by a
+fresh Jacobian for a nearly undamped step, which then is not simulated — when its λ
+exceeds ``max_damping`` or when its steps run out.
 """
 
 from __future__ import annotations
