@@ -136,6 +136,28 @@ def test_counts_scale_with_fluence_and_thin_layer_thickness():
     assert 10 * au_only(0.1) == pytest.approx(au_only(1.0), rel=1e-4)
 
 
+def test_partial_spectra_of_the_deeper_layers():
+    """``first_layer``: 10 TFU Au on 5000 TFU ²⁸Si.  From layer 2 on only the Si signal is
+    left (nothing above the Si surface edge K_Si·E0); the rest is the thin-film Au peak, which
+    the Si layer's thickness does not change."""
+    sim = RBSSimulator(setup(physics=PhysicsOptions(screening="andersen", straggling="bohr")),
+                       [["Au"], ["28Si"]], device="cpu")
+    assert sim.reaction_share(0) == 1.0 and 0.0 < sim.reaction_share(1) < 1.0
+    p = torch.tensor([[10.0, 5000.0], [10.0, 2000.0]], dtype=torch.float64)
+    whole, deep = sim.simulate(p), sim.simulate(p, first_layer=1)
+    energy = np.arange(2200) + 0.5                              # channel centres, keV
+    (k_si,) = kinematic_factors(HE4, SI28, math.radians(170.0))
+    below_edge = (energy > k_si * 2000.0 - 100) & (energy < k_si * 2000.0 - 50)
+    assert float(deep[:, below_edge].min()) > 10.0
+    assert float(deep[:, energy > k_si * 2000.0 + 30].abs().max()) < 1e-6     # Gauss tail
+    top = (whole - deep).numpy()
+    ch = RutherfordChannel.build(2, HE4, 79, AU197, math.radians(170.0))
+    area = 1e10 * cross_section(ch, 2000.0, "andersen") * 1e-27 * 10e15
+    assert top[0].sum() == pytest.approx(area, rel=2e-3)
+    np.testing.assert_allclose(top[1], top[0], rtol=0, atol=1e-9 * top.max())
+    assert float((deep[1] - deep[0]).abs().max()) > 10.0       # the Si layer ends earlier
+
+
 def test_numerics_converge():
     """Halving the piece width changes a thick multilayer spectrum by far less than noise."""
     layers = [["Ni", "O"], ["Si"]]

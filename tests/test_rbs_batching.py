@@ -35,6 +35,24 @@ def test_results_do_not_depend_on_the_batch(sim):
     assert torch.equal(sim.simulate(p[perm]), together[perm])
     mixed = torch.cat([prior_draws(13, sim.n_parameters, 2), p[:5]])
     assert torch.equal(sim.simulate(mixed)[13:], together[:5])
+    deep = sim.simulate(p, first_layer=1)          # partial spectra too
+    assert torch.equal(sim.simulate(p[perm], first_layer=1), deep[perm])
+
+
+def test_deeper_layers_leave_the_upper_part_of_the_spectrum_alone(sim):
+    """The counts from layers above l do not depend on the parameters of layers >= l, and
+    the partial spectra of layers >= l change only with those."""
+    p = prior_draws(6, sim.n_parameters, 3)
+    first = [0] * 5 + [1] * 5 + [2] * 2
+    for layer in (1, 2):
+        q = p.clone()
+        deeper = torch.tensor([f >= layer for f in first])
+        q[:, deeper] *= 0.7
+        upper_p = sim.simulate(p) - sim.simulate(p, first_layer=layer)
+        upper_q = sim.simulate(q) - sim.simulate(q, first_layer=layer)
+        assert float((upper_p - upper_q).abs().max()) < 1e-9 * float(upper_p.max())
+        assert float((sim.simulate(p, first_layer=layer)
+                      - sim.simulate(q, first_layer=layer)).abs().max()) > 1.0
 
 
 def test_output_shape_and_sanity(sim):

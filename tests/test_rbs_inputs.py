@@ -116,6 +116,10 @@ def test_simulator_rejects_bad_areal_densities():
             sim.simulate(torch.tensor([[1000.0, bad, 4000.0, 500.0]]))
     with pytest.raises(ValueError, match=r"expected shape \[B, 4\]"):
         sim.simulate(torch.ones(2, 3))
+    for bad in (-1, 2, 0.5):
+        with pytest.raises(ValueError, match=r"first_layer: expected an integer layer index in "
+                                             r"\[0, 1\]"):
+            sim.simulate(torch.ones(1, 4), first_layer=bad)
 
 
 def test_zero_thickness_layers_are_allowed():

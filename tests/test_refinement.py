@@ -11,6 +11,8 @@ import torch
 from specinv.fitting.levenberg_marquardt import refine_levenberg_marquardt
 from specinv.fitting.problem import SpectrumFitProblem
 from specinv.physics.rbs import RBSSimulator, load_experiment, poisson_noise
+from specinv.techniques.base import PartialSimulation
+from specinv.techniques.rbs import RBSTechnique
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
 LOW, HIGH = 50.0, 5000.0
@@ -31,10 +33,23 @@ def spectra(simulator):
     return truth, observed, roi
 
 
-def problem(simulator, observed, roi, simulate=None):
+def problem(simulator, observed, roi, simulate=None, partial=None):
     d = simulator.n_parameters
     return SpectrumFitProblem(simulate or simulator.simulate, observed, roi, np.full(d, LOW),
-                              np.full(d, HIGH))
+                              np.full(d, HIGH), partial=partial)
+
+
+def by_layer(simulator, cost=None) -> PartialSimulation:
+    """The layers of the W/D sample as parameter groups (RBSTechnique's, optionally with
+    other costs)."""
+    partial = RBSTechnique(simulator.setup, simulator.structure,
+                           device="cpu").partial_simulation()
+    assert partial.parameter_group.tolist() == [0, 0, 1, 1]
+    assert partial.relative_cost.tolist() == [1.0, 0.5]       # W in each layer; D: none
+    if cost is None:
+        return partial
+    return PartialSimulation(lambda p, g: simulator.simulate(p, first_layer=g),
+                             partial.parameter_group, np.asarray(cost))
 
 
 def test_chi2_matches_a_direct_computation(simulator, spectra):
@@ -68,6 +83,35 @@ def test_finite_difference_jacobian_equals_forward_mode(simulator, spectra):
     r_b, j_b = prob.jacobian(at, rows, "finite-difference", base=r_fd)
     assert (prob.n_simulations - before)[:3].tolist() == [simulator.n_parameters] * 3
     assert torch.equal(r_b, r_fd) and torch.equal(j_b, j_fd)
+
+
+def test_layer_by_layer_jacobian_equals_the_whole_spectrum_one(simulator, spectra):
+    """Steps of the layer-2 parameters taken on the layer-2 part of the spectrum: the same
+    Jacobian (both within 1e-4 of forward mode) for fewer simulated spectra."""
+    truth, observed, roi = spectra
+    rows = np.arange(3)
+    at = truth[rows] * 1.02
+    at[1, 3] = HIGH                      # at the upper bound: the step goes inwards
+    whole = problem(simulator, observed, roi)
+    layered = problem(simulator, observed, roi, partial=by_layer(simulator))
+    r_w, j_w = whole.jacobian(at, rows)
+    r_l, j_l = layered.jacobian(at, rows)
+    _, j_ad = problem(simulator, observed, roi).jacobian(at, rows, "forward-mode")
+    assert torch.equal(r_w, r_l)
+    scale = j_ad.abs().amax(dim=1, keepdim=True)
+    assert torch.equal(j_l[..., :2], j_w[..., :2])              # layer 1: whole spectra
+    assert float(((j_l - j_ad).abs() / scale).max()) < 1e-4
+    assert float(((j_l - j_w).abs() / scale).max()) < 1e-5
+    # D + 1 = 5 whole spectra, or 1 + 2 whole and 3 half ones (p and two steps)
+    assert whole.n_simulations[:3].tolist() == [5.0] * 3
+    assert layered.n_simulations[:3].tolist() == [4.5] * 3
+    # with the residuals at p given: 2 whole and 3 half spectra
+    _, j_b = layered.jacobian(at, rows, base=r_l)
+    assert layered.n_simulations[:3].tolist() == [8.0] * 3 and torch.equal(j_b, j_l)
+    # where n + 1 partial spectra would cost more than n whole ones, whole ones are used
+    costly = problem(simulator, observed, roi, partial=by_layer(simulator, [1.0, 0.7]))
+    _, j_c = costly.jacobian(at, rows)
+    assert costly.n_simulations[:3].tolist() == [5.0] * 3 and torch.equal(j_c, j_w)
 
 
 def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spectra):
@@ -112,6 +156,19 @@ def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, 
     assert updated.n_simulations.sum() < 0.9 * plain.n_simulations.sum()
     assert updated.converged.mean() >= plain.converged.mean()
     assert np.all((updated.x >= LOW) & (updated.x <= HIGH))
+
+
+def test_layer_by_layer_jacobians_reach_the_same_minimum_for_less(simulator, spectra):
+    truth, observed, roi = spectra
+    start = truth * np.random.default_rng(7).uniform(0.9, 1.1, truth.shape)
+    plain = refine_levenberg_marquardt(problem(simulator, observed, roi), start,
+                                       max_iterations=30, chi2_tol=0.01)
+    layered = refine_levenberg_marquardt(
+        problem(simulator, observed, roi, partial=by_layer(simulator)), start,
+        max_iterations=30, chi2_tol=0.01)
+    assert np.all(np.abs(layered.chi2 - plain.chi2) < 0.1)
+    assert layered.n_simulations.sum() < 0.95 * plain.n_simulations.sum()
+    assert layered.converged.mean() >= plain.converged.mean()
 
 
 def test_a_broyden_retry_replaces_a_fresh_jacobian(simulator, spectra):
@@ -175,3 +232,10 @@ def test_bad_inputs(simulator, spectra):
         refine_levenberg_marquardt(prob, truth, chi2_tol=-1.0)
     with pytest.raises(ValueError, match="broyden_retries"):
         refine_levenberg_marquardt(prob, truth, broyden_retries=-1)
+    partial = by_layer(simulator)
+    for group, cost in (([0, 0, 1], [1.0, 0.5]), ([0, 0, 1, 2], [1.0, 0.5]),
+                        ([0, 0, 1, 1], [1.0, 0.0]), ([0.0, 0.0, 1.0, 1.0], [1.0, 0.5])):
+        with pytest.raises(ValueError, match="partial: expected a group"):
+            SpectrumFitProblem(simulator.simulate, observed, roi, np.zeros(d), np.ones(d),
+                               partial=PartialSimulation(partial.simulate_from,
+                                                         np.array(group), np.array(cost)))

@@ -4,7 +4,9 @@ A :class:`SpectrumFitProblem` holds the observed counts of B spectra, the region
 interest and the parameter bounds; it evaluates χ² (for Nelder–Mead), residuals and their
 Jacobians (for Levenberg–Marquardt) of any set of (parameters, spectrum) pairs with as few
 simulator calls as possible.  Minimisers only ever see arrays; the simulator is a callable
-``simulate(params [K, D] tensor) -> expected counts [K, C] tensor``.
+``simulate(params [K, D] tensor) -> expected counts [K, C] tensor``, optionally with a
+:class:`~specinv.techniques.base.PartialSimulation` that simulates only the part of a
+spectrum a group of parameters can change (finite-difference Jacobians then cost less).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch.autograd import forward_ad
+
+from ..techniques.base import PartialSimulation
 
 Simulate = Callable[[torch.Tensor], torch.Tensor]
 
@@ -31,15 +35,21 @@ class SpectrumFitProblem:
         low, high: parameter bounds [D] (fits stay inside them).
         batch_size: largest number of parameter sets per simulator call.
         dtype, device: of the tensors given to ``simulate``.
+        partial: how to simulate only the part of a spectrum that a group of parameters
+            changes (None: every parameter changes all of it); used by finite-difference
+            Jacobians where it costs less than whole spectra.
 
     Attributes:
-        n_simulations: simulated spectra per observed spectrum so far [B] (the cost of
-            the fits; a finite-difference Jacobian costs D + 1).
+        n_simulations: simulated spectra per observed spectrum so far [B], in whole-spectrum
+            equivalents (the cost of the fits; a partial simulation counts its
+            ``relative_cost``; a finite-difference Jacobian without partial simulations
+            costs D + 1).
     """
 
     def __init__(self, simulate: Simulate, observed: np.ndarray, roi: np.ndarray | None,
                  low: np.ndarray, high: np.ndarray, *, batch_size: int = 4096,
-                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
+                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
+                 partial: PartialSimulation | None = None):
         observed = np.asarray(observed)
         if observed.ndim != 2:
             raise ValueError(f"observed: expected counts [spectra, channels], got shape "
@@ -72,7 +82,17 @@ class SpectrumFitProblem:
         x = torch.as_tensor(observed[:, roi], dtype=dtype, device=self.device)
         self._x = x                                         # [B, R]
         self._inv_w = torch.rsqrt(x + 1.0)                  # 1 / sqrt(x + 1)
-        self.n_simulations = np.zeros(len(observed), dtype=np.int64)
+        self.n_simulations = np.zeros(len(observed), dtype=np.float64)
+        self.partial = partial
+        if partial is not None:
+            group = np.asarray(partial.parameter_group)
+            cost = np.asarray(partial.relative_cost, dtype=np.float64)
+            if (group.shape != self.low.shape or not np.issubdtype(group.dtype, np.integer)
+                    or cost.ndim != 1 or group.min() < 0 or group.max() >= cost.size
+                    or not ((cost > 0) & (cost <= 1)).all()):
+                raise ValueError(f"partial: expected a group in [0, G) for each of the "
+                                 f"{self.low.size} parameters and G relative costs in (0, 1], "
+                                 f"got groups {group.tolist()} and costs {cost.tolist()}")
 
     @property
     def n_spectra(self) -> int:
@@ -87,8 +107,14 @@ class SpectrumFitProblem:
         """Degrees of freedom of the ideal χ² (the number of RoI channels)."""
         return int(self.roi.sum())
 
-    def _expected_roi(self, params: torch.Tensor) -> torch.Tensor:
-        parts = [self.simulate(params[i:i + self.batch_size])[:, self._roi_index]
+    def _expected_roi(self, params: torch.Tensor, group: int = 0) -> torch.Tensor:
+        """Expected counts [K, R] in the RoI: whole spectra, or (``group`` > 0) the part
+        that the parameters of groups >= ``group`` change."""
+        if group:
+            simulate = lambda p: self.partial.simulate_from(p, group)  # noqa: E731
+        else:
+            simulate = self.simulate
+        parts = [simulate(params[i:i + self.batch_size])[:, self._roi_index]
                  for i in range(0, params.shape[0], self.batch_size)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
@@ -100,20 +126,29 @@ class SpectrumFitProblem:
     def _residual_groups(self, params, rows, per_row: int) -> torch.Tensor:
         """r [K, M, R] of ``params`` [K·M, D], M consecutive parameter sets per spectrum of
         ``rows`` [K] (each spectrum's counts are gathered once, not M times)."""
+        expected, rows = self._simulated(params, rows, per_row)
+        x, w = self._observed(rows)
+        return (x[:, None] - expected) * w[:, None]
+
+    def _simulated(self, params, rows, per_row: int, group: int = 0):
+        """Expected RoI counts [K, M, R] (of groups >= ``group``) of ``params`` [K·M, D],
+        charged to the spectra ``rows`` [K]; and the rows as an array."""
         p = torch.as_tensor(params, dtype=self.dtype, device=self.device)
         rows = np.asarray(rows, dtype=np.int64)
         if (p.dim() != 2 or p.shape[1] != self.n_parameters
                 or rows.shape != (p.shape[0] // per_row,) or p.shape[0] % per_row):
             raise ValueError(f"params, rows: expected [K, {self.n_parameters}] and [K], got "
                              f"{tuple(p.shape)} and {rows.shape}")
-        np.add.at(self.n_simulations, rows, per_row)
-        r = torch.as_tensor(rows, device=self.device)
+        cost = 1.0 if group == 0 else float(self.partial.relative_cost[group])
+        np.add.at(self.n_simulations, rows, per_row * cost)
+        return self._expected_roi(p, group).view(len(rows), per_row, -1), rows
+
+    def _observed(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Counts x [K, R] and weights 1/sqrt(x + 1) [K, R] of the spectra ``rows``."""
         if len(rows) == self.n_spectra and (rows == np.arange(len(rows))).all():
-            x, w = self._x, self._inv_w
-        else:
-            x, w = self._x.index_select(0, r), self._inv_w.index_select(0, r)
-        expected = self._expected_roi(p).view(len(rows), per_row, -1)
-        return (x[:, None] - expected) * w[:, None]
+            return self._x, self._inv_w
+        r = torch.as_tensor(rows, device=self.device)
+        return self._x.index_select(0, r), self._inv_w.index_select(0, r)
 
     def chi2(self, params, rows) -> np.ndarray:
         """χ² [K] of ``params`` [K, D] for spectra ``rows`` [K] (the Nelder–Mead objective)."""
@@ -128,7 +163,10 @@ class SpectrumFitProblem:
 
         ``method``: ``"finite-difference"`` (forward differences with steps of
         ``relative_step``·max(|y|, 1), taken towards the inside of the bounds; D + 1
-        simulations per row, or D when the residuals at ``params`` are passed as ``base``)
+        simulations per row, or D when the residuals at ``params`` are passed as ``base``;
+        with a :class:`PartialSimulation`, the steps of a group of n parameters whose n + 1
+        partial spectra cost less than n whole ones are taken on the partial spectrum, the
+        difference of that at p and at each step)
         or ``"forward-mode"`` (exact derivatives through the differentiable simulator by
         forward-mode autodiff; D dual-number simulations).
         """
@@ -148,15 +186,44 @@ class SpectrumFitProblem:
                              f"{method!r}")
         step = relative_step * np.maximum(np.abs(p), 1.0)
         step = np.where(p + step > self.high, -step, step)          # stay inside the box
-        shifted = np.repeat(p[:, None, :], d + 1, axis=1)            # [K, D+1, D]
+        shifted = np.repeat(p[:, None, :], d + 1, axis=1)            # [K, D+1, D]: row 0 is p
         idx = np.arange(d)
         shifted[:, 1 + idx, idx] += step
-        first = 0 if base is None else 1                             # row 0: params itself
-        with torch.no_grad():
-            r_all = self._residual_groups(shifted[:, first:].reshape(-1, d), rows,
-                                          d + 1 - first)             # [K, D + 1 − first, R]
-        r0 = r_all[:, 0] if base is None else base.to(r_all.dtype)
         h = torch.as_tensor(shifted[:, 1 + idx, idx] - p, dtype=self.dtype,
                             device=self.device)                      # steps as represented
-        jac = (r_all[:, 1 - first:] - r0[:, None]) / h[..., None]    # [K, D, R]
+        partial = self._partial_groups()
+        whole = np.setdiff1d(idx, np.concatenate([[], *partial.values()]).astype(int))
+        # whole spectra: p itself (unless given) and the steps of the other parameters
+        simulated = whole + 1 if base is not None else np.concatenate([[0], whole + 1])
+        jac = torch.empty((k, d, self._x.shape[1]), dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            if len(simulated):
+                r_all = self._residual_groups(shifted[:, simulated].reshape(-1, d), rows,
+                                              len(simulated))       # [K, ·, R]
+            r0 = r_all[:, 0] if base is None else base.to(self.dtype)
+            if len(whole):
+                whole = torch.as_tensor(whole, device=self.device)
+                jac[:, whole] = (r_all[:, len(simulated) - len(whole):] - r0[:, None]
+                                 ) / h[:, whole, None]
+            # a group's parameters: differences of the part of the spectrum they change
+            # (at p and at each step), dr = −ds / sqrt(x + 1)
+            for group, members in partial.items():
+                points = shifted[:, np.concatenate([[0], members + 1])]
+                s, _ = self._simulated(points.reshape(-1, d), rows, len(members) + 1, group)
+                _, w = self._observed(rows)
+                members = torch.as_tensor(members, device=self.device)
+                jac[:, members] = (s[:, :1] - s[:, 1:]) * w[:, None] / h[:, members, None]
         return r0, jac.transpose(1, 2)
+
+    def _partial_groups(self) -> dict[int, np.ndarray]:
+        """Parameter groups (> 0) whose finite differences are cheaper from partial
+        simulations: n + 1 partial spectra (p and n steps) cost less than n whole ones."""
+        if self.partial is None:
+            return {}
+        group = np.asarray(self.partial.parameter_group)
+        out = {}
+        for g in np.unique(group[group > 0]):
+            members = np.nonzero(group == g)[0]
+            if (len(members) + 1) * self.partial.relative_cost[g] < len(members):
+                out[int(g)] = members
+        return out

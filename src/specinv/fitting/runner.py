@@ -133,7 +133,7 @@ def make_problem(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransf
     sim = technique.simulator
     return SpectrumFitProblem(technique.simulate, counts, roi, low, high,
                               batch_size=settings.batch_size, dtype=sim.dtype,
-                              device=sim.device)
+                              device=sim.device, partial=technique.partial_simulation())
 
 
 def _technique_on(cfg: DatasetConfig, device: str):
@@ -155,8 +155,9 @@ def _result(method: str, test: xr.Dataset, estimate: np.ndarray, start: np.ndarr
          "true": (dims, test["params"].values, {"long_name": "true parameters",
                                                 "units": unit}),
          "chi2": ("sample", chi2, {"long_name": "chi2 over the region of interest"}),
-         "n_simulations": ("sample", n_sim.astype(np.int64),
-                           {"long_name": "spectra simulated for this fit"})},
+         "n_simulations": ("sample", n_sim.astype(np.float64),
+                           {"long_name": "spectra simulated for this fit (a partial "
+                                         "spectrum counts its share of the cost)"})},
         coords={"sample": test["sample"].values, "param": test["param"].values},
         attrs={"method": method, "dof": dof, "wall_seconds": seconds,
                "details": json.dumps(dict(details), default=str),

@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+
+
+@dataclass(frozen=True)
+class PartialSimulation:
+    """How a forward model simulates only the part of a spectrum that some parameters change.
+
+    The spectrum is a sum of contributions of ordered groups 0 … G−1, and a parameter of
+    group g changes only the contributions of groups ≥ g.  In RBS the groups are the layers:
+    a layer's composition changes the scattering in it and, through the energy loss, below
+    it, but not above it.  Finite-difference derivatives with respect to a parameter of a
+    deep group then need only the deep part of the spectrum.
+
+    Attributes:
+        simulate_from: ``simulate_from(params [K, D], g)`` -> the contributions of groups
+            ≥ g [K, channels]; ``g = 0`` is the whole spectrum.
+        parameter_group: group of every parameter [D] (integers in 0 … G−1).
+        relative_cost: [G] cost of ``simulate_from(·, g)`` relative to the whole spectrum
+            (1 for g = 0); decides where a partial simulation pays off and how it counts
+            in the simulation budget.
+    """
+
+    simulate_from: Callable[[torch.Tensor, int], torch.Tensor]
+    parameter_group: np.ndarray
+    relative_cost: np.ndarray
 
 
 class Technique(abc.ABC):
@@ -37,6 +63,11 @@ class Technique(abc.ABC):
     def simulate(self, params: torch.Tensor) -> torch.Tensor:
         """Expected (noise-free) spectra [B, channels] of parameters [B, D] (differentiable
         where the technique allows)."""
+
+    def partial_simulation(self) -> PartialSimulation | None:
+        """The technique's :class:`PartialSimulation`, or None when every parameter can
+        change the whole spectrum (the default)."""
+        return None
 
     @abc.abstractmethod
     def channel_coordinates(self) -> dict[str, tuple[np.ndarray, dict[str, str]]]:

@@ -11,7 +11,7 @@ import torch
 
 from ..physics.rbs import RBSSimulator, Setup
 from ..physics.rbs.experiment import setup_from_dict
-from .base import Technique
+from .base import PartialSimulation, Technique
 
 AREAL_DENSITY_UNIT = "1e15 atoms/cm2"
 
@@ -41,6 +41,18 @@ class RBSTechnique(Technique):
 
     def simulate(self, params: torch.Tensor) -> torch.Tensor:
         return self.simulator.simulate(params)
+
+    def partial_simulation(self) -> PartialSimulation | None:
+        """Layers as groups: the parameters of layer l change only the particles scattered
+        in layers >= l.  None for a single layer."""
+        sim = self.simulator
+        if sim.n_layers == 1:
+            return None
+        group = np.repeat(np.arange(sim.n_layers), [len(layer) for layer in self.structure])
+        cost = np.array([sim.reaction_share(li) for li in range(sim.n_layers)])
+        return PartialSimulation(
+            simulate_from=lambda params, first: sim.simulate(params, first_layer=first),
+            parameter_group=group, relative_cost=cost)
 
     def channel_coordinates(self) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
         det = self.setup.detector
