@@ -87,6 +87,35 @@ def test_staged_training_and_prediction(processed, tmp_path):
     assert all(np.isfinite(v) for v in mre.values())
 
 
+def test_an_ensemble_pools_its_networks_into_one_mixture(processed, tmp_path):
+    """training.ensemble: networks with seeds seed, seed + 1 predict one mixture of weight
+    1/2 each: its mean is their mean, its variance theirs plus their disagreement."""
+    ensemble = settings(learning_rates=(1e-3,), epochs=2, ensemble=2, seed=5)
+    transform = SpectrumTransform.load(processed / "transform.json")
+    paths, single = [], []
+    for k in range(2):
+        member = ensemble.member(k)
+        assert member.seed == 5 + k and member.ensemble == 2
+        out = tmp_path / f"member{k}"
+        train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
+                     model_settings({"model": SMALL_NET}), member)
+        paths.append(out / "model.ckpt")
+        single.append(predict(paths[-1], processed / "test.nc", transform))
+    pooled = predict(paths, processed / "test.nc", transform)
+    assert pooled.attrs["ensemble"] == 2 and pooled["mu"].shape == (40, 2, 4)
+    np.testing.assert_allclose(np.exp(pooled["log_pi"].values), 0.5)
+    means = np.stack([p["mean"].values for p in single])
+    assert np.abs(means[0] - means[1]).max() > 0            # other seeds, other networks
+    np.testing.assert_allclose(pooled["mean"].values, means.mean(0), rtol=1e-12)
+    variance = np.stack([p["std"].values ** 2 for p in single]).mean(0) + means.var(0)
+    np.testing.assert_allclose(pooled["std"].values ** 2, variance, rtol=1e-9)
+    np.testing.assert_array_equal(pooled["true"].values, single[0]["true"].values)
+    with pytest.raises(ValueError, match="ensemble member 2"):
+        ensemble.member(2)
+    with pytest.raises(ValueError, match="checkpoints"):
+        predict([], processed / "test.nc", transform)
+
+
 def test_noise_resampled_every_epoch(processed, tmp_path):
     config = yaml.safe_load(TINY.read_text())
     cfg = dataset_config(config)
@@ -181,6 +210,8 @@ def test_bad_training_settings():
         TrainingSettings.from_config({"training": {"learning_rates": []}})
     with pytest.raises(ValueError, match="training.ema_decay"):
         TrainingSettings.from_config({"training": {"ema_decay": 1.0}})
+    with pytest.raises(ValueError, match="training.ensemble: expected >= 1"):
+        TrainingSettings.from_config({"training": {"ensemble": 0}})
     with pytest.raises(ValueError, match="unknown key"):
         TrainingSettings.from_config({"training": {"epochz": 3}})
     with pytest.raises(ValueError, match="model.architecture"):

@@ -59,16 +59,17 @@ def test_dry_run_lists_the_data_dag(tmp_path, configfile):
     assert int(line.split()[-1]) == 3
 
 
-@pytest.mark.parametrize("overrides", [
-    ["config/paper/mdn10k_resampled.yaml"],
-    ["config/paper/mdn10k_resampled.yaml", "config/paper/epochs150.yaml",
-     "config/paper/ema.yaml", "config/paper/cpu_fits.yaml"]])
-def test_dry_run_with_the_10k_override(tmp_path, overrides):
+@pytest.mark.parametrize("overrides, networks", [
+    (["config/paper/mdn10k_resampled.yaml"], 1),
+    (["config/paper/mdn10k_resampled.yaml", "config/paper/epochs150.yaml",
+      "config/paper/ema.yaml", "config/paper/cpu_fits.yaml"], 1),
+    (["config/paper/mdn10k_resampled.yaml", "config/paper/ensemble2.yaml"], 2)])
+def test_dry_run_with_the_10k_override(tmp_path, overrides, networks):
     r = snakemake("-n", "--configfile", "config/paper/rbs_A.yaml", *overrides,
                   cwd=workdir(tmp_path))
     assert r.returncode == 0, r.stderr
     line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("train_mdn"))
-    assert int(line.split()[-1]) == 1                       # only the 10k model
+    assert int(line.split()[-1]) == networks                # only the 10k model(s)
 
 
 def test_tiny_workflow_runs_end_to_end(tmp_path):

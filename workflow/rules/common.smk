@@ -34,6 +34,8 @@ except ValueError as exc:
 
 NAME = DATASET.name
 SHARDS = list(range(DATASET.shards))
+#: the networks of a deep ensemble (one unless training.ensemble says more)
+MEMBERS = list(range(TRAINING.ensemble))
 FIT_SHARDS = list(range(FITTING.shards))
 FIT_METHODS = ["autofit", "mdn_autofit", "mdn_refine"]
 DATA = f"results/{NAME}/data"
@@ -51,6 +53,7 @@ wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d+",
     n_train=r"\d+",
+    member=r"\d+",
     method="autofit|mdn_autofit",
 
 
@@ -105,7 +108,8 @@ def runtime_inputs(wildcards):
     bench = f"{RESULTS}/benchmarks"
     stages = {
         "simulation": [f"{bench}/simulate/shard-{s}.tsv" for s in SHARDS],
-        **{f"training (n={n})": [f"{bench}/train/n{n}.tsv"] for n in TRAIN_SIZES},
+        **{f"training (n={n})": [f"{bench}/train/n{n}-member{k}.tsv" for k in MEMBERS]
+           for n in TRAIN_SIZES},
         "MDN back-simulation": [f"{bench}/fit/mdn_n{MODEL_SIZE}.tsv"],
         **{
             f"{m} fits": [f"{bench}/fit/{m}-{s}.tsv" for s in FIT_SHARDS]

@@ -1,4 +1,5 @@
-# Training (one model per training-set size of the sweep) and prediction on the test split.
+# Training (one model, or an ensemble of training.ensemble models, per training-set size of
+# the sweep) and prediction on the test split.
 
 
 rule train_mdn:
@@ -9,15 +10,15 @@ rule train_mdn:
         raw_train=f"{DATA}/train.nc",
         transform=f"results/{NAME}/preprocessing/transform.json",
     output:
-        model=f"results/{NAME}/models/n{{n_train}}/model.ckpt",
-        summary=f"results/{NAME}/models/n{{n_train}}/summary.json",
+        model=f"results/{NAME}/models/n{{n_train}}/member{{member}}/model.ckpt",
+        summary=f"results/{NAME}/models/n{{n_train}}/member{{member}}/summary.json",
     params:
         model=config["model"],
-        training={k: v for k, v in config["training"].items() if k != "sizes"},
+        training={k: v for k, v in config["training"].items() if k not in ("sizes", "ensemble")},
     log:
-        f"logs/{NAME}/train/n{{n_train}}.log",
+        f"logs/{NAME}/train/n{{n_train}}-member{{member}}.log",
     benchmark:
-        f"results/{NAME}/benchmarks/train/n{{n_train}}.tsv"
+        f"results/{NAME}/benchmarks/train/n{{n_train}}-member{{member}}.tsv"
     threads: 2
     resources:
         # uses a GPU when there is one, and the CPU otherwise
@@ -32,7 +33,8 @@ rule train_mdn:
 
 rule predict_mdn:
     input:
-        model=f"results/{NAME}/models/n{{n_train}}/model.ckpt",
+        model=expand(f"results/{NAME}/models/n{{{{n_train}}}}/member{{member}}/model.ckpt",
+                     member=MEMBERS),
         test=f"results/{NAME}/processed/test.nc",
         transform=f"results/{NAME}/preprocessing/transform.json",
     output:

@@ -14,11 +14,12 @@ of the current run; others are trained afresh.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +57,20 @@ class TrainingSettings:
     #: decay per optimizer step of an exponential moving average of the weights, which is
     #: then what is validated, checkpointed and passed to the next stage (0: off, the paper)
     ema_decay: float = 0.0
+    #: networks trained per training-set size (seeds seed, seed + 1, …), whose predictions
+    #: are pooled into one mixture (a deep ensemble; 1: a single network, the paper)
+    ensemble: int = 1
 
     @property
     def epochs_per_stage(self) -> int:
         return max(1, self.epochs // len(self.learning_rates))
+
+    def member(self, index: int) -> TrainingSettings:
+        """The settings of the ensemble's network ``index`` (0 … ensemble − 1): its seed is
+        ``seed + index``."""
+        if not 0 <= index < self.ensemble:
+            raise ValueError(f"ensemble member {index}: expected 0 … {self.ensemble - 1}")
+        return replace(self, seed=self.seed + index)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> TrainingSettings:
@@ -71,7 +82,7 @@ class TrainingSettings:
         settings = cls(**t)
         if not settings.learning_rates or any(lr <= 0 for lr in settings.learning_rates):
             raise ValueError("training.learning_rates: expected a non-empty list of rates > 0")
-        for name in ("epochs", "patience", "batch_size"):
+        for name in ("epochs", "patience", "batch_size", "ensemble"):
             if getattr(settings, name) < 1:
                 raise ValueError(f"training.{name}: expected >= 1, got {getattr(settings, name)}")
         if not 0.0 <= settings.ema_decay < 1.0:
@@ -112,7 +123,8 @@ def _stage_fingerprint(previous: dict | None, stage: int, lr: float, n_train: in
     """Everything a stage's result depends on, including the previous stage's fingerprint;
     a stage found on disk is reused (or resumed) only if its fingerprint is the same."""
     kept = {k: v for k, v in _settings_dict(settings).items()
-            if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs")}
+            if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs",
+                         "ensemble")}
     return json.loads(json.dumps(
         {"stage": stage, "learning_rate": lr, "epochs": settings.epochs_per_stage,
          "n_train": n_train, "architecture": dict(architecture), "settings": kept,
@@ -238,19 +250,32 @@ def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: f
     return result
 
 
-def predict(checkpoint: str | Path, processed: str | Path, transform: SpectrumTransform,
-            batch_size: int = 1024) -> xr.Dataset:
+def predict(checkpoints: str | Path | Sequence[str | Path], processed: str | Path,
+            transform: SpectrumTransform, batch_size: int = 1024) -> xr.Dataset:
     """Mixture parameters, mean and standard deviation, in physical units, for every
-    spectrum of a preprocessed split; with the true parameters for comparison."""
-    module = MDNRegressor.load_from_checkpoint(str(checkpoint), map_location="cpu")
-    module.eval()
+    spectrum of a preprocessed split; with the true parameters for comparison.
+
+    Several checkpoints (a deep ensemble of K networks) give one mixture of all their
+    components, each network weighted 1/K: its mean is the average of the networks' means,
+    and its variance adds their disagreement to their own variances.
+    """
+    if isinstance(checkpoints, str | Path):
+        checkpoints = [checkpoints]
+    if not checkpoints:
+        raise ValueError("checkpoints: expected at least one")
     ds = read_dataset(processed)
     x = torch.as_tensor(ds["x"].values)
-    outs = []
-    with torch.inference_mode():
-        for b0 in range(0, len(x), batch_size):
-            outs.append(module(x[b0:b0 + batch_size]))
-    log_pi, mu, sigma = (torch.cat(t).double() for t in zip(*outs, strict=True))
+    members = []
+    for checkpoint in checkpoints:
+        module = MDNRegressor.load_from_checkpoint(str(checkpoint), map_location="cpu")
+        module.eval()
+        outs = []
+        with torch.inference_mode():
+            for b0 in range(0, len(x), batch_size):
+                outs.append(module(x[b0:b0 + batch_size]))
+        members.append([torch.cat(t).double() for t in zip(*outs, strict=True)])
+    log_pi, mu, sigma = (torch.cat(t, dim=1) for t in zip(*members, strict=True))
+    log_pi = log_pi - math.log(len(members))
     scale = torch.as_tensor(transform.target_max - transform.target_min)
     offset = torch.as_tensor(transform.target_min)
     mean = mixture_mean(log_pi, mu) * scale + offset
@@ -271,7 +296,8 @@ def predict(checkpoint: str | Path, processed: str | Path, transform: SpectrumTr
                                                              "units": unit})},
         coords={"sample": ds["sample"].values, "param": ds["param"].values,
                 "component": np.arange(log_pi.shape[1])},
-        attrs={**ds.attrs, "checkpoint": str(checkpoint)})
+        attrs={**ds.attrs, "checkpoint": ", ".join(str(c) for c in checkpoints),
+               "ensemble": len(members)})
 
 
 def median_relative_error(predictions: xr.Dataset) -> dict[str, float]:
