@@ -8,7 +8,8 @@ each uniform in [50, 5000] TFU), B spectra with Poisson noise.  Prints spectra p
   called with one parameter set at a time, as a classical fit does);
 * the lockstep ``minimize_batched`` over all B spectra (same algorithm and budget; checks
   that the first spectra end where scipy's fits do);
-* Levenberg–Marquardt from starts within ±15 % of the truth (like an MDN start).
+* Levenberg–Marquardt from starts within ±15 % of the truth (like an MDN start), with the
+  layer-by-layer finite differences of the workflow (``RBSTechnique.partial_simulation``).
 
 Usage::
 
@@ -28,7 +29,8 @@ from scipy.optimize import minimize
 
 from specinv.evaluation import acceptance_rate
 from specinv.fitting import SpectrumFitProblem, minimize_batched, refine_levenberg_marquardt
-from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup, poisson_noise
+from specinv.physics.rbs import Detector, PhysicsOptions, Setup, poisson_noise
+from specinv.techniques.rbs import RBSTechnique
 
 LOW, HIGH = 50.0, 5000.0
 
@@ -46,7 +48,8 @@ def main() -> None:
                                     resolution_fwhm_keV=15.0),
                   fluence_times_solid_angle_sr=1e11, energy_cutoff_keV=50.0,
                   physics=PhysicsOptions(screening="andersen", straggling="bohr"))
-    sim = RBSSimulator(setup, [["W", "D"], ["W", "D"]], device="cpu")
+    technique = RBSTechnique(setup, [["W", "D"], ["W", "D"]], device="cpu")
+    sim = technique.simulator
     d = sim.n_parameters
     rng = np.random.default_rng(0)
     truth = rng.uniform(LOW, HIGH, (args.spectra, d))
@@ -84,13 +87,14 @@ def main() -> None:
           f"{n_scipy} identical to scipy: {same}); accepted "
           f"{100 * acceptance_rate(nm.fun, prob.dof):.1f} %")
 
-    prob = SpectrumFitProblem(sim.simulate, observed, roi, low, high)
+    prob = SpectrumFitProblem(sim.simulate, observed, roi, low, high,
+                              partial=technique.partial_simulation())
     t0 = time.perf_counter()
     lm = refine_levenberg_marquardt(prob, start)
     t_lm = (time.perf_counter() - t0) / args.spectra
     print(f"Levenberg-Marquardt, {args.spectra} at once: {1 / t_lm:8.2f} spectra/s "
           f"({t_nm / t_lm:.1f}x lockstep Nelder-Mead; {lm.n_iterations.mean():.1f} "
-          f"iterations, {lm.n_simulations.mean():.0f} simulations per spectrum); accepted "
+          f"iterations, {lm.n_simulations.mean():.1f} simulations per spectrum); accepted "
           f"{100 * acceptance_rate(lm.chi2, prob.dof):.1f} %")
 
 

@@ -42,3 +42,14 @@ def test_work_per_spectrum_counts_window_elements():
     # each active node has two half-windows of at least 6 edges each
     assert work["active nodes"] > 0
     assert work["window elements"] >= 12 * work["active nodes"]
+
+
+def test_fit_throughput_runs(monkeypatch, capsys):
+    bench = _load("fit_throughput")
+    monkeypatch.setattr(sys, "argv", ["fit_throughput.py", "--spectra", "4",
+                                      "--evaluations-per-parameter", "5", "--scipy-spectra",
+                                      "1", "--threads", "1"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "first 1 identical to scipy: True" in out
+    assert "Levenberg-Marquardt, 4 at once" in out
