@@ -114,6 +114,20 @@ def test_layer_by_layer_jacobian_equals_the_whole_spectrum_one(simulator, spectr
     assert costly.n_simulations[:3].tolist() == [5.0] * 3 and torch.equal(j_c, j_w)
 
 
+def test_a_layer_that_scatters_nothing_back_has_a_free_zero_jacobian(simulator, spectra):
+    """4He does not backscatter from D: a deuterium bottom layer changes no detected
+    particle, and its column costs nothing."""
+    _, observed, roi = spectra
+    technique = RBSTechnique(simulator.setup, [["W"], ["D"]], device="cpu")
+    partial = technique.partial_simulation()
+    assert partial.relative_cost.tolist() == [1.0, 0.0]
+    prob = SpectrumFitProblem(technique.simulate, observed, roi, np.full(2, LOW),
+                              np.full(2, HIGH), partial=partial)
+    r, jac = prob.jacobian(np.array([[800.0, 2000.0]]), [0])
+    assert prob.n_simulations[0] == 2.0                      # p and the W step
+    assert float(jac[0, :, 0].abs().max()) > 0 and float(jac[0, :, 1].abs().max()) == 0
+
+
 def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spectra):
     truth, observed, roi = spectra
     seen = []
@@ -234,7 +248,7 @@ def test_bad_inputs(simulator, spectra):
         refine_levenberg_marquardt(prob, truth, broyden_retries=-1)
     partial = by_layer(simulator)
     for group, cost in (([0, 0, 1], [1.0, 0.5]), ([0, 0, 1, 2], [1.0, 0.5]),
-                        ([0, 0, 1, 1], [1.0, 0.0]), ([0.0, 0.0, 1.0, 1.0], [1.0, 0.5])):
+                        ([0, 0, 1, 1], [1.0, 1.5]), ([0.0, 0.0, 1.0, 1.0], [1.0, 0.5])):
         with pytest.raises(ValueError, match="partial: expected a group"):
             SpectrumFitProblem(simulator.simulate, observed, roi, np.zeros(d), np.ones(d),
                                partial=PartialSimulation(partial.simulate_from,

@@ -89,9 +89,9 @@ class SpectrumFitProblem:
             cost = np.asarray(partial.relative_cost, dtype=np.float64)
             if (group.shape != self.low.shape or not np.issubdtype(group.dtype, np.integer)
                     or cost.ndim != 1 or group.min() < 0 or group.max() >= cost.size
-                    or not ((cost > 0) & (cost <= 1)).all()):
+                    or not ((cost >= 0) & (cost <= 1)).all()):
                 raise ValueError(f"partial: expected a group in [0, G) for each of the "
-                                 f"{self.low.size} parameters and G relative costs in (0, 1], "
+                                 f"{self.low.size} parameters and G relative costs in [0, 1], "
                                  f"got groups {group.tolist()} and costs {cost.tolist()}")
 
     @property
@@ -207,10 +207,10 @@ class SpectrumFitProblem:
                                  ) / h[:, whole, None]
             # a group's parameters: differences of the part of the spectrum they change
             # (at p and at each step), dr = −ds / sqrt(x + 1)
+            _, w = self._observed(rows)
             for group, members in partial.items():
                 points = shifted[:, np.concatenate([[0], members + 1])]
                 s, _ = self._simulated(points.reshape(-1, d), rows, len(members) + 1, group)
-                _, w = self._observed(rows)
                 members = torch.as_tensor(members, device=self.device)
                 jac[:, members] = (s[:, :1] - s[:, 1:]) * w[:, None] / h[:, members, None]
         return r0, jac.transpose(1, 2)

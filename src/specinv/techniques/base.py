@@ -26,8 +26,8 @@ class PartialSimulation:
             ≥ g [K, channels]; ``g = 0`` is the whole spectrum.
         parameter_group: group of every parameter [D] (integers in 0 … G−1).
         relative_cost: [G] cost of ``simulate_from(·, g)`` relative to the whole spectrum
-            (1 for g = 0); decides where a partial simulation pays off and how it counts
-            in the simulation budget.
+            (1 for g = 0; 0 where groups ≥ g contribute nothing); decides where a partial
+            simulation pays off and how it counts in the simulation budget.
     """
 
     simulate_from: Callable[[torch.Tensor, int], torch.Tensor]
