@@ -13,7 +13,8 @@ tables = paper_tables(
     predictions={n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)},
     mdn_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.mdn, strict=True)},
     fits={m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)},
-    model_size=par.model_size, alpha=snakemake.config["evaluation"]["alpha"])  # noqa: F821
+    model_size=par.model_size, alpha=snakemake.config["evaluation"]["alpha"],  # noqa: F821
+    information=read_dataset(inp.information))
 for name, table in tables.items():
     write_table(table, getattr(snakemake.output, name))  # noqa: F821
     logging.info("%s:\n%s", name, table.to_string(max_cols=12))

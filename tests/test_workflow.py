@@ -112,6 +112,11 @@ def test_tiny_workflow_runs_end_to_end(tmp_path):
     assert "simulation" in runtimes.index and (runtimes["seconds"] > 0).all()
     coverage = pd.read_csv(res / "tables/table5_coverage.csv", index_col=0)
     assert coverage["ACS"].between(-1, 1).all()
+    info = pd.read_csv(res / "tables/information_limit.csv", index_col=0)
+    assert list(info.index) == list(coverage.index)
+    assert (info["CRLB_relative_std"] > 0).all() and info["undetermined"].between(0, 1).all()
+    assert {"MRE MDN60", "MRE MDN60 + gradient refinement"} <= set(info.columns)
+    assert read_dataset(res / "fits/information_limit.nc").sizes["sample"] == 8
     for name in ("fig4-7_mre_vs_training_size", "fig8-10_prediction_ratio",
                  "chi2_distributions", "example_fits"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
@@ -121,7 +126,8 @@ def test_tiny_workflow_runs_end_to_end(tmp_path):
     assert r.returncode == 0, r.stderr
     html = (wd / "report.html").read_text()
     for name in ("fig4-7_mre_vs_training_size.png", "example_fits.png", "table1_runtimes.html",
-                 "table2-4_chi2_profile.html", "table6_methods.html"):
+                 "table2-4_chi2_profile.html", "table6_methods.html",
+                 "information_limit.html"):
         assert name in html, name
 
 

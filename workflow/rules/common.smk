@@ -77,6 +77,7 @@ TABLES = {
     "coverage": f"{RESULTS}/tables/table5_coverage.csv",
     "methods": f"{RESULTS}/tables/table6_methods.csv",
     "mre": f"{RESULTS}/tables/fig4-7_mre_vs_training_size.csv",
+    "information": f"{RESULTS}/tables/information_limit.csv",
 }
 #: HTML renderings of the tables, written next to the CSVs, shown in ``snakemake --report``
 TABLES_HTML = {name: path.removesuffix(".csv") + ".html" for name, path in TABLES.items()}
@@ -100,6 +101,7 @@ def evaluation_inputs(wildcards):
         "predictions": [f"{RESULTS}/predictions/n{n}/test.nc" for n in TRAIN_SIZES],
         "mdn": [f"{RESULTS}/fits/mdn_n{n}.nc" for n in TRAIN_SIZES],
         "fits": [f"{RESULTS}/fits/{m}.nc" for m in FIT_METHODS],
+        "information": f"{RESULTS}/fits/information_limit.nc",
     }
 
 
@@ -116,6 +118,7 @@ def runtime_inputs(wildcards):
             for m in ("autofit", "mdn_autofit")
         },
         "mdn_refine fits": [f"{bench}/fit/mdn_refine.tsv"],
+        "Cramér-Rao bounds": [f"{bench}/fit/information_limit.tsv"],
     }
     return stages
 

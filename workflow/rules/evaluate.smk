@@ -9,11 +9,12 @@ rule tables:
         coverage=TABLES["coverage"],
         methods=TABLES["methods"],
         mre=TABLES["mre"],
+        information=TABLES["information"],
         **{
             f"{name}_html": report(
                 TABLES_HTML[name], caption=f"../report/table_{name}.rst", category="Tables"
             )
-            for name in ("chi2", "coverage", "methods", "mre")
+            for name in ("chi2", "coverage", "methods", "mre", "information")
         },
     params:
         sizes=TRAIN_SIZES,

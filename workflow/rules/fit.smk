@@ -82,3 +82,24 @@ rule fit_refine:
         "../../envs/specinv.yaml"
     script:
         "../../scripts/fit_refine.py"
+
+
+rule information_limit:
+    input:
+        test=f"{DATA}/test.nc",
+        transform=f"results/{NAME}/preprocessing/transform.json",
+    output:
+        f"results/{NAME}/fits/information_limit.nc",
+    log:
+        f"logs/{NAME}/fits/information_limit.log",
+    benchmark:
+        f"results/{NAME}/benchmarks/fit/information_limit.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gpu=1 if FITTING.device == "cuda" else 0,
+    conda:
+        "../../envs/specinv.yaml"
+    script:
+        "../../scripts/information_limit.py"

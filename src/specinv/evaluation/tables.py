@@ -16,6 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from ..fileio import atomic_path
+from .information import efficient_median_relative_error
 from .metrics import (
     acceptance_rate,
     chi2_profile,
@@ -189,6 +190,37 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def information_table(information: xr.Dataset,
+                      methods: Mapping[str, xr.Dataset] | None = None) -> pd.DataFrame:
+    """Per parameter: the information limit of the fitted test spectra and how close each
+    method comes to it.
+
+    Columns: ``CRLB_relative_std`` (median over spectra of the Cramér–Rao bound on the
+    standard deviation over the true value), ``efficient_MRE`` (the median relative error
+    of an unbiased estimator with Gaussian errors of that size,
+    :func:`~specinv.evaluation.information.efficient_median_relative_error`),
+    ``undetermined`` (share of spectra whose data do not determine the parameter: infinite
+    bound), then ``MRE <method>`` for each of ``methods`` on the spectra it shares with
+    the bound (their number added to the name where it fitted fewer).
+    """
+    rel = information["crlb_std"].values / np.abs(information["true"].values)
+    out = pd.DataFrame(
+        {"CRLB_relative_std": np.median(rel, axis=0),
+         "efficient_MRE": [efficient_median_relative_error(col) for col in rel.T],
+         "undetermined": np.isinf(rel).mean(axis=0)},
+        index=pd.Index(information["param"].values.astype(str), name="param"))
+    samples = information["sample"].values
+    for label, fit in (methods or {}).items():
+        shared = np.intersect1d(fit["sample"].values, samples)
+        if not len(shared):
+            continue
+        f = fit.sel(sample=shared)
+        name = f"MRE {label}" + ("" if len(shared) == len(samples)
+                                 else f" ({len(shared)} spectra)")
+        out[name] = median_relative_error(f["estimate"].values, f["true"].values)
+    return out
+
+
 def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
                               model_size: int, common: bool = True) -> dict[str, xr.Dataset]:
     """The MDN's back-simulation and every fit by display label ("MDN50000", "Autofit",
@@ -223,7 +255,8 @@ def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
 
 def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, xr.Dataset],
                  fits: Mapping[str, xr.Dataset], model_size: int,
-                 alpha: float = 0.05) -> dict[str, pd.DataFrame]:
+                 alpha: float = 0.05,
+                 information: xr.Dataset | None = None) -> dict[str, pd.DataFrame]:
     """Every table of the evaluation.
 
     Args:
@@ -232,11 +265,14 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
         fits: fit results per method (``autofit``, ``mdn_autofit``, ``mdn_refine``), all
             on the same (first) test spectra.
         model_size: the training-set size of the MDN the fits start from.
+        information: Cramér–Rao bounds of the fitted test spectra
+            (:func:`specinv.fitting.runner.information_limit`), or None.
 
     Returns:
         ``mre`` (Figs. 4–7), ``chi2`` (Tables 2–4: MDN per size on all test spectra, the
         fits on theirs, and the ideal χ²_ν), ``coverage`` (Table 5) and ``methods``
-        (Table 6 and the comparison of all methods on the same spectra).
+        (Table 6 and the comparison of all methods on the same spectra); with
+        ``information`` also ``information`` (:func:`information_table`).
     """
     chi2_rows = {f"MDN{n}": mdn_fits[n] for n in sorted(mdn_fits)}
     chi2_rows.update({METHOD_LABELS[m]: f for m, f in fits.items()})
@@ -245,7 +281,10 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
     # methods that fitted more spectra than the comparison shares: also on all of theirs
     more = {f"{label} (all {ds.sizes['sample']})": ds for label, ds in own.items()
             if ds.sizes["sample"] > same[label].sizes["sample"]}
-    return {"mre": mre_table(predictions),
-            "chi2": chi2_profile_table(chi2_rows, alpha),
-            "coverage": coverage_table(predictions[model_size]),
-            "methods": methods_table(same, alpha, more=more)}
+    tables = {"mre": mre_table(predictions),
+              "chi2": chi2_profile_table(chi2_rows, alpha),
+              "coverage": coverage_table(predictions[model_size]),
+              "methods": methods_table(same, alpha, more=more)}
+    if information is not None:
+        tables["information"] = information_table(information, own)
+    return tables
