@@ -101,8 +101,13 @@ def evaluation_inputs(wildcards):
         "predictions": [f"{RESULTS}/predictions/n{n}/test.nc" for n in TRAIN_SIZES],
         "mdn": [f"{RESULTS}/fits/mdn_n{n}.nc" for n in TRAIN_SIZES],
         "fits": [f"{RESULTS}/fits/{m}.nc" for m in FIT_METHODS],
-        "information": f"{RESULTS}/fits/information_limit.nc",
     }
+
+
+def table_inputs(wildcards):
+    """What the tables are made of: the evaluation inputs and the Cramér–Rao bounds."""
+    return {**evaluation_inputs(wildcards),
+            "information": f"{RESULTS}/fits/information_limit.nc"}
 
 
 def runtime_inputs(wildcards):

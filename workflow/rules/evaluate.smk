@@ -3,7 +3,7 @@
 
 rule tables:
     input:
-        unpack(evaluation_inputs),
+        unpack(table_inputs),
     output:
         chi2=TABLES["chi2"],
         coverage=TABLES["coverage"],

@@ -10,6 +10,7 @@ method, its settings, the degrees of freedom (RoI channels) and the wall time.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+from tqdm import tqdm
 
 from ..data.config import DatasetConfig
 from ..data.preprocess import SpectrumTransform
+from ..evaluation.information import cramer_rao_std, poisson_fisher_information
 from ..evaluation.metrics import roi_mask
 from .levenberg_marquardt import refine_levenberg_marquardt
 from .nelder_mead import minimize_batched
@@ -254,12 +257,6 @@ def information_limit(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumT
 
     The derivatives of the expected counts are exact (forward-mode through the
     differentiable simulator, D dual-number simulations per spectrum)."""
-    import sys
-
-    from tqdm import tqdm
-
-    from ..evaluation.information import cramer_rao_std, poisson_fisher_information
-
     # with zero observed counts the residuals are −λ and their Jacobian −∂λ/∂y
     zero = test.assign(counts=xr.zeros_like(test["counts"]))
     problem = make_problem(cfg, zero, transform, settings, device=settings.device)
