@@ -7,7 +7,12 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A configuration given on the command line that names its technique is complete (a paper
+# experiment, another technique): it replaces the default one.  One that does not (an
+# override such as config/paper/ema.yaml, or --config key=value) is laid over the default.
+if "technique" not in config:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -35,6 +40,6 @@ onsuccess:
     if made:
         print(f"\nspecinv: tables and figures of {NAME} (HTML report: snakemake --report "
               f"report.html):\n  " + "\n  ".join(made))
-        methods = Path(TABLES["methods"]).with_suffix(".md")
-        if methods.exists():
-            print(f"\n{methods}:\n{methods.read_text()}")
+        summary = Path(TABLES.get("methods") or TABLES["classification"]).with_suffix(".md")
+        if summary.exists():
+            print(f"\n{summary}:\n{summary.read_text()}")

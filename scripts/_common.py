@@ -1,5 +1,4 @@
-"""Shared set-up of the Snakemake script adapters: log file, threads, allocator, dataset
-config."""
+"""Shared set-up of the Snakemake script adapters: log file, threads, allocator, the plan."""
 
 from __future__ import annotations
 
@@ -9,17 +8,20 @@ import sys
 
 def start(snakemake):
     """Send stdout/stderr to the rule's log, set torch's threads and keep freed memory for
-    reuse (:mod:`specinv.memory`); return the dataset config."""
+    reuse (:mod:`specinv.memory`); return the run's :class:`specinv.plan.WorkflowPlan`."""
     log = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 (lives until exit)
     sys.stdout = sys.stderr = log
     logging.basicConfig(stream=log, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
+    # Lightning's advertising tips (e.g. about litmodels) are not for job logs
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
+        lambda record: "Tip:" not in record.getMessage())
     import torch
 
     from specinv.memory import keep_freed_memory
 
     torch.set_num_threads(max(1, snakemake.threads))
     keep_freed_memory()      # reuse freed memory instead of faulting in fresh pages
-    from specinv.data import dataset_config
+    from specinv.plan import workflow_plan
 
-    return dataset_config(snakemake.config)
+    return workflow_plan(snakemake.config)

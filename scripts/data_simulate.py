@@ -7,7 +7,7 @@ from _common import start
 
 from specinv.data import read_dataset, simulate_shard, write_dataset
 
-cfg = start(snakemake)  # noqa: F821
+cfg = start(snakemake).dataset  # noqa: F821
 shard = int(snakemake.wildcards.shard)  # noqa: F821
 t0 = time.perf_counter()
 ds = simulate_shard(cfg, read_dataset(snakemake.input[0]), shard)  # noqa: F821

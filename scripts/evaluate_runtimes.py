@@ -1,4 +1,5 @@
-"""Snakemake adapter: the run-time table (Table 1) from the jobs' benchmark files."""
+"""Snakemake adapter: the run-time table (the paper's Table 1) from the jobs' benchmark
+files."""
 
 import logging
 
@@ -6,8 +7,8 @@ from _common import start
 
 from specinv.evaluation.tables import hardware_description, runtime_table, write_table
 
-start(snakemake)  # noqa: F821
+plan = start(snakemake)  # noqa: F821
 table = runtime_table(snakemake.params.stages, hardware_description(),  # noqa: F821
-                      snakemake.config["evaluation"].get("paper_runtimes_h"))  # noqa: F821
+                      plan.config["evaluation"]["paper_runtimes_h"])
 write_table(table, snakemake.output[0])  # noqa: F821
 logging.info("\n%s", table.to_string())

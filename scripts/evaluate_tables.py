@@ -1,20 +1,28 @@
-"""Snakemake adapter: the paper's tables (Tables 2-6, the data of Figs. 4-7)."""
+"""Snakemake adapter: the evaluation's tables (regression: the paper's Tables 2-6, the data
+of Figs. 4-7 and the information limit; multilabel: classification scores)."""
 
 import logging
 
 from _common import start
 
 from specinv.data import read_dataset
+from specinv.evaluation.classification import classification_tables
 from specinv.evaluation.tables import paper_tables, write_table
 
-start(snakemake)  # noqa: F821
+plan = start(snakemake)  # noqa: F821
 inp, par = snakemake.input, snakemake.params  # noqa: F821
-tables = paper_tables(
-    predictions={n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)},
-    mdn_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.mdn, strict=True)},
-    fits={m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)},
-    model_size=par.model_size, alpha=snakemake.config["evaluation"]["alpha"],  # noqa: F821
-    information=read_dataset(inp.information))
+ev = plan.config["evaluation"]
+predictions = {n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)}
+if plan.regression:
+    tables = paper_tables(
+        predictions=predictions,
+        mdn_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.network, strict=True)},
+        fits={m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)},
+        model_size=par.model_size, alpha=ev["alpha"],
+        information=read_dataset(inp.information))
+else:
+    tables = classification_tables(predictions, par.model_size, ev["threshold"])
+    tables = {"classification": tables["summary"], "labels": tables["labels"]}
 for name, table in tables.items():
     write_table(table, getattr(snakemake.output, name))  # noqa: F821
     logging.info("%s:\n%s", name, table.to_string(max_cols=12))

@@ -1,18 +1,18 @@
-"""Snakemake adapter: Autofit or ML + Autofit (lockstep Nelder-Mead) of one shard."""
+"""Snakemake adapter: Autofit or network + Autofit (lockstep Nelder-Mead) of one shard."""
 
 import logging
 
 from _common import start
 
 from specinv.data import SpectrumTransform, read_dataset, write_dataset
-from specinv.fitting.runner import FitSettings, autofit_start, fitted_spectra, nelder_mead_fits
+from specinv.fitting.runner import autofit_start, fitted_spectra, nelder_mead_fits
 
-cfg = start(snakemake)  # noqa: F821
-settings = FitSettings.from_config(snakemake.config)  # noqa: F821
+plan = start(snakemake)  # noqa: F821
+cfg, settings = plan.dataset, plan.fitting
 method, shard = snakemake.wildcards.method, int(snakemake.wildcards.shard)  # noqa: F821
 test = read_dataset(snakemake.input.test)  # noqa: F821
 part = fitted_spectra(test, settings, shard, method=method)
-if method == "mdn_autofit":
+if method != "autofit":
     predictions = read_dataset(snakemake.input.predictions)  # noqa: F821
     x0 = fitted_spectra(predictions, settings, shard, method=method)["mean"].values
 else:

@@ -1,16 +1,22 @@
-"""Snakemake adapter: MDN predictions for the test split, in physical units (one mixture of
-all the ensemble's networks)."""
+"""Snakemake adapter: the network's predictions for the test split, in physical units (an
+ensemble's networks pooled)."""
 
 import logging
 
 from _common import start
 
 from specinv.data import SpectrumTransform, write_dataset
+from specinv.evaluation.classification import classification_tables
 from specinv.training import median_relative_error, predict
 
-start(snakemake)  # noqa: F821
+plan = start(snakemake)  # noqa: F821
 transform = SpectrumTransform.load(snakemake.input.transform)  # noqa: F821
 predictions = predict(list(snakemake.input.model), snakemake.input.test, transform)  # noqa: F821
 write_dataset(predictions, snakemake.output[0])  # noqa: F821
-for name, mre in median_relative_error(predictions).items():
-    logging.info("median relative error %s: %.4f", name, mre)
+if plan.regression:
+    for name, mre in median_relative_error(predictions).items():
+        logging.info("median relative error %s: %.4f", name, mre)
+else:
+    n = int(snakemake.wildcards.n_train)  # noqa: F821
+    threshold = plan.config["evaluation"]["threshold"]
+    logging.info("\n%s", classification_tables({n: predictions}, n, threshold)["summary"])

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+#: techniques defined only in the tests, registered as plug-ins (entry points); the workflow
+#: tests put this folder on the PYTHONPATH of their Snakemake runs
+PLUGINS = REPO / "tests" / "plugins"
+sys.path.insert(0, str(PLUGINS))
 
 
 def shared_dir() -> Path | None:

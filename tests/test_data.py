@@ -149,13 +149,13 @@ def test_transform_rejects_bad_spectra(tmp_path, bad, message):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
-        (lambda c: c["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
+        (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
+        (lambda c: c["rbs"]["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
          "sample.layers[1].W: lower bound low=900 is above the upper bound high=100"),
-        (lambda c: c["sample"]["layers"][0].update({"W": {"law": "loguniform", "low": 0,
+        (lambda c: c["rbs"]["sample"]["layers"][0].update({"W": {"law": "loguniform", "low": 0,
                                                           "high": 10}}),
          "sample.layers[0].W.low"),
-        (lambda c: c["experiment"]["beam"].update({"energy_keV": -1}), "beam.energy_keV"),
+        (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_keV": -1}), "beam.energy_keV"),
         (lambda c: c["data"]["sizes"].update({"test": -5}), "data.sizes.test"),
         (lambda c: c["data"].update({"shards": 1000}), "data.shards"),
     ],
@@ -182,3 +182,18 @@ def test_test_split_does_not_change_with_the_training_size():
     # the first training spectra are shared too (training-size sweeps use prefixes)
     ta, tb = split_dataset(a, "train"), split_dataset(b, "train")
     assert np.array_equal(ta["counts"].values, tb["counts"].values[:10])
+
+
+@pytest.mark.parametrize(("configfile", "data_hash"), [
+    ("tests/data/tiny.yaml", "3419dad8a87219c5"),
+    ("config/paper/rbs_A.yaml", "120e59f73d6f2c00"),
+    ("config/paper/rbs_B.yaml", "5ea5149882aaebaf"),
+    ("config/paper/rbs_C.yaml", "90f8c31fb12ec31b"),
+])
+def test_the_data_of_a_configuration_never_change_silently(configfile, data_hash):
+    """The hash of everything the simulated data depend on, pinned to the values of the
+    datasets made before the technique seam (commit e97c152): a new default or a change of
+    the sampling would rerun every user's data, so it must be a decision, not an accident."""
+    root = Path(__file__).resolve().parents[1]
+    assert dataset_config(yaml.safe_load((root / configfile).read_text())).data_hash() == (
+        data_hash)

@@ -28,6 +28,7 @@ from specinv.data.preprocess import processed_dataset
 from specinv.models import mixture_nll
 from specinv.training import (
     ResampledNoiseData,
+    technique_noise,
     TrainingSettings,
     median_relative_error,
     model_settings,
@@ -35,7 +36,7 @@ from specinv.training import (
     predict,
     train_staged,
 )
-from specinv.training.lightning import MDNRegressor, load_xy
+from specinv.training.lightning import InverseModel, load_xy
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
 SMALL_NET = {"filters": (8, 8), "kernels": (5, 3), "strides": (2, 2), "gru_hidden": 16,
@@ -124,7 +125,7 @@ def test_noise_resampled_every_epoch(processed, tmp_path):
     expected = expected_spectra(cfg.build_technique(), train["params"].values[:200], 64,
                                 progress=False)
     data = ResampledNoiseData(str(processed / "train.nc"), str(processed / "validation.nc"),
-                              expected, transform, 200, 32, seed=0)
+                              expected, transform, technique_noise(cfg), 200, 32, seed=0)
     data.setup()
     first, again, second = data.noisy_features(0), data.noisy_features(0), data.noisy_features(1)
     assert np.array_equal(first, again)                     # reproducible (resumable)
@@ -142,7 +143,7 @@ def test_noise_resampled_every_epoch(processed, tmp_path):
     summary = train_staged(processed / "train.nc", processed / "validation.nc",
                            tmp_path / "m", 200, model_settings({"model": SMALL_NET}),
                            settings(resample_noise=True, epochs=4), expected=expected,
-                           transform=transform)
+                           transform=transform, add_noise=technique_noise(cfg))
     assert [s["epochs"] for s in summary["stages"]] == [2, 2]
     assert np.isfinite(summary["best_val_loss"])
 
@@ -196,7 +197,7 @@ def test_weight_averaging_is_what_is_validated_and_kept(processed, tmp_path):
     assert averaged.keys() == raw.keys()
     assert any(not torch.equal(averaged[k], raw[k]) for k in averaged)
     # the logged validation loss of the last epoch is that of the averaged weights
-    module = MDNRegressor.load_from_checkpoint(out / "stage1" / "checkpoints" / "last.ckpt")
+    module = InverseModel.load_from_checkpoint(out / "stage1" / "checkpoints" / "last.ckpt")
     module.eval()
     x, y = (torch.as_tensor(a) for a in load_xy(processed / "validation.nc"))
     with torch.no_grad():
@@ -216,10 +217,16 @@ def test_bad_training_settings():
         TrainingSettings.from_config({"training": {"epochz": 3}})
     with pytest.raises(ValueError, match="model.architecture"):
         model_settings({"model": {"architecture": "Z"}})
+    with pytest.raises(ValueError, match="model: unknown key.*gru_hiden"):
+        model_settings({"model": {"gru_hiden": 3}})
+    with pytest.raises(ValueError, match="model.kind: 'classifier' solves multilabel"):
+        model_settings({"model": {"kind": "classifier"}}, "regression")
+    with pytest.raises(ValueError, match="model.kind: expected one of mdn, cnn, classifier"):
+        model_settings({"model": {"kind": "svm"}})
     config = yaml.safe_load(TINY.read_text())
     config["data"]["noise"] = "none"
-    with pytest.raises(ValueError, match="resample_noise: needs data.noise: poisson"):
-        noise_free_training_spectra(config, "never-read.nc", 10)
+    with pytest.raises(ValueError, match="resample_noise: needs a noise model"):
+        noise_free_training_spectra(dataset_config(config), "never-read.nc", 10)
 
 
 def test_stages_of_other_settings_are_not_reused(processed, tmp_path):
@@ -243,3 +250,33 @@ def test_stages_of_other_settings_are_not_reused(processed, tmp_path):
     fingerprint = json.loads((out / "stage1" / "fingerprint.json").read_text())
     assert fingerprint["settings"]["batch_size"] == changed.batch_size * 2
     assert fingerprint["data"]["train"]["split"] == "train"
+
+
+@pytest.mark.parametrize("kind, ensemble", [("cnn", 1), ("cnn", 2)])
+def test_point_regression_cnn_trains_and_predicts(processed, tmp_path, kind, ensemble):
+    """Another kind of the model registry through the same staged training and
+    ``trainer.predict``: point estimates in physical units, a spread only for an ensemble."""
+    net = {"kind": kind, "architecture": "small"}
+    transform = SpectrumTransform.load(processed / "transform.json")
+    paths = []
+    for k in range(ensemble):
+        out = tmp_path / f"member{k}"
+        summary = train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
+                               model_settings({"model": net}),
+                               settings(epochs=4, seed=k))
+        assert summary["architecture"]["kind"] == kind and np.isfinite(summary["best_val_loss"])
+        paths.append(out / "model.ckpt")
+    pred = predict(paths, processed / "test.nc", transform)
+    assert pred.attrs["model_kind"] == "cnn" and pred.attrs["model_label"] == "CNN"
+    assert pred["mean"].shape == (40, 4) and "log_pi" not in pred
+    assert np.isfinite(pred["mean"].values).all()
+    assert np.isnan(pred["std"].values).all() == (ensemble == 1)
+    # predict goes through the module's predict_step: the same as calling the network
+    module = InverseModel.load_from_checkpoint(paths[0])
+    module.eval()
+    x = torch.as_tensor(read_dataset(processed / "test.nc")["x"].values)
+    with torch.no_grad():
+        z = module(x).double().numpy()
+    if ensemble == 1:
+        np.testing.assert_allclose(pred["mean"].values, transform.unscale_targets(z),
+                                   rtol=1e-6)

@@ -68,14 +68,23 @@ def test_dry_run_with_the_10k_override(tmp_path, overrides, networks):
     r = snakemake("-n", "--configfile", "config/paper/rbs_A.yaml", *overrides,
                   cwd=workdir(tmp_path))
     assert r.returncode == 0, r.stderr
-    line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("train_mdn"))
+    line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("train_network"))
     assert int(line.split()[-1]) == networks                # only the 10k model(s)
 
 
-def test_tiny_workflow_runs_end_to_end(tmp_path):
-    wd = workdir(tmp_path)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """A working directory where the tiny workflow ran to the end (shared by the tests that
+    read its results or dry-run changes against it; they must not modify it)."""
+    wd = workdir(tmp_path_factory.mktemp("tiny_run"))
     r = snakemake("--configfile", "tiny.yaml", cwd=wd)
     assert r.returncode == 0, r.stderr
+    return wd
+
+
+@pytest.mark.slow
+def test_tiny_workflow_runs_end_to_end(tiny_run):
+    wd = tiny_run
     from specinv.data import SpectrumTransform, read_dataset
 
     processed = {s: read_dataset(wd / f"results/tiny/processed/{s}.nc")
@@ -122,16 +131,106 @@ def test_tiny_workflow_runs_end_to_end(tmp_path):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
         assert (res / f"figures/{name}.pdf").exists()
     # the HTML report holds every figure and table
-    r = snakemake("--configfile", "tiny.yaml", "--report", "report.html", cwd=wd)
+    r = snakemake("--configfile", "tiny.yaml", "--report", str(wd.parent / "report.html"),
+                  cwd=wd)
     assert r.returncode == 0, r.stderr
-    html = (wd / "report.html").read_text()
+    html = (wd.parent / "report.html").read_text()
     for name in ("fig4-7_mre_vs_training_size.png", "example_fits.png", "table1_runtimes.html",
                  "table2-4_chi2_profile.html", "table6_methods.html",
                  "information_limit.html"):
         assert name in html, name
 
 
-def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
+def planned_jobs(output: str) -> dict[str, int]:
+    """Rule -> number of jobs from the job-stats table of ``snakemake -n`` (without
+    ``all``); empty when there is nothing to be done."""
+    jobs, inside = {}, False
+    for line in output.splitlines():
+        if line.startswith("job ") and "count" in line:
+            inside = True
+            continue
+        if inside:
+            parts = line.split()
+            if not parts or parts[0] == "total":
+                break
+            if len(parts) == 2 and parts[1].isdigit() and parts[0] != "all":
+                jobs[parts[0]] = int(parts[1])
+    return jobs
+
+
+#: the tiny run's jobs downstream of the trained networks
+_NETWORKS = {"train_network": 2, "predict_network": 2, "evaluate_network": 2,
+             "fit_nelder_mead": 2, "merge_fits": 1, "fit_refine": 1, "tables": 1,
+             "figures": 1, "runtime_table": 1}
+_DATA = {"sample_parameters": 1, "simulate_shard": 3, "merge_shards": 1, "split_data": 1}
+_PREPROCESSING = {"fit_preprocessing": 1, "apply_preprocessing": 3, **_NETWORKS,
+                  "fit_nelder_mead": 4, "merge_fits": 2, "information_limit": 1}
+
+
+def _set(path: str, value):
+    def change(config):
+        *parents, key = path.split(".")
+        node = config
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[key] = value
+    return change
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("change", "expected"), [
+    # a changed key reruns exactly the jobs that read it, and what depends on their output
+    (_set("rbs.experiment.beam.energy_keV", 3000), {**_DATA, **_PREPROCESSING}),
+    (_set("data.seed", 7), {**_DATA, **_PREPROCESSING}),
+    (_set("preprocessing.sigmas", 4.0), _PREPROCESSING),
+    (_set("model.gru_hidden", 12), _NETWORKS),
+    (_set("training.epochs", 3), _NETWORKS),
+    (_set("fitting.autofit_evaluations_per_parameter", 25),
+     {"fit_nelder_mead": 2, "merge_fits": 1, "tables": 1, "figures": 1, "runtime_table": 1}),
+    (_set("fitting.refine_iterations", 4),
+     {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1}),
+    (_set("evaluation.ratio_samples", 10), {"figures": 1}),
+    (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
+    (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
+    (_set("example.experiment", "examples/other.yaml"), {"simulate_example": 1}),
+    # settings that change no result rerun nothing
+    (_set("data.batch_size", 7), {}),
+    (_set("data.threads", 2), {}),
+    (_set("training.progress_bar", True), {}),
+    (_set("fitting.batch_size", 100), {}),
+    # a default written out is the same configuration
+    (_set("fitting.restart_every", 30), {}),
+    (_set("preprocessing.merge", 4), {}),
+])
+def test_a_changed_key_reruns_exactly_what_reads_it(tiny_run, tmp_path, change, expected):
+    config = yaml.safe_load(TINY.read_text())
+    change(config)
+    (tiny_run.parent / "changed.yaml").write_text(yaml.safe_dump(config))
+    shutil.copy(REPO / "examples" / "rbs_W_D_2layers.yaml", tiny_run / "examples/other.yaml")
+    r = snakemake("-n", "--configfile", str(tiny_run.parent / "changed.yaml"), cwd=tiny_run)
+    assert r.returncode == 0, r.stderr
+    assert planned_jobs(r.stdout + r.stderr) == expected, r.stdout[-3000:]
+
+
+def _reordered(value):
+    if isinstance(value, dict):
+        return {k: _reordered(value[k]) for k in reversed(list(value))}
+    return value
+
+
+@pytest.mark.slow
+def test_the_same_config_with_keys_reordered_reruns_nothing(tiny_run):
+    config = _reordered(yaml.safe_load(TINY.read_text()))
+    assert list(config) != list(yaml.safe_load(TINY.read_text()))
+    (tiny_run.parent / "reordered.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    r = snakemake("-n", "--configfile", str(tiny_run.parent / "reordered.yaml"), cwd=tiny_run)
+    assert r.returncode == 0, r.stderr
+    assert planned_jobs(r.stdout + r.stderr) == {}
+    assert "Nothing to be done" in r.stdout + r.stderr
+
+
+@pytest.mark.slow
+def test_rerun_resumes_without_redoing_finished_shards(tmp_path, tiny_run):
     wd = workdir(tmp_path / "resumed")
     shards = [wd / f"results/tiny/data/shards/shard-{s}-of-3.nc" for s in range(3)]
     # first run stops after two shards (as if interrupted during the simulation)
@@ -147,10 +246,8 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
     stats = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("simulate_shard"))
     assert int(stats.split()[-1]) == 1                               # only the missing one
     # and the result equals an uninterrupted run
-    fresh = workdir(tmp_path / "fresh")
-    assert snakemake(*data, "--configfile", "tiny.yaml", cwd=fresh).returncode == 0
     for f in ("data/spectra.nc", "processed/test.nc"):
-        assert md5(wd / "results/tiny" / f) == md5(fresh / "results/tiny" / f)
+        assert md5(wd / "results/tiny" / f) == md5(tiny_run / "results/tiny" / f)
 
 
 @pytest.mark.parametrize(
@@ -158,13 +255,13 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path):
     [
         (lambda c: c["data"].pop("sizes"), "sizes"),                                # missing
         (lambda c: c["data"]["sizes"].update({"train": "many"}), "many"),          # type
-        (lambda c: c["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
-        (lambda c: c["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
+        (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
+        (lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
          "sample.layers[1].D: lower bound low=900 is above the upper bound high=100"),
         (lambda c: c["data"]["sizes"].update({"validation": -3}), "-3"),           # negative
-        (lambda c: c["experiment"]["geometry"].update({"incidence_deg": 95}),
+        (lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
          "geometry.incidence_deg"),
-        (lambda c: c["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
+        (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
         (lambda c: c.update({"preprocessing": {"savgol": {"window": 4}}}),
          "preprocessing.savgol.window"),
     ],

@@ -5,7 +5,7 @@ rule sample_parameters:
     output:
         f"{DATA}/parameters.nc",
     params:
-        data=DATA_KEY,
+        data=PARAMS["data"],
     log:
         f"logs/{NAME}/sample_parameters.log",
     threads: 1
@@ -24,16 +24,16 @@ rule simulate_shard:
     output:
         f"{DATA}/shards/shard-{{shard}}-of-{DATASET.shards}.nc",
     params:
-        data=DATA_KEY,
+        data=PARAMS["data"],
     log:
         f"logs/{NAME}/simulate/shard-{{shard}}.log",
     benchmark:
-        f"results/{NAME}/benchmarks/simulate/shard-{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/simulate/shard-{{shard}}.tsv"
     threads: config["data"]["threads"]
     resources:
         mem_mb=simulation_resources,
         runtime=60,
-        gpu=1 if config["data"]["device"] == "cuda" else 0,
+        gpu=gpu_if(DATASET.device),
     conda:
         "../../envs/specinv.yaml"
     script:

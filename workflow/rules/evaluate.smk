@@ -1,22 +1,21 @@
-# Tables (CSV + Markdown) and figures (PNG + PDF) of the paper, from predictions and fits.
+# Tables (CSV + Markdown + HTML) and figures (PNG + PDF) of the evaluation; the technique's
+# task decides which (regression: the paper's; multilabel: classification scores).
 
 
 rule tables:
     input:
         unpack(table_inputs),
     output:
-        chi2=TABLES["chi2"],
-        coverage=TABLES["coverage"],
-        methods=TABLES["methods"],
-        mre=TABLES["mre"],
-        information=TABLES["information"],
+        **{name: path for name, path in TABLES.items() if name != "runtimes"},
         **{
             f"{name}_html": report(
                 TABLES_HTML[name], caption=f"../report/table_{name}.rst", category="Tables"
             )
-            for name in ("chi2", "coverage", "methods", "mre", "information")
+            for name in TABLES
+            if name != "runtimes"
         },
     params:
+        evaluation=PARAMS["tables"],
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
         methods=FIT_METHODS,
@@ -37,10 +36,12 @@ rule runtime_table:
         lambda wc: [f for files in runtime_inputs(wc).values() for f in files],
     output:
         TABLES["runtimes"],
-        report(TABLES_HTML["runtimes"], caption="../report/table_runtimes.rst",
-               category="Tables"),
+        report(
+            TABLES_HTML["runtimes"], caption="../report/table_runtimes.rst", category="Tables"
+        ),
     params:
         stages=runtime_inputs,
+        evaluation=PARAMS["runtimes"],
     log:
         f"logs/{NAME}/runtime_table.log",
     threads: 1
@@ -58,20 +59,18 @@ rule figures:
         unpack(evaluation_inputs),
     output:
         **{
-            f"{name.replace('-', '_')}_png": report(
-                png, caption=f"../report/{name}.rst", category="Evaluation"
+            f"{name}_png": report(
+                png, caption=f"../report/figure_{name}.rst", category="Evaluation"
             )
             for name, (png, pdf) in FIGURES.items()
         },
-        **{
-            f"{name.replace('-', '_')}_pdf": pdf
-            for name, (png, pdf) in FIGURES.items()
-        },
+        **{f"{name}_pdf": pdf for name, (png, pdf) in FIGURES.items()},
     params:
+        evaluation=PARAMS["figures"],
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
         methods=FIT_METHODS,
-        names=FIGURE_NAMES,
+        names=list(FIGURES),
     log:
         f"logs/{NAME}/figures.log",
     threads: 2

@@ -5,9 +5,9 @@ rule fit_preprocessing:
     input:
         f"{DATA}/train.nc",
     output:
-        f"results/{NAME}/preprocessing/transform.json",
+        TRANSFORM,
     params:
-        preprocessing=config["preprocessing"],
+        preprocessing=PARAMS["preprocessing"],
     log:
         f"logs/{NAME}/fit_preprocessing.log",
     threads: 1
@@ -23,9 +23,9 @@ rule fit_preprocessing:
 rule apply_preprocessing:
     input:
         data=f"{DATA}/{{split}}.nc",
-        transform=f"results/{NAME}/preprocessing/transform.json",
+        transform=TRANSFORM,
     output:
-        f"results/{NAME}/processed/{{split}}.nc",
+        f"{RESULTS}/processed/{{split}}.nc",
     log:
         f"logs/{NAME}/apply_preprocessing/{{split}}.log",
     threads: 1

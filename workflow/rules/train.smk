@@ -1,24 +1,23 @@
-# Training (one model, or an ensemble of training.ensemble models, per training-set size of
-# the sweep) and prediction on the test split.
+# Training (one network, or an ensemble of training.ensemble networks, per training-set size
+# of the sweep) and prediction on the test split.
 
 
-rule train_mdn:
+rule train_network:
     input:
-        train=f"results/{NAME}/processed/train.nc",
-        validation=f"results/{NAME}/processed/validation.nc",
+        train=f"{RESULTS}/processed/train.nc",
+        validation=f"{RESULTS}/processed/validation.nc",
         # parameters of the training spectra and the preprocessing, for training.resample_noise
         raw_train=f"{DATA}/train.nc",
-        transform=f"results/{NAME}/preprocessing/transform.json",
+        transform=TRANSFORM,
     output:
-        model=f"results/{NAME}/models/n{{n_train}}/member{{member}}/model.ckpt",
-        summary=f"results/{NAME}/models/n{{n_train}}/member{{member}}/summary.json",
+        model=f"{RESULTS}/models/n{{n_train}}/member{{member}}/model.ckpt",
+        summary=f"{RESULTS}/models/n{{n_train}}/member{{member}}/summary.json",
     params:
-        model=config["model"],
-        training={k: v for k, v in config["training"].items() if k not in ("sizes", "ensemble")},
+        training=PARAMS["training"],
     log:
         f"logs/{NAME}/train/n{{n_train}}-member{{member}}.log",
     benchmark:
-        f"results/{NAME}/benchmarks/train/n{{n_train}}-member{{member}}.tsv"
+        f"{RESULTS}/benchmarks/train/n{{n_train}}-member{{member}}.tsv"
     threads: 2
     resources:
         # uses a GPU when there is one, and the CPU otherwise
@@ -31,14 +30,16 @@ rule train_mdn:
         "../../scripts/train.py"
 
 
-rule predict_mdn:
+rule predict_network:
     input:
-        model=expand(f"results/{NAME}/models/n{{{{n_train}}}}/member{{member}}/model.ckpt",
-                     member=MEMBERS),
-        test=f"results/{NAME}/processed/test.nc",
-        transform=f"results/{NAME}/preprocessing/transform.json",
+        model=expand(
+            f"{RESULTS}/models/n{{{{n_train}}}}/member{{member}}/model.ckpt",
+            member=MEMBERS,
+        ),
+        test=f"{RESULTS}/processed/test.nc",
+        transform=TRANSFORM,
     output:
-        f"results/{NAME}/predictions/n{{n_train}}/test.nc",
+        PREDICTIONS,
     log:
         f"logs/{NAME}/predict/n{{n_train}}.log",
     threads: 2

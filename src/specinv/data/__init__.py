@@ -1,6 +1,7 @@
 """Simulated datasets: configuration, generation in shards, storage and preprocessing."""
 
-from .config import SPLITS, ConfigError, DatasetConfig, Prior, dataset_config
+from ..config import ConfigError
+from .config import SPLITS, DatasetConfig, dataset_config
 from .generate import (
     add_noise,
     expected_spectra,
@@ -16,7 +17,6 @@ __all__ = [
     "SPLITS",
     "ConfigError",
     "DatasetConfig",
-    "Prior",
     "PreprocessSettings",
     "SpectrumTransform",
     "add_noise",

@@ -1,49 +1,25 @@
-"""Typed view of a workflow configuration's data sections, with physics-aware checks.
+"""Typed view of the data part of a workflow configuration.
 
-The Snakemake workflow first validates the configuration against
-``workflow/schemas/config.schema.yaml`` (types, required keys, defaults); then
-:func:`dataset_config` checks what a schema cannot (element names, prior bounds, the
-experiment itself) and raises :class:`ConfigError` naming the key.
+:func:`dataset_config` validates a configuration (:func:`specinv.config.validate_config`:
+the generic schema, the technique's schema fragment, then the technique's own checks) and
+returns a :class:`DatasetConfig`, which knows nothing of any technique beyond the
+:class:`~specinv.techniques.Technique` interface.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from ..physics.rbs.experiment import ExperimentError, setup_from_dict
-from ..physics.rbs.isotopes import UnknownSpeciesError, species
+from ..config import ConfigError, validate_config
 
 SPLITS = ("train", "validation", "test")
-LAWS = ("uniform", "loguniform", "fixed")
-
-
-class ConfigError(ValueError):
-    """A bad value in a workflow configuration (the message names the key)."""
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Sampling law of one parameter: ``uniform`` or ``loguniform`` on [low, high], or
-    ``fixed`` at ``low``."""
-
-    law: str
-    low: float
-    high: float
-
-    def transform(self, u: np.ndarray) -> np.ndarray:
-        """Values of uniform [0, 1) numbers ``u`` under this law (inverse CDF)."""
-        if self.law == "uniform":
-            return self.low + (self.high - self.low) * u
-        if self.law == "loguniform":
-            return np.exp(math.log(self.low) + (math.log(self.high) - math.log(self.low)) * u)
-        return np.full_like(u, self.low)
 
 
 @dataclass(frozen=True)
@@ -52,24 +28,20 @@ class DatasetConfig:
 
     Attributes:
         name: dataset name (results go to ``results/<name>/``).
-        technique: "rbs".
-        experiment: the experiment section (setup without the sample), as validated.
-        structure: element names per layer (order of the parameters).
-        priors: one sampling law per parameter.
+        technique: the technique's registry name.
+        section: the technique's configuration section, as validated.
         sizes: number of spectra per split (train, validation, test).
         seed: base seed; a spectrum's parameters and noise depend only on (seed, index).
         shards: number of simulation jobs.
         batch_size: spectra per simulator call.
         device, dtype: where and in which precision to simulate.
-        noise: "poisson" or "none".
+        noise: the technique's noise model ("poisson") or "none".
         store_expected: also keep the noise-free spectra.
     """
 
     name: str
     technique: str
-    experiment: Mapping[str, Any]
-    structure: tuple[tuple[str, ...], ...]
-    priors: tuple[Prior, ...]
+    section: Mapping[str, Any]
     sizes: Mapping[str, int]
     seed: int
     shards: int
@@ -104,93 +76,53 @@ class DatasetConfig:
         start = sum(self.sizes[s] for s in SPLITS[:SPLITS.index(split)])
         return start, start + self.sizes[split]
 
+    @cached_property
+    def technique_instance(self):
+        """The technique on the configured device and dtype (built once)."""
+        return self.build_technique()
+
     def data_hash(self) -> str:
         """Hash of everything the simulated data depend on (not of shards, batch size or
         device, which do not change them)."""
-        key = {"technique": self.technique, "experiment": self.experiment,
-               "structure": self.structure, "priors": [p.__dict__ for p in self.priors],
+        key = {"technique": self.technique, **self.technique_instance.identity(),
                "sizes": dict(self.sizes), "seed": self.seed, "dtype": self.dtype,
                "noise": self.noise, "store_expected": self.store_expected}
         text = json.dumps(key, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def build_technique(self):
+    def build_technique(self, device: str | None = None, dtype: str | None = None):
+        """A new instance of the technique (on ``device`` in ``dtype``: by default those of
+        the data generation)."""
         import torch
 
-        from ..techniques import build_technique
+        from ..techniques import technique_class
 
-        return build_technique(self.technique, self.experiment, self.structure,
-                               device=self.device, dtype=getattr(torch, self.dtype))
-
-
-def _prior(spec: Any, default: Prior, key: str) -> Prior:
-    if spec is None:
-        return default
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{key}: expected a prior {{law, low, high}} or null, got {spec!r}")
-    law = spec.get("law", default.law)
-    if law not in LAWS:
-        raise ConfigError(f"{key}.law: expected one of {', '.join(LAWS)}, got {law!r}")
-    low = spec.get("low", default.low)
-    high = spec.get("high", low if law == "fixed" else default.high)
-    for name, value in (("low", low), ("high", high)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-                value):
-            raise ConfigError(f"{key}.{name}: expected a finite number, got {value!r}")
-        if value < 0:
-            raise ConfigError(f"{key}.{name}: expected >= 0 (an areal density), got {value}")
-    if low > high:
-        raise ConfigError(f"{key}: lower bound low={low} is above the upper bound high={high}")
-    if law == "loguniform" and low <= 0:
-        raise ConfigError(f"{key}.low: a loguniform prior needs low > 0, got {low}")
-    return Prior(law=law, low=float(low), high=float(high))
+        cls = technique_class(self.technique)
+        try:
+            return cls.from_config(self.section, device=device or self.device,
+                                   dtype=getattr(torch, dtype or self.dtype))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.technique}.{exc}") from None
 
 
 def dataset_config(config: Mapping[str, Any]) -> DatasetConfig:
-    """Check and type the data sections of a (schema-validated) workflow configuration.
+    """Check and type the data sections of a workflow configuration (validated, with the
+    schemas' defaults; the technique checks its own section).
 
     Raises:
         ConfigError: naming the key and what was expected.
     """
-    try:
-        experiment = config["experiment"]
-        setup_from_dict(experiment)
-    except KeyError as exc:
-        raise ConfigError(f"config: missing key {exc.args[0]!r}") from None
-    except ExperimentError as exc:
-        raise ConfigError(f"experiment: {exc}") from None
-    sample = config.get("sample", {})
-    default = _prior(sample.get("prior", {}), Prior("uniform", 50.0, 5000.0), "sample.prior")
-    layers = sample.get("layers")
-    if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
-        raise ConfigError(f"sample.layers: expected a non-empty list of layers, got {layers!r}")
-    structure, priors = [], []
-    for i, layer in enumerate(layers):
-        if not isinstance(layer, Mapping) or not layer:
-            raise ConfigError(f"sample.layers[{i}]: expected a mapping of element -> prior "
-                              f"(or null for sample.prior), got {layer!r}")
-        for name, spec in layer.items():
-            try:
-                species(str(name), f"sample.layers[{i}].{name}")
-            except UnknownSpeciesError as exc:
-                raise ConfigError(str(exc)) from None
-            priors.append(_prior(spec, default, f"sample.layers[{i}].{name}"))
-        structure.append(tuple(str(n) for n in layer))
-    data = config.get("data", {})
-    sizes = {s: int(data.get("sizes", {}).get(s, 0)) for s in SPLITS}
-    for s, n in sizes.items():
-        if n < 0:
-            raise ConfigError(f"data.sizes.{s}: expected a number of spectra >= 0, got {n}")
-    if sizes["train"] == 0:
-        raise ConfigError("data.sizes.train: expected at least one training spectrum")
+    config = validate_config(config)
+    data = config["data"]
+    sizes = {s: int(data["sizes"][s]) for s in SPLITS}
     cfg = DatasetConfig(
-        name=str(config.get("name", "dataset")), technique=config.get("technique", "rbs"),
-        experiment=experiment, structure=tuple(structure), priors=tuple(priors), sizes=sizes,
-        seed=int(data.get("seed", 0)), shards=int(data.get("shards", 1)),
-        batch_size=int(data.get("batch_size", 1000)), device=str(data.get("device", "cpu")),
-        dtype=str(data.get("dtype", "float64")), noise=str(data.get("noise", "poisson")),
-        store_expected=bool(data.get("store_expected", False)))
+        name=str(config["name"]), technique=config["technique"],
+        section=config[config["technique"]], sizes=sizes, seed=int(data["seed"]),
+        shards=int(data["shards"]), batch_size=int(data["batch_size"]),
+        device=str(data["device"]), dtype=str(data["dtype"]), noise=str(data["noise"]),
+        store_expected=bool(data["store_expected"]))
     if not 1 <= cfg.shards <= cfg.n_samples:
         raise ConfigError(f"data.shards: expected 1..{cfg.n_samples} (the number of spectra), "
                           f"got {cfg.shards}")
+    _ = cfg.technique_instance     # the technique's own checks, before any work starts
     return cfg

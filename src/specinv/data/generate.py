@@ -35,7 +35,7 @@ SPLIT_ATTRS = {"long_name": "split of the sample", "flag_values": np.arange(len(
 
 
 def _attrs(cfg: DatasetConfig, technique) -> dict:
-    return {
+    attrs = {
         "title": f"specinv simulated {cfg.technique} spectra: {cfg.name}",
         "specinv_version": __version__,
         "technique": cfg.technique,
@@ -43,44 +43,48 @@ def _attrs(cfg: DatasetConfig, technique) -> dict:
         "seed": cfg.seed,
         "noise": cfg.noise,
         "forward_model": json.dumps(technique.describe(), default=str),
-        "priors": json.dumps([p.__dict__ for p in cfg.priors]),
     }
+    prior = technique.prior_description()
+    if prior is not None:
+        attrs["priors"] = json.dumps(prior)
+    return attrs
 
 
 def sample_parameters(cfg: DatasetConfig) -> xr.Dataset:
-    """Parameters of every spectrum of every split: ``params`` [sample, param]."""
-    technique = cfg.build_technique()
+    """Parameters of every spectrum of every split: ``params`` [sample, param] (and, for a
+    multi-label technique, its ``labels`` [sample, label])."""
+    technique = cfg.technique_instance
     blocks = []
     for code, split in enumerate(SPLITS):
         rng = np.random.default_rng([cfg.seed, PARAMETER_STREAM, code])
-        u = rng.random((cfg.sizes[split], len(cfg.priors)))          # row-major: row j, then j+1
-        blocks.append(np.stack([p.transform(u[:, d]) for d, p in enumerate(cfg.priors)], 1))
+        u = rng.random((cfg.sizes[split], technique.n_uniforms))   # row-major: row j, then j+1
+        blocks.append(np.asarray(technique.sample(u), dtype=np.float64).reshape(
+            len(u), technique.n_parameters))
     values = np.concatenate(blocks)
-    ds = xr.Dataset(
-        {"params": (("sample", "param"), values,
-                    {"long_name": "areal densities", "units": technique.parameter_units[0]})},
-        coords={"sample": np.arange(cfg.n_samples), "param": technique.parameter_names,
-                "split": ("sample", cfg.split_of(), SPLIT_ATTRS)},
-        attrs=_attrs(cfg, technique))
-    return ds
+    data = {"params": (("sample", "param"), values, technique.parameter_attrs())}
+    coords = {"sample": np.arange(cfg.n_samples), "param": technique.parameter_names,
+              "split": ("sample", cfg.split_of(), SPLIT_ATTRS)}
+    if technique.task == "multilabel":
+        data["labels"] = (("sample", "label"), technique.targets(values).astype(np.int8),
+                          {"long_name": "1 where the label is present, else 0"})
+        coords["label"] = technique.target_names
+    if len(set(technique.parameter_units)) > 1:
+        coords["param_units"] = ("param", list(technique.parameter_units))
+    return xr.Dataset(data, coords=coords, attrs=_attrs(cfg, technique))
 
 
-def add_noise(expected: np.ndarray, seed: int, keys: Sequence[Sequence[int]],
+def add_noise(technique, expected: np.ndarray, seed: int, keys: Sequence[Sequence[int]],
               noise: str) -> np.ndarray:
-    """Counts [n, C] (int32) of expected spectra [n, C].
+    """Counts [n, C] (int32) of expected spectra [n, C] under the technique's noise model.
 
-    Spectrum k gets Poisson noise from its own generator, seeded by
-    (seed, NOISE_STREAM, *keys[k]) — keys are (split code, index in the split) in datasets —
-    (``noise="none"``: the expected counts rounded to integers).
+    Spectrum k gets its noise from its own generator, seeded by (seed, NOISE_STREAM,
+    *keys[k]) — keys are (split code, index in the split) in datasets (``noise="none"``:
+    the expected counts rounded to integers).
     """
-    if noise == "none":
-        return np.rint(expected).astype(np.int32)
-    if noise != "poisson":
-        raise ValueError(f"data.noise: expected poisson or none, got {noise!r}")
     out = np.empty(expected.shape, dtype=np.int32)
     for row, key in enumerate(keys):
         rng = np.random.default_rng([seed, NOISE_STREAM, *(int(k) for k in key)])
-        out[row] = rng.poisson(expected[row])
+        out[row] = technique.add_noise(expected[row], rng, noise)
     return out
 
 
@@ -111,7 +115,7 @@ def expected_spectra(technique, params: np.ndarray, batch_size: int,
 def simulate_shard(cfg: DatasetConfig, params: xr.Dataset, shard: int,
                    progress: bool = True) -> xr.Dataset:
     """Simulate the spectra of one shard (a contiguous range of sample indices)."""
-    technique = cfg.build_technique()
+    technique = cfg.technique_instance
     start, stop = cfg.shard_range(shard)
     values = params["params"].values[start:stop]
     n, channels = stop - start, technique.n_channels
@@ -122,17 +126,20 @@ def simulate_shard(cfg: DatasetConfig, params: xr.Dataset, shard: int,
     for b0, b1, expected in _simulated_batches(technique, values, cfg.batch_size,
                                                f"shard {shard + 1}/{cfg.shards}: simulating",
                                                progress):
-        counts[b0:b1] = add_noise(expected, cfg.seed, keys[b0:b1], cfg.noise)
+        counts[b0:b1] = add_noise(technique, expected, cfg.seed, keys[b0:b1], cfg.noise)
         if expected_all is not None:
             expected_all[b0:b1] = expected
+    part = params.isel(sample=slice(start, stop))
     coords = {"sample": np.arange(start, stop), "param": technique.parameter_names,
               "split": ("sample", cfg.split_of()[start:stop], SPLIT_ATTRS),
+              **{name: part[name].variable for name in ("label", "param_units")
+                 if name in part.coords},
               technique.channel_dim: np.arange(channels)}
     for name, (vals, attrs) in technique.channel_coordinates().items():
         coords[name] = (technique.channel_dim, vals, attrs)
     data = {"counts": (("sample", technique.channel_dim), counts,
                        {"long_name": "counts per channel (with noise)", "units": "1"}),
-            "params": params["params"].isel(sample=slice(start, stop)).variable}
+            **{name: var.variable for name, var in part.data_vars.items()}}
     if expected_all is not None:
         data["expected"] = (("sample", technique.channel_dim), expected_all,
                             {"long_name": "expected counts per channel (noise-free)"})

@@ -147,26 +147,28 @@ def plot_chi2_distributions(fits: Mapping[str, xr.Dataset], paths: Sequence[str 
     _save(fig, paths)
 
 
-def plot_example_fits(energy_keV: np.ndarray, observed: np.ndarray,
+def plot_example_fits(axis_values: np.ndarray, observed: np.ndarray,
                       curves: Mapping[str, np.ndarray], roi: np.ndarray,
-                      paths: Sequence[str | Path], title: str = "") -> None:
-    """One test spectrum (points) with the simulated spectra of each method's estimate."""
+                      paths: Sequence[str | Path], title: str = "",
+                      axis_label: str = "channel") -> None:
+    """One test spectrum (points) with the simulated spectra of each method's estimate,
+    against the spectrum axis (``axis_values`` [C], labelled ``axis_label``)."""
     plt = _pyplot()
     fig, (ax, res) = plt.subplots(2, 1, figsize=(8, 5.6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 1.3]})
-    ax.plot(energy_keV, observed, ".", ms=2, color="0.4", label="test spectrum (noisy)")
+    ax.plot(axis_values, observed, ".", ms=2, color="0.4", label="test spectrum (noisy)")
     w = 1.0 / np.sqrt(observed + 1.0)
     for i, (label, sim) in enumerate(curves.items()):
         chi2 = float((((observed - sim) * w) ** 2)[roi].sum())
-        ax.plot(energy_keV, sim, color=f"C{i}", lw=1, label=f"{label} ($\\chi^2$ = {chi2:.4g})")
-        res.plot(energy_keV, np.where(roi, (observed - sim) * w, np.nan), color=f"C{i}",
+        ax.plot(axis_values, sim, color=f"C{i}", lw=1, label=f"{label} ($\\chi^2$ = {chi2:.4g})")
+        res.plot(axis_values, np.where(roi, (observed - sim) * w, np.nan), color=f"C{i}",
                  lw=0.6)
     ax.set_ylabel("counts per channel")
     ax.legend(fontsize=8)
     ax.set_title(title)
     res.axhline(0, color="k", lw=0.6)
     res.set_ylabel(r"$(x - s)/\sqrt{x + 1}$")
-    res.set_xlabel("energy (keV)")
+    res.set_xlabel(axis_label)
     _save(fig, paths)
 
 
@@ -174,22 +176,28 @@ def paper_figures(predictions: Mapping[int, xr.Dataset], mre: pd.DataFrame,
                   fits: Mapping[str, xr.Dataset], test: xr.Dataset, roi: np.ndarray,
                   simulate, model_size: int, outputs: Mapping[str, Sequence[str | Path]],
                   name: str = "", alpha: float = 0.05, ratio_samples: int = 150,
-                  seed: int = 0) -> None:
-    """Every figure of the evaluation.
+                  seed: int = 0, axis: tuple[str, str] | None = None) -> None:
+    label = str(predictions[model_size].attrs.get("model_label", "MDN"))
+    """Every figure of the evaluation of a regression technique.
 
     Args:
-        predictions: MDN predictions per training-set size; mre: :func:`mre_table`.
+        predictions: the network's predictions per training-set size; mre: :func:`mre_table`.
         fits: fit results by display label (the MDN's back-simulation included).
-        test: raw test spectra (``counts``, ``energy_keV``).
+        test: raw test spectra (``counts`` and the technique's channel coordinate).
         roi: region-of-interest mask of the channels.
-        simulate: parameters [K, D] (array) -> expected counts [K, C] (array).
-        outputs: figure name -> output paths (PNG and PDF), names as in the workflow.
+        simulate: parameters [K, D] (array) -> expected counts [K, C] (array); it receives
+            the estimates as they are (clip them to the forward model's domain there).
+        axis: (coordinate, axis label) of the spectrum axis (the technique's
+            :meth:`~specinv.techniques.Technique.axis`); default: the first coordinate along
+            the channels, labelled with its units.
+        outputs: figure id (mre_vs_training_size, prediction_ratio, chi2_distributions,
+            example_fits) -> output paths (PNG and PDF).
     """
-    plot_mre_vs_training_size(mre, outputs["fig4-7_mre_vs_training_size"],
-                              title=f"{name}: MDN")
-    plot_prediction_ratio(predictions[model_size], outputs["fig8-10_prediction_ratio"],
+    plot_mre_vs_training_size(mre, outputs["mre_vs_training_size"],
+                              title=f"{name}: {label}")
+    plot_prediction_ratio(predictions[model_size], outputs["prediction_ratio"],
                           n_samples=ratio_samples, seed=seed,
-                          title=f"{name}: MDN trained on {model_size} spectra")
+                          title=f"{name}: {label} trained on {model_size} spectra")
     plot_chi2_distributions(fits, outputs["chi2_distributions"], alpha=alpha,
                             title=f"{name}: goodness of fit on the test spectra")
     # the example: the fitted spectrum where the MDN's χ² is at its median
@@ -199,6 +207,17 @@ def paper_figures(predictions: Mapping[int, xr.Dataset], mre: pd.DataFrame,
     sample = first["sample"].values[k]
     observed = test["counts"].sel(sample=sample).values.astype(float)
     estimates = np.stack([f["estimate"].sel(sample=sample).values for f in fits.values()])
-    curves = dict(zip(fits, np.asarray(simulate(np.clip(estimates, 0, None))), strict=True))
-    plot_example_fits(test["energy_keV"].values, observed, curves, roi,
-                      outputs["example_fits"], title=f"{name}: test spectrum {sample}")
+    curves = dict(zip(fits, np.asarray(simulate(estimates)), strict=True))
+    values, axis_label = (test[axis[0]].values, axis[1]) if axis else channel_axis(test)
+    plot_example_fits(values, observed, curves, roi, outputs["example_fits"],
+                      title=f"{name}: test spectrum {sample}", axis_label=axis_label)
+
+
+def channel_axis(ds: xr.Dataset, dim: str = "channel") -> tuple[np.ndarray, str]:
+    """(values, label) of the first physical coordinate along ``dim``, labelled with its
+    units, or the channel numbers."""
+    for c in ds.coords:
+        if ds[c].dims == (dim,) and c != dim:
+            units = ds[c].attrs.get("units")
+            return ds[c].values, f"{c} ({units})" if units else str(c)
+    return np.arange(ds.sizes[dim]), dim

@@ -26,9 +26,18 @@ from .metrics import (
     median_relative_error,
 )
 
-#: Display names of the methods.
-METHOD_LABELS = {"mdn": "MDN", "autofit": "Autofit", "mdn_autofit": "MDN + Autofit",
-                 "mdn_refine": "MDN + gradient refinement"}
+
+def method_labels(kind: str = "mdn", label: str = "MDN") -> dict[str, str]:
+    """Display names of the fit methods for a network of model kind ``kind`` (display name
+    ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``."""
+    return {kind: label, "autofit": "Autofit", f"{kind}_autofit": f"{label} + Autofit",
+            f"{kind}_refine": f"{label} + gradient refinement"}
+
+
+def _network(fit: xr.Dataset) -> tuple[str, str]:
+    """(model kind, display label) of a network's back-simulation (its ``method``)."""
+    kind = str(fit.attrs.get("method", "mdn"))
+    return kind, str(fit.attrs.get("model_label", kind.upper()))
 
 
 def mre_table(predictions: Mapping[int, xr.Dataset]) -> pd.DataFrame:
@@ -223,8 +232,9 @@ def information_table(information: xr.Dataset,
 
 def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
                               model_size: int, common: bool = True) -> dict[str, xr.Dataset]:
-    """The MDN's back-simulation and every fit by display label ("MDN50000", "Autofit",
-    "MDN50000 + Autofit", …): the rows of the comparison.
+    """The network's back-simulation (``mdn``: that of any model kind) and every fit by
+    display label ("MDN50000", "Autofit", "MDN50000 + Autofit", …): the rows of the
+    comparison.
 
     ``common``: all restricted to the test spectra that every fit has (the Autofit may fit
     fewer, see ``fitting.autofit_spectra``); a restricted fit is marked ``restricted`` in
@@ -246,9 +256,11 @@ def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
         out.attrs = {**ds.attrs, "restricted": 1}      # a new dict: ds keeps its own
         return out
 
-    out = {f"MDN{model_size}": mdn if chosen is None else mdn.sel(sample=chosen)}
-    out.update({f"MDN{model_size} + {METHOD_LABELS[m].removeprefix('MDN + ')}"
-                if m.startswith("mdn_") else METHOD_LABELS[m]: restrict(f)
+    kind, label = _network(mdn)
+    labels = method_labels(kind, label)
+    out = {f"{label}{model_size}": mdn if chosen is None else mdn.sel(sample=chosen)}
+    out.update({f"{label}{model_size} + {labels[m].removeprefix(label + ' + ')}"
+                if m.startswith(f"{kind}_") else labels[m]: restrict(f)
                 for m, f in fits.items()})
     return out
 
@@ -274,8 +286,10 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
         (Table 6 and the comparison of all methods on the same spectra); with
         ``information`` also ``information`` (:func:`information_table`).
     """
-    chi2_rows = {f"MDN{n}": mdn_fits[n] for n in sorted(mdn_fits)}
-    chi2_rows.update({METHOD_LABELS[m]: f for m, f in fits.items()})
+    kind, label = _network(mdn_fits[model_size])
+    labels = method_labels(kind, label)
+    chi2_rows = {f"{label}{n}": mdn_fits[n] for n in sorted(mdn_fits)}
+    chi2_rows.update({labels[m]: f for m, f in fits.items()})
     same = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size)
     own = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size, common=False)
     # methods that fitted more spectra than the comparison shares: also on all of theirs

@@ -1,5 +1,6 @@
-"""Fitting the test spectra of a simulated dataset: the paper's Autofit, ML + Autofit,
-and the batched gradient (Levenberg–Marquardt) refinement, with one result format.
+"""Fitting the test spectra of a simulated dataset (regression techniques): the paper's
+Autofit, ML + Autofit (from the network's estimate), and the batched gradient
+(Levenberg–Marquardt) refinement, with one result format.
 
 A fit result is an :class:`xarray.Dataset` over ``sample`` (the dataset's sample index) and
 ``param``: ``estimate`` (the fitted parameters), ``start``, ``chi2`` (over the region of
@@ -13,11 +14,9 @@ import json
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 import xarray as xr
 from tqdm import tqdm
 
@@ -28,98 +27,13 @@ from ..evaluation.metrics import roi_mask
 from .levenberg_marquardt import refine_levenberg_marquardt
 from .nelder_mead import minimize_batched
 from .problem import SpectrumFitProblem
-
-#: The methods compared on the test spectra.
-METHODS = ("mdn", "autofit", "mdn_autofit", "mdn_refine")
+from .settings import FIT_METHODS, FitSettings, method_name  # noqa: F401 (re-exported)
 
 
-@dataclass(frozen=True)
-class FitSettings:
-    """Config section ``fitting`` (defaults: the paper's Autofit and ML + Autofit).
-
-    Attributes:
-        spectra: number of test spectra fitted (the first ones of the test split; 0 = all).
-        autofit_spectra: the Autofit (the costliest method: 200·D evaluations from a fixed
-            start) fits only the first this many of them (0 = all of them); the other
-            methods' rows in the comparison are then given on both sets of spectra.
-        shards: Nelder–Mead jobs per method (each fits a contiguous part).
-        autofit_evaluations_per_parameter: Autofit's budget is this × D evaluations (200).
-        mdn_autofit_evaluations_per_parameter: ML + Autofit's budget × D (50).
-        restart_every: Nelder–Mead restarts from its best point after this many (500).
-        autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
-            training parameters: the documented fixed start of the Autofit.
-        refine_iterations: Levenberg–Marquardt iterations at most.
-        refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its χ²
-            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter; 0.1).
-        refine_jacobian: ``finite-difference`` or ``forward-mode``.
-        refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
-            :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
-        batch_size: parameter sets per simulator call.
-        device: ``cpu`` or ``cuda`` (the refinement; Nelder–Mead runs where the simulator
-            does).
-    """
-
-    spectra: int = 0
-    autofit_spectra: int = 0
-    shards: int = 1
-    autofit_evaluations_per_parameter: int = 200
-    mdn_autofit_evaluations_per_parameter: int = 50
-    restart_every: int = 500
-    autofit_start: str = "centre"
-    refine_iterations: int = 20
-    refine_chi2_tolerance: float = 0.1
-    refine_broyden: bool = True
-    refine_jacobian: str = "finite-difference"
-    batch_size: int = 4096
-    device: str = "cpu"
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
-        f = dict(config.get("fitting", {}))
-        unknown = sorted(set(f) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"fitting: unknown key(s) {', '.join(unknown)}")
-        s = cls(**f)
-        for name in ("shards", "autofit_evaluations_per_parameter",
-                     "mdn_autofit_evaluations_per_parameter", "restart_every",
-                     "refine_iterations", "batch_size"):
-            if getattr(s, name) < 1:
-                raise ValueError(f"fitting.{name}: expected >= 1, got {getattr(s, name)}")
-        if s.refine_chi2_tolerance < 0:
-            raise ValueError(f"fitting.refine_chi2_tolerance: expected >= 0, got "
-                             f"{s.refine_chi2_tolerance}")
-        for name in ("spectra", "autofit_spectra"):
-            if getattr(s, name) < 0:
-                raise ValueError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
-        if s.autofit_start not in ("centre", "mean"):
-            raise ValueError(f"fitting.autofit_start: expected centre or mean, got "
-                             f"{s.autofit_start!r}")
-        if s.refine_jacobian not in ("finite-difference", "forward-mode"):
-            raise ValueError(f"fitting.refine_jacobian: expected finite-difference or "
-                             f"forward-mode, got {s.refine_jacobian!r}")
-        return s
-
-    def n_spectra(self, n_test: int, method: str | None = None) -> int:
-        """Test spectra fitted (by ``method``: the Autofit may fit fewer)."""
-        n = n_test if self.spectra == 0 else min(self.spectra, n_test)
-        if method == "autofit" and self.autofit_spectra:
-            n = min(n, self.autofit_spectra)
-        return n
-
-    def shard_range(self, shard: int, n_test: int,
-                    method: str | None = None) -> tuple[int, int]:
-        """[start, stop) of the test spectra fitted by ``method`` in ``shard``."""
-        n = self.n_spectra(n_test, method)
-        if not 0 <= shard < self.shards:
-            raise ValueError(f"fit shard {shard} outside 0..{self.shards - 1}")
-        return shard * n // self.shards, (shard + 1) * n // self.shards
-
-
-def parameter_bounds(cfg: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The prior box (low [D], high [D]): every fit stays inside it.  A fixed parameter
-    gets a box of ±1e-9 relative around its value."""
-    low = np.array([p.low for p in cfg.priors], dtype=np.float64)
-    high = np.array([p.high for p in cfg.priors], dtype=np.float64)
+def parameter_bounds(technique) -> tuple[np.ndarray, np.ndarray]:
+    """The technique's prior box (low [D], high [D]): every fit stays inside it.  A fixed
+    parameter gets a box of ±1e-9 relative around its value."""
+    low, high = (np.asarray(b, dtype=np.float64) for b in technique.bounds())
     pad = 1e-9 * np.maximum(np.abs(low), 1.0)
     return np.where(high > low, low, low - pad), np.where(high > low, high, high + pad)
 
@@ -128,23 +42,22 @@ def make_problem(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransf
                  settings: FitSettings, device: str | None = None) -> SpectrumFitProblem:
     """The χ² problem of the raw test spectra in ``test`` (RoI: the channels of the bins
     the preprocessing kept)."""
-    technique = cfg.build_technique() if device is None else _technique_on(cfg, device)
+    technique = _technique_on(cfg, device)
     counts = test["counts"].values
     roi = roi_mask(counts.shape[1], transform.settings.first_channel,
                    transform.settings.merge, transform.kept_bins)
-    low, high = parameter_bounds(cfg)
-    sim = technique.simulator
+    low, high = parameter_bounds(technique)
     return SpectrumFitProblem(technique.simulate, counts, roi, low, high,
-                              batch_size=settings.batch_size, dtype=sim.dtype,
-                              device=sim.device, partial=technique.partial_simulation())
+                              batch_size=settings.batch_size, dtype=technique.dtype,
+                              device=technique.device, partial=technique.partial_simulation())
 
 
-def _technique_on(cfg: DatasetConfig, device: str):
-    from ..techniques import build_technique
-
-    dtype = getattr(torch, cfg.dtype) if device == "cpu" else torch.float32
-    return build_technique(cfg.technique, cfg.experiment, cfg.structure, device=device,
-                           dtype=dtype)
+def _technique_on(cfg: DatasetConfig, device: str | None):
+    """The technique of the dataset, on ``device`` (None: the data's; float32 on a GPU)."""
+    if device is None or device == cfg.device:
+        return cfg.technique_instance
+    return cfg.build_technique(device=device,
+                               dtype=cfg.dtype if device == "cpu" else "float32")
 
 
 def _result(method: str, test: xr.Dataset, estimate: np.ndarray, start: np.ndarray,
@@ -169,23 +82,29 @@ def _result(method: str, test: xr.Dataset, estimate: np.ndarray, start: np.ndarr
 
 def chi2_of_estimates(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
                       estimate: np.ndarray, settings: FitSettings) -> tuple[np.ndarray, int]:
-    """χ² of given estimates (clipped to ≥ 0: areal densities) and the degrees of freedom."""
+    """χ² of given estimates (clipped into the prior box, where the forward model is
+    defined) and the degrees of freedom."""
     problem = make_problem(cfg, test, transform, settings)
-    chi2 = problem.chi2(np.clip(estimate, 0.0, None), np.arange(problem.n_spectra))
+    chi2 = problem.chi2(np.clip(estimate, problem.low, problem.high),
+                        np.arange(problem.n_spectra))
     return chi2, problem.dof
 
 
-def mdn_back_simulation(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                        predictions: xr.Dataset, settings: FitSettings) -> xr.Dataset:
-    """The MDN alone: its mixture mean, back-simulated (χ² of the mean)."""
+def network_back_simulation(cfg: DatasetConfig, test: xr.Dataset,
+                            transform: SpectrumTransform, predictions: xr.Dataset,
+                            settings: FitSettings) -> xr.Dataset:
+    """The network alone: its estimate (the MDN's mixture mean), back-simulated (χ² of the
+    estimate); ``method`` is the model kind."""
     t0 = time.perf_counter()
     mean = predictions["mean"].values
     chi2, dof = chi2_of_estimates(cfg, test, transform, mean, settings)
-    out = _result("mdn", test, mean, mean, chi2, np.ones(len(mean)), dof,
+    kind = predictions.attrs.get("model_kind", "mdn")
+    out = _result(kind, test, mean, mean, chi2, np.ones(len(mean)), dof,
                   time.perf_counter() - t0, {"checkpoint": predictions.attrs.get("checkpoint")})
     out["std"] = (("sample", "param"), predictions["std"].values,
-                  {"long_name": "mixture standard deviation",
+                  {"long_name": predictions["std"].attrs.get("long_name", "uncertainty"),
                    "units": predictions["std"].attrs.get("units", "")})
+    out.attrs["model_label"] = predictions.attrs.get("model_label", kind.upper())
     return out
 
 
@@ -196,17 +115,17 @@ def autofit_start(cfg: DatasetConfig, settings: FitSettings, n: int,
         if train_mean is None:
             raise ValueError("fitting.autofit_start: mean needs the training parameters")
         return np.tile(np.asarray(train_mean, dtype=np.float64), (n, 1))
-    low, high = parameter_bounds(cfg)
+    low, high = parameter_bounds(cfg.technique_instance)
     return np.tile(0.5 * (low + high), (n, 1))
 
 
 def nelder_mead_fits(method: str, cfg: DatasetConfig, test: xr.Dataset,
                      transform: SpectrumTransform, start: np.ndarray, settings: FitSettings,
                      progress: bool = True) -> xr.Dataset:
-    """Autofit (``method="autofit"``, 200·D evaluations) or ML + Autofit
-    (``"mdn_autofit"``, 50·D) of every spectrum in ``test``, all in lockstep."""
-    per_param = {"autofit": settings.autofit_evaluations_per_parameter,
-                 "mdn_autofit": settings.mdn_autofit_evaluations_per_parameter}[method]
+    """Autofit (``method="autofit"``, 200·D evaluations) or ML + Autofit (``"<kind>_autofit"``,
+    e.g. ``mdn_autofit``, 50·D) of every spectrum in ``test``, all in lockstep."""
+    per_param = (settings.autofit_evaluations_per_parameter if method == "autofit"
+                 else settings.ml_autofit_evaluations_per_parameter)
     problem = make_problem(cfg, test, transform, settings)
     d = problem.n_parameters
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
@@ -223,10 +142,10 @@ def nelder_mead_fits(method: str, cfg: DatasetConfig, test: xr.Dataset,
 
 
 def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                    start: np.ndarray, settings: FitSettings,
-                    progress: bool = True) -> xr.Dataset:
-    """MDN + gradient refinement: batched Levenberg–Marquardt through the differentiable
-    simulator from the MDN mean, all spectra at once."""
+                    start: np.ndarray, settings: FitSettings, progress: bool = True,
+                    method: str = "mdn_refine") -> xr.Dataset:
+    """Network + gradient refinement: batched Levenberg–Marquardt through the differentiable
+    simulator from the network's estimate, all spectra at once."""
     problem = make_problem(cfg, test, transform, settings, device=settings.device)
     t0 = time.perf_counter()
     res = refine_levenberg_marquardt(problem, start, max_iterations=settings.refine_iterations,
@@ -241,7 +160,7 @@ def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTra
                "iterations_mean": float(res.n_iterations.mean()),
                "converged": float(res.converged.mean())}
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
-    out = _result("mdn_refine", test, res.x, start, res.chi2, res.n_simulations, problem.dof,
+    out = _result(method, test, res.x, start, res.chi2, res.n_simulations, problem.dof,
                   seconds, details)
     out["chi2_start"] = ("sample", res.chi2_start, {"long_name": "chi2 at the start"})
     out["n_iterations"] = ("sample", res.n_iterations, {"long_name": "Levenberg-Marquardt "

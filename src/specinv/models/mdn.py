@@ -63,7 +63,7 @@ class MDNConfig:
         return asdict(self)
 
 
-def _mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
+def mlp(sizes: Sequence[int], slope: float) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(a, b))
@@ -104,8 +104,8 @@ class MixtureDensityNetwork(nn.Module):
         h = 2 * cfg.gru_hidden
         self.encoder = CNNGRUEncoder(cfg)
         self.mu = nn.Linear(h, m * d)
-        self.sigma = _mlp([m * d + h, *cfg.sigma_hidden, m * d], slope)
-        self.pi = _mlp([2 * m * d + h, *cfg.pi_hidden, m], slope)
+        self.sigma = mlp([m * d + h, *cfg.sigma_hidden, m * d], slope)
+        self.pi = mlp([2 * m * d + h, *cfg.pi_hidden, m], slope)
 
     def forward(self, x: torch.Tensor):
         cfg = self.cfg

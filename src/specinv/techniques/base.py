@@ -1,14 +1,26 @@
-"""The interface every technique implements."""
+"""The seam between a technique and everything generic.
+
+A technique is everything that knows what a spectrum of its kind means: its configuration
+section and the schema fragment that validates it, its parameters (names, units, bounds of
+any sign), sampling from its prior, the forward model, the targets a network learns, the
+noise model, the preprocessing defaults, the spectrum axis and its CLI verbs.  Data
+generation, preprocessing, training, evaluation, fitting and the workflow see only this
+interface; the registry in :mod:`specinv.techniques` maps ``technique: <name>`` to a class.
+"""
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import argparse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+#: The tasks a technique's network can solve; they decide which evaluation the workflow runs.
+TASKS = ("regression", "multilabel")
 
 
 @dataclass(frozen=True)
@@ -35,25 +47,116 @@ class PartialSimulation:
     relative_cost: np.ndarray
 
 
-class Technique(abc.ABC):
-    """A forward model of one kind of spectrum.
+@dataclass(frozen=True)
+class Axis:
+    """The spectrum axis of a technique, for datasets and figures.
 
     Attributes:
-        name: short name ("rbs").
-        parameter_names: names of the physical parameters, in order.
-        parameter_units: their units.
-        channel_dim: name of the spectrum axis in datasets ("channel").
+        coordinate: name of the physical coordinate along the channels (``energy_keV``).
+        values: its value at every channel [C].
+        label: axis label with units (``energy (keV)``).
+        attrs: NetCDF attributes of the coordinate (``units``, ``long_name``).
     """
 
-    name: str
+    coordinate: str
+    values: np.ndarray
+    label: str
+    attrs: Mapping[str, str]
+
+
+class Technique(abc.ABC):
+    """A forward model of one kind of spectrum and everything that goes with it.
+
+    Class attributes:
+        name: registry name ("rbs"); also the key of its configuration section.
+        task: "regression" (the network estimates the parameters) or "multilabel" (it
+            predicts which of ``target_names`` are present).
+        config_schema: JSON-schema fragment of the technique's section (descriptions and
+            defaults; the one source of its defaults).
+        preprocessing_defaults: the technique's values of the ``preprocessing`` keys a
+            configuration leaves out (see :class:`~specinv.data.PreprocessSettings`).
+        noise_models: values of ``data.noise`` the technique supports besides ``none``.
+        model_label: short label of the parameters' estimates in tables ("areal density").
+
+    Instance attributes set by the constructor: ``parameter_names``, ``parameter_units``,
+    ``device`` and ``dtype`` (of the tensors :meth:`simulate` takes).
+    """
+
+    name: ClassVar[str]
+    task: ClassVar[str] = "regression"
+    config_schema: ClassVar[dict] = {"type": "object"}
+    preprocessing_defaults: ClassVar[dict] = {}
+    noise_models: ClassVar[tuple[str, ...]] = ("poisson",)
+    #: file names (without suffix) of the workflow's tables and figures by their id, where
+    #: a technique's paper names them (RBS: "table6_methods" for "methods"); others keep
+    #: the id
+    output_names: ClassVar[dict[str, str]] = {}
+    channel_dim: ClassVar[str] = "channel"
+
     parameter_names: list[str]
     parameter_units: list[str]
-    channel_dim: str = "channel"
+    device: torch.device
+    dtype: torch.dtype
 
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, section: Mapping[str, Any], *, device=None, dtype=None) -> Technique:
+        """The technique of a configuration section, already validated against
+        :attr:`config_schema` (defaults filled in).  Raises
+        :class:`~specinv.config.ConfigError` naming the key (relative to the section) for
+        what a schema cannot check."""
+
+    @abc.abstractmethod
+    def identity(self) -> dict[str, Any]:
+        """Everything the simulated data depend on, JSON-ready (hashed into ``data_hash``)."""
+
+    @abc.abstractmethod
+    def describe(self) -> dict[str, Any]:
+        """Everything needed to rebuild the forward model (stored with datasets)."""
+
+    # ------------------------------------------------------------------ parameters
     @property
     def n_parameters(self) -> int:
         return len(self.parameter_names)
 
+    @abc.abstractmethod
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The prior box (low [D], high [D]); any sign.  Fits stay inside it."""
+
+    @property
+    def n_uniforms(self) -> int:
+        """Uniform numbers :meth:`sample` takes per spectrum (default: one per parameter)."""
+        return self.n_parameters
+
+    @abc.abstractmethod
+    def sample(self, u: np.ndarray) -> np.ndarray:
+        """Parameters [n, D] from uniform [0, 1) numbers ``u`` [n, n_uniforms] (row j of ``u``
+        gives spectrum j: a structured prior, e.g. a random subset of elements, uses
+        several numbers per parameter)."""
+
+    def prior_description(self) -> Any:
+        """The prior, JSON-ready, stored with datasets (None: not stored)."""
+        return None
+
+    def parameter_attrs(self) -> dict[str, str]:
+        """NetCDF attributes of the ``params`` variable."""
+        units = set(self.parameter_units)
+        return {"long_name": "parameters of the forward model",
+                "units": units.pop() if len(units) == 1 else "see param_units"}
+
+    # ------------------------------------------------------------------ targets
+    @property
+    def target_names(self) -> list[str]:
+        """What the network learns: the parameters (regression) or labels (multilabel)."""
+        return list(self.parameter_names)
+
+    def targets(self, params: np.ndarray) -> np.ndarray:
+        """Targets [n, T] of parameters [n, D]: the parameters themselves for regression;
+        0/1 labels for a multi-label technique (which must override this)."""
+        return np.asarray(params, dtype=np.float64)
+
+    # ------------------------------------------------------------------ forward model
     @property
     @abc.abstractmethod
     def n_channels(self) -> int:
@@ -69,10 +172,31 @@ class Technique(abc.ABC):
         change the whole spectrum (the default)."""
         return None
 
+    def add_noise(self, expected: np.ndarray, rng: np.random.Generator,
+                  model: str = "poisson") -> np.ndarray:
+        """One noisy spectrum (int32 [C]) of expected counts ``expected`` [C], drawn from the
+        spectrum's own generator ``rng``.  ``poisson``: counting noise; ``none``: the
+        expected counts rounded."""
+        if model == "none":
+            return np.rint(expected).astype(np.int32)
+        if model != "poisson" or model not in self.noise_models:
+            raise ValueError(f"data.noise: expected one of {', '.join(self.noise_models)}, "
+                             f"got {model!r}")
+        return rng.poisson(expected).astype(np.int32)
+
+    # ------------------------------------------------------------------ spectrum axis
     @abc.abstractmethod
+    def axis(self) -> Axis:
+        """The physical coordinate along the channels."""
+
     def channel_coordinates(self) -> dict[str, tuple[np.ndarray, dict[str, str]]]:
         """Coordinates along the spectrum axis: name -> (values, attributes with units)."""
+        ax = self.axis()
+        return {ax.coordinate: (ax.values, dict(ax.attrs))}
 
-    @abc.abstractmethod
-    def describe(self) -> dict[str, Any]:
-        """Everything needed to rebuild the forward model (stored with datasets)."""
+    # ------------------------------------------------------------------ command line
+    @classmethod
+    def add_cli(cls, subparsers: argparse._SubParsersAction) -> None:
+        """Add the technique's verbs (``specinv <name> <verb>``); each sets ``func``.  The
+        default adds none."""
+        return None

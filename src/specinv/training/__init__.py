@@ -1,23 +1,23 @@
-"""Training the neural inverse models (PyTorch Lightning) and predicting with them."""
+"""Training the neural inverse models (PyTorch Lightning) and predicting with them.
 
-from .lightning import MDNRegressor, ProcessedData, ResampledNoiseData
-from .staged import (
-    TrainingSettings,
-    median_relative_error,
-    model_settings,
-    noise_free_training_spectra,
-    predict,
-    train_staged,
-)
+The settings (:class:`TrainingSettings`, :func:`model_settings`) import no Lightning; the
+rest is imported on first use, so that planning a workflow stays fast.
+"""
 
-__all__ = [
-    "MDNRegressor",
-    "ProcessedData",
-    "ResampledNoiseData",
-    "TrainingSettings",
-    "median_relative_error",
-    "model_settings",
-    "noise_free_training_spectra",
-    "predict",
-    "train_staged",
-]
+from importlib import import_module
+
+from .settings import TrainingSettings, model_settings
+
+_LAZY = {"InverseModel": ".lightning", "ProcessedData": ".lightning",
+         "ResampledNoiseData": ".lightning", "median_relative_error": ".staged",
+         "noise_free_training_spectra": ".staged", "predict": ".staged",
+         "technique_noise": ".staged", "train_staged": ".staged"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TrainingSettings", "model_settings", *_LAZY]

@@ -1,9 +1,12 @@
-"""PyTorch Lightning wrappers: the MDN as a LightningModule, preprocessed splits as a
-LightningDataModule."""
+"""PyTorch Lightning wrappers: one LightningModule for every kind of inverse model (network,
+loss and prediction from the registry :data:`specinv.models.MODELS`), preprocessed splits
+as a LightningDataModule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
@@ -12,31 +15,36 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
-from ..models import MDNConfig, MixtureDensityNetwork, mixture_nll
+from ..models import model_kind
 
 #: Generator stream of the training noise re-drawn each epoch (the datasets use 1 and 2).
 RESAMPLED_NOISE_STREAM = 3
 
 
-class MDNRegressor(pl.LightningModule):
-    """Mixture density network trained by the mixture negative log-likelihood (AdamW).
+class InverseModel(pl.LightningModule):
+    """A network of the model registry trained on its kind's loss with AdamW.
 
     Args:
-        model: architecture as a dict of :class:`~specinv.models.MDNConfig` fields.
+        kind: registry name of the model (``mdn``, ``cnn``, ``classifier``).
+        architecture: the kind's architecture fields (e.g. of
+            :class:`~specinv.models.MDNConfig`) without the sizes.
+        input_length, n_targets: features per spectrum and targets per spectrum.
         lr: learning rate; weight_decay: AdamW's decoupled weight decay.
     """
 
-    def __init__(self, model: dict, lr: float = 1e-3, weight_decay: float = 1e-4):
+    def __init__(self, kind: str, architecture: Mapping[str, Any], input_length: int,
+                 n_targets: int, lr: float = 1e-3, weight_decay: float = 1e-4):
         super().__init__()
         self.save_hyperparameters()
-        self.net = MixtureDensityNetwork(MDNConfig(**model))
+        self.kind = model_kind(kind)
+        self.net = self.kind.build(architecture, input_length, n_targets)
 
     def forward(self, x: torch.Tensor):
         return self.net(x)
 
     def _loss(self, batch) -> torch.Tensor:
         x, y = batch
-        return mixture_nll(*self.net(x), y)
+        return self.kind.loss(self.net(x), y)
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
@@ -45,6 +53,9 @@ class MDNRegressor(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         self.log("val_loss", self._loss(batch), on_step=False, on_epoch=True, prog_bar=True)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return self.net(batch[0])
 
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
@@ -75,7 +86,7 @@ class ProcessedData(pl.LightningDataModule):
         return self._train.tensors[0].shape[1]
 
     @property
-    def n_params(self) -> int:
+    def n_targets(self) -> int:
         self.setup()
         return self._train.tensors[1].shape[1]
 
@@ -95,10 +106,11 @@ class ProcessedData(pl.LightningDataModule):
 
 
 class ResampledNoiseData(ProcessedData):
-    """Training spectra with Poisson noise drawn afresh every epoch.
+    """Training spectra with their noise drawn afresh every epoch.
 
     The same ``n_train`` parameter sets (and their noise-free spectra ``expected`` [n, C])
-    are seen every epoch, each time with a new noise realisation, preprocessed by the saved
+    are seen every epoch, each time with a new noise realisation of the technique's noise
+    model (``add_noise(expected [n, C], rng) -> counts``), preprocessed by the saved
     ``transform``; so the network cannot learn the noise of a fixed set of spectra.  The
     noise of stage ``stage`` and epoch e comes from a generator seeded by (seed,
     RESAMPLED_NOISE_STREAM, stage, e): reruns and resumed runs see the same noise.  The
@@ -107,9 +119,11 @@ class ResampledNoiseData(ProcessedData):
     """
 
     def __init__(self, train: str, validation: str, expected: np.ndarray,
-                 transform: SpectrumTransform, n_train: int | None = None,
-                 batch_size: int = 256, seed: int = 0):
+                 transform: SpectrumTransform,
+                 add_noise: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+                 n_train: int | None = None, batch_size: int = 256, seed: int = 0):
         super().__init__(train, validation, n_train, batch_size, seed)
+        self.add_noise = add_noise
         if n_train is not None and len(expected) != n_train:
             raise ValueError(f"expected spectra: {len(expected)} rows, n_train is {n_train}")
         self.expected = np.asarray(expected, dtype=np.float64)
@@ -120,7 +134,7 @@ class ResampledNoiseData(ProcessedData):
         """Preprocessed features of the epoch's noisy copies of the training spectra."""
         rng = np.random.default_rng([self.hparams.seed, RESAMPLED_NOISE_STREAM, self.stage,
                                      epoch])
-        return self.transform.features(rng.poisson(self.expected).astype(np.int32))
+        return self.transform.features(self.add_noise(self.expected, rng))
 
     def train_dataloader(self):
         self.setup()

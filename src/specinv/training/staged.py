@@ -1,4 +1,5 @@
-"""Staged training of the MDN and prediction in physical units.
+"""Staged training of an inverse model (any kind of the registry) and prediction in
+physical units.
 
 Training runs in stages with decreasing learning rates (the paper: 100 epochs in 5 steps);
 every stage starts from the best validation checkpoint of the previous one, with a fresh
@@ -14,12 +15,10 @@ of the current run; others are trained afresh.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,76 +28,17 @@ import torch
 import xarray as xr
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from torch.utils.data import DataLoader, TensorDataset
 
-from ..data.config import dataset_config
+from ..config import ConfigError
+from ..data.config import DatasetConfig
 from ..data.generate import expected_spectra
 from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
 from ..fileio import atomic_path
-from ..models import PAPER_ARCHITECTURES, mixture_mean, mixture_variance
-from .lightning import MDNRegressor, ProcessedData, ResampledNoiseData
-
-
-@dataclass(frozen=True)
-class TrainingSettings:
-    """Config section ``training`` (defaults follow the paper where it says)."""
-
-    learning_rates: Sequence[float] = (1e-3, 5e-4, 2.5e-4, 1e-4, 5e-5)
-    epochs: int = 100
-    patience: int = 20
-    batch_size: int = 256
-    weight_decay: float = 1e-4
-    seed: int = 0
-    accelerator: str = "auto"
-    progress_bar: bool = True
-    sizes: Sequence[int] = field(default_factory=tuple)
-    #: draw the training spectra's Poisson noise afresh every epoch (beyond the paper)
-    resample_noise: bool = False
-    #: decay per optimizer step of an exponential moving average of the weights, which is
-    #: then what is validated, checkpointed and passed to the next stage (0: off, the paper)
-    ema_decay: float = 0.0
-    #: networks trained per training-set size (seeds seed, seed + 1, …), whose predictions
-    #: are pooled into one mixture (a deep ensemble; 1: a single network, the paper)
-    ensemble: int = 1
-
-    @property
-    def epochs_per_stage(self) -> int:
-        return max(1, self.epochs // len(self.learning_rates))
-
-    def member(self, index: int) -> TrainingSettings:
-        """The settings of the ensemble's network ``index`` (0 … ensemble − 1): its seed is
-        ``seed + index``."""
-        if not 0 <= index < self.ensemble:
-            raise ValueError(f"ensemble member {index}: expected 0 … {self.ensemble - 1}")
-        return replace(self, seed=self.seed + index)
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> TrainingSettings:
-        t = dict(config.get("training", {}))
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(t) - known)
-        if unknown:
-            raise ValueError(f"training: unknown key(s) {', '.join(unknown)}")
-        settings = cls(**t)
-        if not settings.learning_rates or any(lr <= 0 for lr in settings.learning_rates):
-            raise ValueError("training.learning_rates: expected a non-empty list of rates > 0")
-        for name in ("epochs", "patience", "batch_size", "ensemble"):
-            if getattr(settings, name) < 1:
-                raise ValueError(f"training.{name}: expected >= 1, got {getattr(settings, name)}")
-        if not 0.0 <= settings.ema_decay < 1.0:
-            raise ValueError(f"training.ema_decay: expected 0 (off) or a decay in (0, 1), got "
-                             f"{settings.ema_decay}")
-        return settings
-
-
-def model_settings(config: Mapping[str, Any]) -> dict:
-    """Config section ``model``: a paper ``architecture`` (A, B or C) plus overrides."""
-    m = dict(config.get("model", {}))
-    arch = m.pop("architecture", "A")
-    if arch not in PAPER_ARCHITECTURES:
-        raise ValueError(f"model.architecture: expected one of "
-                         f"{', '.join(PAPER_ARCHITECTURES)}, got {arch!r}")
-    return {**PAPER_ARCHITECTURES[arch], **m}
+from ..models import model_kind
+from .lightning import InverseModel, ProcessedData, ResampledNoiseData
+from .settings import TrainingSettings, model_settings  # noqa: F401 (re-exported)
 
 
 def _stage_result(stage_dir: Path) -> dict | None:
@@ -147,42 +87,57 @@ def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
         tmp.write_text(json.dumps(fingerprint, indent=1))
 
 
-def noise_free_training_spectra(config: Mapping[str, Any], raw_train: str | Path,
+def noise_free_training_spectra(cfg: DatasetConfig, raw_train: str | Path,
                                 n_train: int) -> np.ndarray:
     """Noise-free spectra [n_train, C] of the first ``n_train`` samples of the raw training
     split, re-simulated with the dataset's forward model (for ``training.resample_noise``)."""
-    cfg = dataset_config(config)
-    if cfg.noise != "poisson":
-        raise ValueError(f"training.resample_noise: needs data.noise: poisson, got {cfg.noise!r}")
+    if cfg.noise == "none":
+        raise ConfigError("training.resample_noise: needs a noise model (data.noise), got none")
     params = read_dataset(raw_train)["params"].values[:n_train]
-    return expected_spectra(cfg.build_technique(), params, cfg.batch_size)
+    return expected_spectra(cfg.technique_instance, params, cfg.batch_size)
+
+
+def technique_noise(cfg: DatasetConfig):
+    """``add_noise(expected [n, C], rng) -> counts [n, C]`` with the technique's noise model
+    (every spectrum from the same generator, in order)."""
+    technique = cfg.technique_instance
+
+    def add_noise(expected: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.stack([technique.add_noise(row, rng, cfg.noise) for row in expected])
+
+    return add_noise
 
 
 def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
                  n_train: int, model: Mapping[str, Any], settings: TrainingSettings,
                  callbacks: Sequence[pl.Callback] = (), expected: np.ndarray | None = None,
-                 transform: SpectrumTransform | None = None) -> dict:
-    """Train (or finish training) an MDN on the first ``n_train`` spectra.
+                 transform: SpectrumTransform | None = None, add_noise=None) -> dict:
+    """Train (or finish training) an inverse model on the first ``n_train`` spectra.
+
+    ``model`` is ``{"kind": ..., "architecture": {...}}`` (:func:`model_settings`).
 
     Writes ``out_dir/model.ckpt`` (the checkpoint with the lowest validation loss of all
     stages) and ``out_dir/summary.json``; returns the summary.  ``callbacks`` are added to
     every stage's trainer.  With ``settings.resample_noise``, ``expected`` (the noise-free
-    spectra of the first ``n_train`` training samples) and the preprocessing ``transform``
-    are needed: the noise is then drawn afresh every epoch (:class:`ResampledNoiseData`).
+    spectra of the first ``n_train`` training samples), the preprocessing ``transform`` and
+    the technique's ``add_noise`` (:func:`technique_noise`) are needed: the noise is then
+    drawn afresh every epoch (:class:`ResampledNoiseData`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(settings.seed, workers=True)
     if settings.resample_noise:
-        if expected is None or transform is None:
-            raise ValueError("training.resample_noise needs the noise-free training spectra "
-                             "and the preprocessing transform")
-        data = ResampledNoiseData(str(train), str(validation), expected, transform, n_train,
-                                  settings.batch_size, settings.seed)
+        if expected is None or transform is None or add_noise is None:
+            raise ValueError("training.resample_noise needs the noise-free training spectra, "
+                             "the preprocessing transform and the noise model")
+        data = ResampledNoiseData(str(train), str(validation), expected, transform, add_noise,
+                                  n_train, settings.batch_size, settings.seed)
     else:
         data = ProcessedData(str(train), str(validation), n_train, settings.batch_size,
                              settings.seed)
-    architecture = {**model, "input_length": data.input_length, "n_params": data.n_params}
+    model_kind(model["kind"])
+    architecture = {"kind": model["kind"], "architecture": dict(model["architecture"]),
+                    "input_length": data.input_length, "n_targets": data.n_targets}
     fingerprint_data = {"train": _data_fingerprint(train),
                         "validation": _data_fingerprint(validation)}
     stages = []
@@ -217,9 +172,9 @@ def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: f
                  callbacks: Sequence[pl.Callback]) -> dict:
     last = stage_dir / "checkpoints" / "last.ckpt"
     if previous_best is None:
-        module = MDNRegressor(architecture, lr=lr, weight_decay=settings.weight_decay)
+        module = InverseModel(**architecture, lr=lr, weight_decay=settings.weight_decay)
     else:
-        module = MDNRegressor.load_from_checkpoint(previous_best, lr=lr,
+        module = InverseModel.load_from_checkpoint(previous_best, lr=lr,
                                                    weight_decay=settings.weight_decay)
     checkpoint = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
                                  monitor="val_loss", mode="min", save_top_k=1, save_last=True)
@@ -252,52 +207,35 @@ def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: f
 
 def predict(checkpoints: str | Path | Sequence[str | Path], processed: str | Path,
             transform: SpectrumTransform, batch_size: int = 1024) -> xr.Dataset:
-    """Mixture parameters, mean and standard deviation, in physical units, for every
-    spectrum of a preprocessed split; with the true parameters for comparison.
+    """Predictions for every spectrum of a preprocessed split, in physical units, with the
+    true targets for comparison (the format of the model's kind, e.g. mixture parameters,
+    mean and standard deviation for the MDN).
 
-    Several checkpoints (a deep ensemble of K networks) give one mixture of all their
-    components, each network weighted 1/K: its mean is the average of the networks' means,
-    and its variance adds their disagreement to their own variances.
+    Several checkpoints (a deep ensemble of K networks of the same kind) are pooled by the
+    kind (the MDN: one mixture of all their components, each network weighted 1/K).
     """
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
     if not checkpoints:
         raise ValueError("checkpoints: expected at least one")
     ds = read_dataset(processed)
-    x = torch.as_tensor(ds["x"].values)
-    members = []
+    loader = DataLoader(TensorDataset(torch.as_tensor(ds["x"].values)), batch_size=batch_size)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    members, kinds = [], set()
     for checkpoint in checkpoints:
-        module = MDNRegressor.load_from_checkpoint(str(checkpoint), map_location="cpu")
-        module.eval()
-        outs = []
-        with torch.inference_mode():
-            for b0 in range(0, len(x), batch_size):
-                outs.append(module(x[b0:b0 + batch_size]))
-        members.append([torch.cat(t).double() for t in zip(*outs, strict=True)])
-    log_pi, mu, sigma = (torch.cat(t, dim=1) for t in zip(*members, strict=True))
-    log_pi = log_pi - math.log(len(members))
-    scale = torch.as_tensor(transform.target_max - transform.target_min)
-    offset = torch.as_tensor(transform.target_min)
-    mean = mixture_mean(log_pi, mu) * scale + offset
-    std = mixture_variance(log_pi, mu, sigma).sqrt() * scale
-    dims = ("sample", "component", "param")
-    unit = ds["params"].attrs.get("units", "")
-    return xr.Dataset(
-        {"log_pi": (dims[:2], log_pi.numpy(), {"long_name": "log mixture weights"}),
-         "mu": (dims, (mu * scale + offset).numpy(), {"long_name": "component means",
-                                                       "units": unit}),
-         "sigma": (dims, (sigma * scale).numpy(), {"long_name": "component standard "
-                                                    "deviations", "units": unit}),
-         "mean": (("sample", "param"), mean.numpy(), {"long_name": "mixture mean",
-                                                      "units": unit}),
-         "std": (("sample", "param"), std.numpy(), {"long_name": "mixture standard deviation",
-                                                    "units": unit}),
-         "true": (("sample", "param"), ds["params"].values, {"long_name": "true parameters",
-                                                             "units": unit})},
-        coords={"sample": ds["sample"].values, "param": ds["param"].values,
-                "component": np.arange(log_pi.shape[1])},
-        attrs={**ds.attrs, "checkpoint": ", ".join(str(c) for c in checkpoints),
-               "ensemble": len(members)})
+        module = InverseModel.load_from_checkpoint(str(checkpoint), map_location="cpu")
+        kinds.add(module.hparams.kind)
+        batches = trainer.predict(module, dataloaders=loader)
+        members.append(tuple(torch.cat(t) for t in zip(*batches, strict=True))
+                       if isinstance(batches[0], tuple) else torch.cat(batches))
+    if len(kinds) != 1:
+        raise ValueError(f"checkpoints: an ensemble needs one model kind, got {sorted(kinds)}")
+    kind = model_kind(kinds.pop())
+    out = kind.prediction(members, ds, transform.target_min, transform.target_max)
+    out.attrs = {**ds.attrs, "checkpoint": ", ".join(str(c) for c in checkpoints),
+                 "ensemble": len(members), "model_kind": kind.name, "model_label": kind.label}
+    return out
 
 
 def median_relative_error(predictions: xr.Dataset) -> dict[str, float]:

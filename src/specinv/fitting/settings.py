@@ -1,0 +1,106 @@
+"""The settings of the fits: config section ``fitting`` (light to import)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import ConfigError, schema_default
+
+#: The fits of the test spectra; ``ml_`` stands for the network's kind (``mdn_autofit``).
+FIT_METHODS = ("autofit", "ml_autofit", "ml_refine")
+
+
+def method_name(method: str, kind: str) -> str:
+    """The name of a fit method for the model kind ``kind``: ``ml_autofit`` ->
+    ``mdn_autofit`` (file names, table labels)."""
+    return method.replace("ml_", f"{kind}_", 1) if method.startswith("ml_") else method
+
+
+def _default(key: str):
+    return field(default_factory=lambda: schema_default("fitting", key))
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Config section ``fitting`` (defaults: those of the workflow schema, the paper's
+    Autofit and ML + Autofit).
+
+    Attributes:
+        spectra: number of test spectra fitted (the first ones of the test split; 0 = all).
+        autofit_spectra: the Autofit (the costliest method: 200·D evaluations from a fixed
+            start) fits only the first this many of them (0 = all of them); the other
+            methods' rows in the comparison are then given on both sets of spectra.
+        shards: Nelder–Mead jobs per method (each fits a contiguous part).
+        autofit_evaluations_per_parameter: Autofit's budget is this × D evaluations (200).
+        ml_autofit_evaluations_per_parameter: ML + Autofit's budget × D (50).
+        restart_every: Nelder–Mead restarts from its best point after this many (500).
+        autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
+            training parameters: the documented fixed start of the Autofit.
+        refine_iterations: Levenberg–Marquardt iterations at most.
+        refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its χ²
+            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter; 0.1).
+        refine_jacobian: ``finite-difference`` or ``forward-mode``.
+        refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
+            :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
+        batch_size: parameter sets per simulator call.
+        device: ``cpu`` or ``cuda`` (the refinement; Nelder–Mead runs where the simulator
+            does).
+    """
+
+    spectra: int = _default("spectra")
+    autofit_spectra: int = _default("autofit_spectra")
+    shards: int = _default("shards")
+    autofit_evaluations_per_parameter: int = _default("autofit_evaluations_per_parameter")
+    ml_autofit_evaluations_per_parameter: int = _default(
+        "ml_autofit_evaluations_per_parameter")
+    restart_every: int = _default("restart_every")
+    autofit_start: str = _default("autofit_start")
+    refine_iterations: int = _default("refine_iterations")
+    refine_chi2_tolerance: float = _default("refine_chi2_tolerance")
+    refine_broyden: bool = _default("refine_broyden")
+    refine_jacobian: str = _default("refine_jacobian")
+    batch_size: int = _default("batch_size")
+    device: str = _default("device")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FitSettings:
+        f = dict(config.get("fitting", {}))
+        unknown = sorted(set(f) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ConfigError(f"fitting: unknown key(s) {', '.join(unknown)}")
+        s = cls(**f)
+        for name in ("shards", "autofit_evaluations_per_parameter",
+                     "ml_autofit_evaluations_per_parameter", "restart_every",
+                     "refine_iterations", "batch_size"):
+            if getattr(s, name) < 1:
+                raise ConfigError(f"fitting.{name}: expected >= 1, got {getattr(s, name)}")
+        if s.refine_chi2_tolerance < 0:
+            raise ConfigError(f"fitting.refine_chi2_tolerance: expected >= 0, got "
+                             f"{s.refine_chi2_tolerance}")
+        for name in ("spectra", "autofit_spectra"):
+            if getattr(s, name) < 0:
+                raise ConfigError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
+        if s.autofit_start not in ("centre", "mean"):
+            raise ConfigError(f"fitting.autofit_start: expected centre or mean, got "
+                             f"{s.autofit_start!r}")
+        if s.refine_jacobian not in ("finite-difference", "forward-mode"):
+            raise ConfigError(f"fitting.refine_jacobian: expected finite-difference or "
+                             f"forward-mode, got {s.refine_jacobian!r}")
+        return s
+
+    def n_spectra(self, n_test: int, method: str | None = None) -> int:
+        """Test spectra fitted (by ``method``: the Autofit may fit fewer)."""
+        n = n_test if self.spectra == 0 else min(self.spectra, n_test)
+        if method == "autofit" and self.autofit_spectra:
+            n = min(n, self.autofit_spectra)
+        return n
+
+    def shard_range(self, shard: int, n_test: int,
+                    method: str | None = None) -> tuple[int, int]:
+        """[start, stop) of the test spectra fitted by ``method`` in ``shard``."""
+        n = self.n_spectra(n_test, method)
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"fit shard {shard} outside 0..{self.shards - 1}")
+        return shard * n // self.shards, (shard + 1) * n // self.shards

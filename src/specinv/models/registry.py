@@ -1,0 +1,230 @@
+"""The registry of inverse models: each kind is a network, its loss and its prediction
+format, trained by the one LightningModule (:class:`specinv.training.InverseModel`).
+
+=============  ==========  ============================================================
+kind           task        prediction
+=============  ==========  ============================================================
+``mdn``        regression  mixture of Gaussians: ``log_pi``, ``mu``, ``sigma``, ``mean``, ``std``
+``cnn``        regression  point estimate ``mean`` (``std``: spread of an ensemble)
+``classifier`` multilabel  ``probability`` of every label
+=============  ==========  ============================================================
+
+Predictions are datasets over ``sample`` in physical units (the preprocessing's target
+scaling undone), with the ``true`` targets for comparison.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+from ..config import ConfigError
+from .cnn import CNNConfig, ConvNet
+from .mdn import PAPER_ARCHITECTURES, MDNConfig, MixtureDensityNetwork
+from .mixture import mixture_mean, mixture_nll, mixture_variance
+
+
+class ModelKind:
+    """One kind of inverse model (class attributes and class methods only).
+
+    Attributes:
+        name: registry name; label: its short display name ("MDN").
+        task: the task it solves ("regression" or "multilabel").
+        config_class: dataclass of its architecture; ``size_fields`` name its fields for the
+            input length and the number of targets, which the data decide.
+        architectures: named architectures (field values); ``default_architecture``.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    task: ClassVar[str]
+    config_class: ClassVar[type]
+    size_fields: ClassVar[tuple[str, str]]
+    architectures: ClassVar[dict[str, dict]]
+    default_architecture: ClassVar[str]
+
+    @classmethod
+    def architecture(cls, section: Mapping[str, Any]) -> dict[str, Any]:
+        """The architecture of a ``model`` section: a named architecture plus overrides of
+        its fields (ConfigError naming an unknown one)."""
+        m = {k: v for k, v in section.items() if k != "kind"}
+        name = m.pop("architecture", None) or cls.default_architecture
+        if name not in cls.architectures:
+            raise ConfigError(f"model.architecture: expected one of "
+                              f"{', '.join(cls.architectures)} for model kind {cls.name!r}, "
+                              f"got {name!r}")
+        allowed = {f.name for f in fields(cls.config_class)} - set(cls.size_fields)
+        unknown = sorted(set(m) - allowed)
+        if unknown:
+            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)} for model kind "
+                              f"{cls.name!r} (expected architecture or one of "
+                              f"{', '.join(sorted(allowed))})")
+        return {**cls.architectures[name], **m}
+
+    @classmethod
+    def build(cls, architecture: Mapping[str, Any], input_length: int,
+              n_targets: int) -> nn.Module:
+        size = dict(zip(cls.size_fields, (input_length, n_targets), strict=True))
+        try:
+            cfg = cls.config_class(**{**architecture, **size})
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return cls._network(cfg)
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        raise NotImplementedError
+
+    @classmethod
+    def loss(cls, output, y: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    @classmethod
+    def prediction(cls, members: Sequence[Any], processed: xr.Dataset,
+                   target_min: np.ndarray, target_max: np.ndarray) -> xr.Dataset:
+        """The prediction dataset of every network's outputs on the spectra of
+        ``processed`` (several networks: a deep ensemble, pooled)."""
+        raise NotImplementedError
+
+
+def _physical(processed: xr.Dataset) -> tuple[np.ndarray, str]:
+    return processed["params"].values, processed["params"].attrs.get("units", "")
+
+
+class MDNKind(ModelKind):
+    """The CNN-GRU mixture density network of Muzakka et al. 2024."""
+
+    name, label, task = "mdn", "MDN", "regression"
+    config_class = MDNConfig
+    size_fields = ("input_length", "n_params")
+    architectures = PAPER_ARCHITECTURES
+    default_architecture = "A"
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        return MixtureDensityNetwork(cfg)
+
+    @classmethod
+    def loss(cls, output, y):
+        return mixture_nll(*output, y)
+
+    @classmethod
+    def prediction(cls, members, processed, target_min, target_max):
+        """One mixture of all networks' components, each network weighted 1/K: its mean is
+        the average of the networks' means, its variance adds their disagreement."""
+        log_pi, mu, sigma = (torch.cat([m[i].double() for m in members], dim=1)
+                             for i in range(3))
+        log_pi = log_pi - math.log(len(members))
+        scale = torch.as_tensor(target_max - target_min)
+        offset = torch.as_tensor(target_min)
+        mean = mixture_mean(log_pi, mu) * scale + offset
+        std = mixture_variance(log_pi, mu, sigma).sqrt() * scale
+        true, unit = _physical(processed)
+        dims = ("sample", "component", "param")
+        return xr.Dataset(
+            {"log_pi": (dims[:2], log_pi.numpy(), {"long_name": "log mixture weights"}),
+             "mu": (dims, (mu * scale + offset).numpy(), {"long_name": "component means",
+                                                           "units": unit}),
+             "sigma": (dims, (sigma * scale).numpy(),
+                       {"long_name": "component standard deviations", "units": unit}),
+             "mean": (dims[::2], mean.numpy(), {"long_name": "mixture mean", "units": unit}),
+             "std": (dims[::2], std.numpy(), {"long_name": "mixture standard deviation",
+                                              "units": unit}),
+             "true": (dims[::2], true, {"long_name": "true parameters", "units": unit})},
+            coords={"sample": processed["sample"].values, "param": processed["param"].values,
+                    "component": np.arange(log_pi.shape[1])})
+
+
+class CNNKind(ModelKind):
+    """A convolutional network regressing the (scaled) parameters, trained on the mean
+    squared error."""
+
+    name, label, task = "cnn", "CNN", "regression"
+    config_class = CNNConfig
+    size_fields = ("input_length", "n_outputs")
+    architectures = {"default": {}, "small": {"filters": (16, 16, 32), "kernels": (7, 5, 3),
+                                              "strides": (2, 2, 2), "hidden": (64,)}}
+    default_architecture = "default"
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        return ConvNet(cfg)
+
+    @classmethod
+    def loss(cls, output, y):
+        return F.mse_loss(output, y)
+
+    @classmethod
+    def prediction(cls, members, processed, target_min, target_max):
+        """The average of the networks' estimates; ``std`` their spread (NaN for one)."""
+        z = torch.stack([m.double() for m in members])                  # [K, N, D]
+        scale, offset = target_max - target_min, target_min
+        mean = z.mean(0).numpy() * scale + offset
+        std = (z.std(0, correction=1).numpy() * scale if len(members) > 1
+               else np.full(mean.shape, np.nan))
+        true, unit = _physical(processed)
+        dims = ("sample", "param")
+        return xr.Dataset(
+            {"mean": (dims, mean, {"long_name": "estimate", "units": unit}),
+             "std": (dims, std, {"long_name": "spread of the ensemble's estimates",
+                                 "units": unit}),
+             "true": (dims, true, {"long_name": "true parameters", "units": unit})},
+            coords={"sample": processed["sample"].values, "param": processed["param"].values})
+
+
+class ClassifierKind(CNNKind):
+    """A convolutional network with one logit per label, trained on the binary
+    cross-entropy of every label (multi-label classification)."""
+
+    name, label, task = "classifier", "CNN classifier", "multilabel"
+
+    @classmethod
+    def loss(cls, output, y):
+        return F.binary_cross_entropy_with_logits(output, y)
+
+    @classmethod
+    def prediction(cls, members, processed, target_min, target_max):
+        """The average of the networks' probabilities."""
+        p = torch.stack([torch.sigmoid(m.double()) for m in members]).mean(0).numpy()
+        dims = ("sample", "label")
+        return xr.Dataset(
+            {"probability": (dims, p, {"long_name": "predicted probability of the label"}),
+             "true": (dims, processed["labels"].values.astype(np.int8),
+                      {"long_name": "1 where the label is present"}),
+             "params": processed["params"].variable},
+            coords={"sample": processed["sample"].values, "label": processed["label"].values,
+                    "param": processed["param"].values})
+
+
+#: name -> kind; the only place that names every inverse model.
+MODELS: dict[str, type[ModelKind]] = {k.name: k for k in (MDNKind, CNNKind, ClassifierKind)}
+
+#: the model kind of each task when a configuration does not name one
+DEFAULT_KIND = {"regression": "mdn", "multilabel": "classifier"}
+
+
+def model_kind(name: str) -> type[ModelKind]:
+    if name not in MODELS:
+        raise ConfigError(f"model.kind: expected one of {', '.join(MODELS)}, got {name!r}")
+    return MODELS[name]
+
+
+def model_spec(section: Mapping[str, Any], task: str) -> dict[str, Any]:
+    """``{"kind": name, "architecture": {...}}`` of a ``model`` section for a technique's
+    ``task`` (the kind defaults to the task's; it must solve that task)."""
+    name = section.get("kind") or DEFAULT_KIND[task]
+    kind = model_kind(name)
+    if kind.task != task:
+        raise ConfigError(f"model.kind: {name!r} solves {kind.task}, the technique needs "
+                          f"{task} (e.g. {DEFAULT_KIND[task]!r})")
+    arch = kind.architecture(section)
+    return {"kind": name, "architecture": {k: list(v) if isinstance(v, tuple) else v
+                                           for k, v in arch.items()}}

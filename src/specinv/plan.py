@@ -1,0 +1,193 @@
+"""The plan of a workflow run, from its configuration alone: what is trained, fitted,
+tabulated and drawn, where the outputs go, and which configuration keys every step reads.
+
+The Snakemake rules (``workflow/rules/``) are thin: they take their paths, lists and
+parameters from a :class:`WorkflowPlan`.  The task of the technique decides the evaluation
+(regression: back-simulated χ², fits, information limit, the paper's tables and figures;
+multi-label classification: precision, recall, F1, exact-match ratio).  Every step's
+``params`` are the canonical text (:func:`specinv.config.canonical`) of exactly the
+configuration it reads, so that a changed key reruns what depends on it and nothing else,
+and the order of the keys in a file does not matter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .config import ConfigError, canonical, validate_config
+from .data.config import DatasetConfig, dataset_config
+from .data.preprocess import PreprocessSettings, preprocess_settings
+from .fitting.settings import FIT_METHODS, FitSettings, method_name
+from .models import model_kind
+from .training.settings import TrainingSettings, model_settings
+
+#: the keys of ``data`` that change the simulated data (not shards, batch size, threads,
+#: device, which do not)
+DATA_KEYS = ("sizes", "seed", "noise", "dtype", "store_expected")
+#: keys of ``training`` that do not change a trained network's result: which networks
+#: exist (sizes, ensemble), and execution settings
+TRAINING_EXECUTION_KEYS = ("sizes", "ensemble", "progress_bar", "accelerator")
+#: keys of ``fitting`` each fit reads (batch_size and shards change no result; shards are
+#: part of the file names)
+FIT_KEYS = {
+    "autofit": ("spectra", "autofit_spectra", "autofit_evaluations_per_parameter",
+                "restart_every", "autofit_start"),
+    "ml_autofit": ("spectra", "ml_autofit_evaluations_per_parameter", "restart_every"),
+    "ml_refine": ("spectra", "refine_iterations", "refine_chi2_tolerance", "refine_jacobian",
+                  "refine_broyden", "device"),
+    "information": ("spectra", "device"),
+}
+#: ids of the regression evaluation's tables and figures
+REGRESSION_TABLES = ("runtimes", "chi2", "coverage", "methods", "mre", "information")
+REGRESSION_FIGURES = ("mre_vs_training_size", "prediction_ratio", "chi2_distributions",
+                      "example_fits")
+CLASSIFICATION_TABLES = ("runtimes", "classification", "labels")
+CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores")
+#: file names of the ids that a technique does not rename (Technique.output_names)
+DEFAULT_NAMES = {"information": "information_limit"}
+
+
+@dataclass(frozen=True)
+class WorkflowPlan:
+    """Everything the rules need, derived from a validated configuration.
+
+    Attributes:
+        config: the configuration with every default filled in.
+        dataset: the data part (:class:`~specinv.data.DatasetConfig`).
+        task: the technique's task; kind, label: the model kind and its display name.
+        preprocessing, training, fitting: typed settings; model: the model spec.
+        train_sizes: training-set sizes of the sweep; model_size: the one the fits use.
+    """
+
+    config: Mapping[str, Any]
+    dataset: DatasetConfig
+    task: str
+    preprocessing: PreprocessSettings
+    training: TrainingSettings
+    model: dict[str, Any]
+    fitting: FitSettings
+    train_sizes: list[int]
+    model_size: int
+    output_names: Mapping[str, str] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ names
+    @property
+    def name(self) -> str:
+        return self.dataset.name
+
+    @property
+    def results(self) -> str:
+        return f"results/{self.name}"
+
+    @property
+    def kind(self) -> str:
+        return self.model["kind"]
+
+    @property
+    def label(self) -> str:
+        return model_kind(self.kind).label
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def fit_methods(self) -> list[str]:
+        """The fit methods' names (``autofit``, ``mdn_autofit``, ``mdn_refine``); none for
+        a classification task."""
+        return [method_name(m, self.kind) for m in FIT_METHODS] if self.regression else []
+
+    @property
+    def nelder_mead_methods(self) -> list[str]:
+        return [m for m in self.fit_methods if m.endswith("autofit")]
+
+    def _stem(self, kind: str, ident: str) -> str:
+        names = {**DEFAULT_NAMES, **self.output_names}
+        return f"{self.results}/{kind}/{names.get(ident, ident)}"
+
+    @property
+    def tables(self) -> dict[str, str]:
+        """Table id -> CSV path (a Markdown and an HTML version are written beside it)."""
+        ids = REGRESSION_TABLES if self.regression else CLASSIFICATION_TABLES
+        return {i: self._stem("tables", i) + ".csv" for i in ids}
+
+    @property
+    def figures(self) -> dict[str, list[str]]:
+        """Figure id -> [PNG, PDF] paths."""
+        ids = REGRESSION_FIGURES if self.regression else CLASSIFICATION_FIGURES
+        return {i: [self._stem("figures", i) + ext for ext in (".png", ".pdf")] for i in ids}
+
+    @property
+    def example(self) -> str | None:
+        return self.config["example"]["experiment"]
+
+    # ------------------------------------------------------------------ parameters
+    def params(self) -> dict[str, str]:
+        """Step -> the canonical text of exactly the configuration that step reads."""
+        c = self.config
+        t = self.dataset.technique
+        fitting = c["fitting"]
+        evaluation = c["evaluation"]
+        shared_eval = {"model_size": self.model_size, "sizes": self.train_sizes}
+        out = {
+            "data": {"technique": t, t: c[t],
+                     "data": {k: c["data"][k] for k in DATA_KEYS}},
+            "preprocessing": {"settings": asdict(self.preprocessing), "task": self.task},
+            "training": {"model": self.model,
+                         "training": {k: v for k, v in c["training"].items()
+                                      if k not in TRAINING_EXECUTION_KEYS}},
+            "tables": {**shared_eval, "alpha": evaluation["alpha"],
+                       "threshold": evaluation["threshold"], "methods": self.fit_methods},
+            "figures": {**shared_eval, "alpha": evaluation["alpha"],
+                        "threshold": evaluation["threshold"],
+                        "ratio_samples": evaluation["ratio_samples"],
+                        "seed": evaluation["seed"], "methods": self.fit_methods},
+            "runtimes": {"paper_runtimes_h": evaluation["paper_runtimes_h"]},
+        }
+        for method, keys in FIT_KEYS.items():
+            out[method_name(method, self.kind)] = {k: fitting[k] for k in keys}
+        return {k: canonical(v) for k, v in out.items()}
+
+
+def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> WorkflowPlan:
+    """Validate a workflow configuration and plan the run.
+
+    Args:
+        in_place: fill the schema's defaults into ``config`` itself (Snakemake's ``config``).
+
+    Raises:
+        ConfigError: naming the key, what was expected and what was found.
+    """
+    from .techniques import technique_class
+
+    config = validate_config(config, in_place=in_place)
+    dataset = dataset_config(config)
+    cls = technique_class(dataset.technique)
+    preprocessing = preprocess_settings(config, cls.preprocessing_defaults)
+    training = TrainingSettings.from_config(config)
+    model = model_settings(config, cls.task)
+    fitting = FitSettings.from_config(config)
+    n_train = dataset.sizes["train"]
+    sizes = list(training.sizes) or [n_train]
+    for n in sizes:
+        if n > n_train:
+            raise ConfigError(f"training.sizes: {n} is larger than data.sizes.train ({n_train})")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"training.sizes: expected distinct sizes, got {sizes}")
+    model_size = config["evaluation"]["model_size"] or max(sizes)
+    if model_size not in sizes:
+        raise ConfigError(f"evaluation.model_size: {model_size} is not one of training.sizes "
+                          f"({', '.join(map(str, sizes))})")
+    if dataset.sizes["test"] < 1:
+        raise ConfigError("data.sizes.test: the evaluation needs at least one test spectrum")
+    if cls.task == "regression":
+        fitted = fitting.n_spectra(dataset.sizes["test"], "autofit")
+        if fitted < fitting.shards:
+            raise ConfigError(f"fitting.shards: {fitting.shards} shards for {fitted} fitted "
+                              f"spectra")
+    return WorkflowPlan(config=config, dataset=dataset, task=cls.task,
+                        preprocessing=preprocessing, training=training, model=model,
+                        fitting=fitting, train_sizes=sizes, model_size=model_size,
+                        output_names=dict(cls.output_names))

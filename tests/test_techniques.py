@@ -1,0 +1,157 @@
+"""The technique seam: the registry, plug-in techniques (defined only in tests/plugins), and
+whole workflows of a regression and a multi-label technique through the same rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from specinv.config import ConfigError, validate_config
+from specinv.data import dataset_config, read_dataset, sample_parameters, simulate_shard
+from specinv.plan import workflow_plan
+from specinv.techniques import available, technique_class
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+PLUGINS = REPO / "tests" / "plugins"
+
+
+def load(name: str) -> dict:
+    return yaml.safe_load((DATA / name).read_text())
+
+
+def test_registry_has_the_builtin_and_the_plugin_techniques():
+    assert {"rbs", "test_peaks", "test_peak_labels"} <= set(available())
+    assert technique_class("test_peak_labels").task == "multilabel"
+    with pytest.raises(ConfigError, match="technique: expected one of .*rbs.*got 'xps'"):
+        technique_class("xps")
+
+
+def test_plugin_section_is_validated_by_its_own_schema():
+    config = load("tiny_peaks.yaml")
+    out = validate_config(config)
+    assert out["test_peaks"]["peaks"][0]["position"]["law"] == "uniform"   # its default
+    assert "law" not in config["test_peaks"]["peaks"][0]["position"]       # input untouched
+    config["test_peaks"]["width"] = -1
+    with pytest.raises(ConfigError, match=r"test_peaks.width: expected a value > 0, got -1"):
+        validate_config(config)
+    config = load("tiny_peaks.yaml")
+    config["rbs"] = {"experiment": {}}
+    with pytest.raises(ConfigError, match="unknown key.*'rbs'"):
+        validate_config(config)
+    config = load("tiny_peaks.yaml")
+    config["test_peaks"]["x_max"] = -9.0
+    with pytest.raises(ConfigError, match=r"test_peaks.x_max: expected a value above x_min"):
+        dataset_config(config)
+
+
+def test_signed_parameters_and_labels_are_sampled_and_simulated():
+    cfg = dataset_config(load("tiny_peaks.yaml"))
+    params = sample_parameters(cfg)
+    pos = params["params"].sel(param="peak1:position").values
+    assert (pos < 0).all() and (pos >= -5).all()              # signed, inside its prior
+    assert list(params["param_units"].values) == ["mm", "counts", "mm", "counts"]
+    shard = simulate_shard(cfg, params, 0, progress=False)
+    assert shard["position_mm"].attrs["units"] == "mm"
+    assert cfg.technique_instance.axis().label == "position (mm)"
+    labels = dataset_config(load("tiny_peak_labels.yaml"))
+    ds = sample_parameters(labels)
+    present = ds["labels"].values
+    assert ds["labels"].dims == ("sample", "label") and set(np.unique(present)) == {0, 1}
+    assert np.array_equal(present, (ds["params"].values > 0).astype(np.int8))
+    assert 0.3 < present.mean() < 0.7                           # presence probability 0.5
+    # the forward model of a present peak: its amplitude above the background at its place
+    technique = labels.technique_instance
+    one = torch.tensor([[0.0, 300.0, 0.0, 0.0]])
+    spectrum = technique.simulate(one)[0].numpy()
+    assert spectrum.max() == pytest.approx(4.0 + 300.0, rel=0.01)
+
+
+def test_plans_follow_the_task():
+    regression = workflow_plan(load("tiny_peaks.yaml"))
+    assert regression.fit_methods == ["autofit", "cnn_autofit", "cnn_refine"]
+    assert regression.tables["methods"] == "results/tiny_peaks/tables/methods.csv"
+    labels = workflow_plan(load("tiny_peak_labels.yaml"))
+    assert labels.kind == "classifier" and labels.fit_methods == []
+    assert set(labels.tables) == {"runtimes", "classification", "labels"}
+    rbs = workflow_plan(load("tiny.yaml"))
+    assert rbs.tables["methods"].endswith("tables/table6_methods.csv")   # the paper's names
+
+
+def run_workflow(tmp_path: Path, config: str) -> Path:
+    shutil.copy(DATA / config, tmp_path / config)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+           "--directory", str(tmp_path), "--cores", "2", "--configfile", config]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return tmp_path / "results" / yaml.safe_load((DATA / config).read_text())["name"]
+
+
+@pytest.mark.slow
+def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
+    res = run_workflow(tmp_path, "tiny_peaks.yaml")
+    methods = pd.read_csv(res / "tables/methods.csv", index_col=0)
+    assert list(methods.index) == ["CNN60", "Autofit", "CNN60 + Autofit",
+                                   "CNN60 + gradient refinement"]
+    assert (methods["spectra"] == 8).all()
+    refined = read_dataset(res / "fits/cnn_refine.nc")
+    est = refined["estimate"].values
+    low = np.array([-5.0, 100.0, -1.0, 100.0])
+    high = np.array([-1.0, 1000.0, 5.0, 1000.0])
+    assert ((est >= low) & (est <= high)).all()                 # the box, negative included
+    assert (est[:, 0] < 0).all()                                # not clipped at zero
+    assert (refined["chi2"] <= refined["chi2_start"]).all()
+    assert (refined["chi2"] < refined["chi2_start"]).any()
+    for name in ("chi2", "coverage", "mre", "information_limit", "runtimes"):
+        assert (res / f"tables/{name}.csv").exists(), name
+    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions",
+                 "example_fits"):
+        assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
+    assert not (tmp_path / "results" / "example").exists()       # no example file: none
+    predictions = read_dataset(res / "predictions/n60/test.nc")
+    assert predictions.attrs["model_kind"] == "cnn"
+
+
+@pytest.mark.slow
+def test_a_plugin_multilabel_technique_runs_the_whole_dag(tmp_path):
+    res = run_workflow(tmp_path, "tiny_peak_labels.yaml")
+    summary = pd.read_csv(res / "tables/classification.csv", index_col=0)
+    assert list(summary.index) == [40, 80]
+    assert summary["weighted_F1"].between(0, 1).all()
+    labels = pd.read_csv(res / "tables/labels.csv", index_col=0)
+    assert list(labels.index) == ["peak@-4.5", "peak@-1.5", "peak@1.5", "peak@4.5"]
+    predictions = read_dataset(res / "predictions/n80/test.nc")
+    p = predictions["probability"].values
+    assert p.shape == (30, 4) and ((p >= 0) & (p <= 1)).all()
+    for name in ("classification_vs_training_size", "label_scores"):
+        assert (res / f"figures/{name}.png").stat().st_size > 10_000
+    assert not (res / "fits").exists()                           # no fits for a classifier
+
+
+def test_the_workflow_schema_file_points_at_the_library_schema():
+    """workflow/schemas/config.schema.yaml (for Snakemake's validate, editors, the catalog)
+    is the library's generic schema: it accepts the default configuration and rejects what
+    the library rejects."""
+    import copy
+
+    from snakemake.utils import validate
+
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(copy.deepcopy(config), str(schema))
+    config["data"]["sizes"]["train"] = "many"
+    with pytest.raises(Exception, match="'many' is not of type 'integer'"):
+        validate(config, str(schema), set_default=False)
+    with pytest.raises(ConfigError, match="data.sizes.train: expected integer, got 'many'"):
+        validate_config(config)
