@@ -51,3 +51,45 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+TINY = REPO / "tests" / "data" / "tiny.yaml"
+
+
+def tiny_config(**data) -> dict:
+    """The tiny RBS configuration (tests/data/tiny.yaml), its ``data`` section updated."""
+    import yaml
+
+    config = yaml.safe_load(TINY.read_text())
+    config["data"].update(data)
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_processed(tmp_path_factory) -> Path:
+    """A tiny RBS dataset (240 training, 60 validation, 40 test spectra), preprocessed: a
+    folder with ``{train,validation,test}.nc`` and ``transform.json``; made once per test
+    session (tests must not modify it)."""
+    from specinv.data import (
+        SPLITS,
+        SpectrumTransform,
+        dataset_config,
+        sample_parameters,
+        simulate_shard,
+        split_dataset,
+        write_dataset,
+    )
+    from specinv.data.preprocess import processed_dataset
+
+    root = tmp_path_factory.mktemp("tiny_processed")
+    cfg = dataset_config(tiny_config(sizes={"train": 240, "validation": 60, "test": 40},
+                                     shards=1))
+    merged = simulate_shard(cfg, sample_parameters(cfg), 0, progress=False)
+    train = split_dataset(merged, "train")
+    transform = SpectrumTransform.fit(train["counts"].values, train["params"].values,
+                                      list(train["param"].values))
+    transform.save(root / "transform.json")
+    for split in SPLITS:
+        write_dataset(processed_dataset(split_dataset(merged, split), transform),
+                      root / f"{split}.nc")
+    return root

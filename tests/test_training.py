@@ -14,26 +14,20 @@ import torch
 import yaml
 
 from specinv.data import (
-    SPLITS,
     SpectrumTransform,
     dataset_config,
     expected_spectra,
     read_dataset,
-    sample_parameters,
-    simulate_shard,
-    split_dataset,
-    write_dataset,
 )
-from specinv.data.preprocess import processed_dataset
 from specinv.models import mixture_nll
 from specinv.training import (
     ResampledNoiseData,
-    technique_noise,
     TrainingSettings,
     median_relative_error,
     model_settings,
     noise_free_training_spectra,
     predict,
+    technique_noise,
     train_staged,
 )
 from specinv.training.lightning import InverseModel, load_xy
@@ -43,21 +37,9 @@ SMALL_NET = {"filters": (8, 8), "kernels": (5, 3), "strides": (2, 2), "gru_hidde
              "gru_layers": 1, "sigma_hidden": (16,)}
 
 
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("processed")
-    config = yaml.safe_load(TINY.read_text())
-    config["data"].update(sizes={"train": 240, "validation": 60, "test": 40}, shards=1)
-    cfg = dataset_config(config)
-    merged = simulate_shard(cfg, sample_parameters(cfg), 0, progress=False)
-    train = split_dataset(merged, "train")
-    transform = SpectrumTransform.fit(train["counts"].values, train["params"].values,
-                                      list(train["param"].values))
-    transform.save(root / "transform.json")
-    for split in SPLITS:
-        write_dataset(processed_dataset(split_dataset(merged, split), transform),
-                      root / f"{split}.nc")
-    return root
+@pytest.fixture()
+def processed(tiny_processed) -> Path:
+    return tiny_processed
 
 
 def settings(**kw) -> TrainingSettings:

@@ -1,4 +1,5 @@
-"""Metrics of Muzakka et al. 2024 (DESIGN.md §6), per parameter unless noted.
+"""Metrics of Muzakka et al. 2024 (Methods; the README's "Evaluation and fits"), per parameter
+unless noted.
 
 * relative error |ŷ − y₀| / y₀ and its median over the test spectra (MRE);
 * χ² of a fit, Σ_i (x_i − s_i(ŷ))² / (x_i + 1) over the region of interest (RoI) of the

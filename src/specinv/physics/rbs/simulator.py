@@ -5,7 +5,7 @@ areal density of every element in every layer, 1e15 atoms/cm²) to expected coun
 detector channel.  Everything after construction is vectorised torch code: one call handles
 B samples with the same setup and layer/element structure, with no Python loop over samples.
 
-Model (per sample; see DESIGN.md §2):
+Model (per sample; the README's "The RBS model" gives the physics, the tests the checks):
 
 * Stopping of a layer: Bragg's rule over its elements, SRIM-2013 electronic stopping
   (lunasrim) plus ZBL universal nuclear stopping; range and straggling tables per layer
