@@ -28,18 +28,25 @@ include: "workflow/rules/evaluate.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_outputs(),
-    default_target: True
 
 
 onsuccess:
     # tell the user where the results are, and show the comparison of the methods
-    made = [p for p in (*TABLES.values(), *(f for pair in FIGURES.values() for f in pair))
-            if Path(p).exists()]
+    made = [
+        p
+        for p in (*TABLES.values(), *(f for pair in FIGURES.values() for f in pair))
+        if Path(p).exists()
+    ]
     if made:
-        print(f"\nspecinv: tables and figures of {NAME} (HTML report: snakemake --report "
-              f"report.html):\n  " + "\n  ".join(made))
-        summary = Path(TABLES.get("methods") or TABLES["classification"]).with_suffix(".md")
+        print(
+            f"\nspecinv: tables and figures of {NAME} (HTML report: snakemake --report "
+            f"report.html):\n  " + "\n  ".join(made)
+        )
+        summary = Path(
+            TABLES.get("methods") or TABLES["classification"]
+        ).with_suffix(".md")
         if summary.exists():
             print(f"\n{summary}:\n{summary.read_text()}")

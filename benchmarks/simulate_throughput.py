@@ -41,10 +41,15 @@ SAMPLES = {
 
 def reference_setup() -> Setup:
     return Setup(
-        ion="4He", beam_energy_keV=3000.0, scattering_deg=165.0, incidence_deg=0.0,
+        ion="4He",
+        beam_energy_keV=3000.0,
+        scattering_deg=165.0,
+        incidence_deg=0.0,
         detector=Detector(channels=1024, gain_keV_per_channel=3.0, resolution_fwhm_keV=15.0),
-        fluence_times_solid_angle_sr=1e11, energy_cutoff_keV=50.0,
-        physics=PhysicsOptions(screening="andersen", straggling="bohr"))
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=50.0,
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+    )
 
 
 def time_per_spectrum(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> float:
@@ -68,8 +73,9 @@ def stage_profile(sim: RBSSimulator, params: torch.Tensor) -> str:
         t0 = time.perf_counter()
         sim.simulate(params)
         total = time.perf_counter() - t0
-    stages = {e.key[4:]: e.cpu_time_total / 1e6 for e in prof.key_averages()
-              if e.key.startswith("rbs.")}
+    stages = {
+        e.key[4:]: e.cpu_time_total / 1e6 for e in prof.key_averages() if e.key.startswith("rbs.")
+    }
     shares = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in stages.items())
     return f"{total / len(params) * 1e3:.3f} ms/spectrum under the profiler: {shares}"
 
@@ -117,20 +123,27 @@ def work_per_spectrum(sim: RBSSimulator, params: torch.Tensor) -> dict[str, floa
         spectrum._add_local = add_local
     layers = torch.tensor([r.layer for r in sim.reactions], dtype=torch.float64)
     n = len(params)
-    return {"active nodes": counts["nodes"] / n, "window elements": counts["window"] / n,
-            "mean crossings per node": float(layers.mean()) + 1.0}
+    return {
+        "active nodes": counts["nodes"] / n,
+        "window elements": counts["window"] / n,
+        "mean crossings per node": float(layers.mean()) + 1.0,
+    }
 
 
 def arithmetic_floor(sim: RBSSimulator, params: torch.Tensor, peak: float) -> str:
     """Lower bound on the time per spectrum: floating-point operations of the algorithm
     (approximate counts per item) at the machine's practical float64 peak."""
     w = work_per_spectrum(sim, params)
-    flops = (w["window elements"] * 65                               # exp, erfc, ~14 arithmetic
-             + w["active nodes"] * (w["mean crossings per node"] * 80 + 150)  # paths, yields
-             + sim.setup.detector.channels * 12)                      # B-spline integration
-    return (f"{w['active nodes']:.0f} nodes, {w['window elements']:.0f} window elements, "
-            f"~{flops / 1e6:.2f} MFLOP/spectrum -> floor {flops / (peak * 1e9) * 1e3:.4f} ms "
-            f"at {peak:.0f} GFLOP/s")
+    flops = (
+        w["window elements"] * 65  # exp, erfc, ~14 arithmetic
+        + w["active nodes"] * (w["mean crossings per node"] * 80 + 150)  # paths, yields
+        + sim.setup.detector.channels * 12
+    )  # B-spline integration
+    return (
+        f"{w['active nodes']:.0f} nodes, {w['window elements']:.0f} window elements, "
+        f"~{flops / 1e6:.2f} MFLOP/spectrum -> floor {flops / (peak * 1e9) * 1e3:.4f} ms "
+        f"at {peak:.0f} GFLOP/s"
+    )
 
 
 def main() -> None:
@@ -141,34 +154,44 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--single-repeat", type=int, default=50)
     ap.add_argument("--samples", default="A,B,C")
-    ap.add_argument("--profile", action="store_true",
-                    help="print the share of each stage and the arithmetic floor")
-    ap.add_argument("--default-malloc", action="store_true",
-                    help="keep glibc's default allocator settings (the specinv command and "
-                         "the workflow's jobs call specinv.memory.keep_freed_memory)")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="print the share of each stage and the arithmetic floor",
+    )
+    ap.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="keep glibc's default allocator settings (the specinv command and "
+        "the workflow's jobs call specinv.memory.keep_freed_memory)",
+    )
     args = ap.parse_args()
     kept = False if args.default_malloc else keep_freed_memory()
     dtype = getattr(torch, args.dtype) if args.dtype else None
     gen = torch.Generator().manual_seed(0)
     peak = measured_peak_gflops() if args.profile else 0.0
-    print(f"machine: {platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}; "
-          f"speed probe {speed_probe_us():.2f} us per small op; freed memory kept: {kept}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}; "
+        f"speed probe {speed_probe_us():.2f} us per small op; freed memory kept: {kept}"
+    )
     for name in args.samples.split(","):
         sim = RBSSimulator(reference_setup(), SAMPLES[name], device=args.device, dtype=dtype)
         d = sim.n_parameters
-        params = (50.0 + 4950.0 * torch.rand(args.batch, d, generator=gen, dtype=torch.float64))
+        params = 50.0 + 4950.0 * torch.rand(args.batch, d, generator=gen, dtype=torch.float64)
         params = params.to(device=args.device, dtype=sim.dtype)
         batched = time_per_spectrum(sim, params, args.repeat)
         singles = []
         for i in range(args.single_repeat):
-            singles.append(time_per_spectrum(sim, params[i:i + 1], 1))
+            singles.append(time_per_spectrum(sim, params[i : i + 1], 1))
         single = sorted(singles)[len(singles) // 2]
         jabs = JABS_MS[name] / 1e3
-        print(f"{name}: D={d:2d} reactions={len(sim.reactions):2d} | batch {args.batch}: "
-              f"{batched * 1e3:8.4f} ms/spectrum = {1 / batched:9.0f} spectra/s, "
-              f"JaBS/ours = {jabs / batched:6.1f} | batch 1 (median): {single * 1e3:7.3f} ms, "
-              f"JaBS/ours = {jabs / single:5.2f}")
+        print(
+            f"{name}: D={d:2d} reactions={len(sim.reactions):2d} | batch {args.batch}: "
+            f"{batched * 1e3:8.4f} ms/spectrum = {1 / batched:9.0f} spectra/s, "
+            f"JaBS/ours = {jabs / batched:6.1f} | batch 1 (median): {single * 1e3:7.3f} ms, "
+            f"JaBS/ours = {jabs / single:5.2f}"
+        )
         if args.profile:
             for label, batch in (("batch", params), ("single", params[:1])):
                 print(f"   {label}: " + stage_profile(sim, batch))

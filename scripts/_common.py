@@ -11,17 +11,19 @@ def start(snakemake):
     reuse (:mod:`specinv.memory`); return the run's :class:`specinv.plan.WorkflowPlan`."""
     log = open(snakemake.log[0], "w", buffering=1)  # noqa: SIM115 (lives until exit)
     sys.stdout = sys.stderr = log
-    logging.basicConfig(stream=log, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
     # Lightning's advertising tips (e.g. about litmodels) are not for job logs
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
-        lambda record: "Tip:" not in record.getMessage())
+        lambda record: "Tip:" not in record.getMessage()
+    )
     import torch
 
     from specinv.memory import keep_freed_memory
 
     torch.set_num_threads(max(1, snakemake.threads))
-    keep_freed_memory()      # reuse freed memory instead of faulting in fresh pages
+    keep_freed_memory()  # reuse freed memory instead of faulting in fresh pages
     from specinv.plan import workflow_plan
 
     return workflow_plan(snakemake.config)

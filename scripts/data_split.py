@@ -6,9 +6,9 @@ from _common import start
 
 from specinv.data import SPLITS, read_dataset, split_dataset, write_dataset
 
-start(snakemake)  # noqa: F821
-merged = read_dataset(snakemake.input[0])  # noqa: F821
-for split, path in zip(SPLITS, snakemake.output, strict=True):  # noqa: F821
+start(snakemake)
+merged = read_dataset(snakemake.input[0])
+for split, path in zip(SPLITS, snakemake.output, strict=True):
     part = split_dataset(merged, split)
     write_dataset(part, path)
     logging.info("%s: %d spectra -> %s", split, part.sizes["sample"], path)

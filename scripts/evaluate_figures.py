@@ -11,8 +11,8 @@ from specinv.evaluation.classification import plot_classification
 from specinv.evaluation.figures import paper_figures
 from specinv.evaluation.tables import methods_on_fitted_spectra, mre_table
 
-plan = start(snakemake)  # noqa: F821
-inp, par, out = snakemake.input, snakemake.params, snakemake.output  # noqa: F821
+plan = start(snakemake)
+inp, par, out = snakemake.input, snakemake.params, snakemake.output
 ev = plan.config["evaluation"]
 outputs = {n: [getattr(out, f"{n}_{ext}") for ext in ("png", "pdf")] for n in par.names}
 predictions = {n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)}
@@ -22,8 +22,12 @@ if plan.regression:
     by_label = methods_on_fitted_spectra(network, fits, par.model_size)
     test = read_dataset(inp.test)
     transform = SpectrumTransform.load(inp.transform)
-    roi = roi_mask(test.sizes["channel"], transform.settings.first_channel,
-                   transform.settings.merge, transform.kept_bins)
+    roi = roi_mask(
+        test.sizes["channel"],
+        transform.settings.first_channel,
+        transform.settings.merge,
+        transform.kept_bins,
+    )
     technique = plan.dataset.technique_instance
     low, high = technique.bounds()
 
@@ -33,11 +37,27 @@ if plan.regression:
             return technique.simulate(inside).double().cpu().numpy()
 
     axis = technique.axis()
-    paper_figures(predictions, mre_table(predictions), by_label, test, roi, simulate,
-                  par.model_size, outputs, name=plan.name, alpha=ev["alpha"],
-                  ratio_samples=ev["ratio_samples"], seed=ev["seed"],
-                  axis=(axis.coordinate, axis.label))
+    paper_figures(
+        predictions,
+        mre_table(predictions),
+        by_label,
+        test,
+        roi,
+        simulate,
+        par.model_size,
+        outputs,
+        name=plan.name,
+        alpha=ev["alpha"],
+        ratio_samples=ev["ratio_samples"],
+        seed=ev["seed"],
+        axis=(axis.coordinate, axis.label),
+    )
 else:
-    plot_classification(predictions, par.model_size, outputs["classification_vs_training_size"],
-                        outputs["label_scores"], threshold=ev["threshold"],
-                        title=f"{plan.name}: {plan.label}")
+    plot_classification(
+        predictions,
+        par.model_size,
+        outputs["classification_vs_training_size"],
+        outputs["label_scores"],
+        threshold=ev["threshold"],
+        title=f"{plan.name}: {plan.label}",
+    )

@@ -7,8 +7,11 @@ from _common import start
 
 from specinv.evaluation.tables import hardware_description, runtime_table, write_table
 
-plan = start(snakemake)  # noqa: F821
-table = runtime_table(snakemake.params.stages, hardware_description(),  # noqa: F821
-                      plan.config["evaluation"]["paper_runtimes_h"])
-write_table(table, snakemake.output[0])  # noqa: F821
+plan = start(snakemake)
+table = runtime_table(
+    snakemake.params.stages,
+    hardware_description(),
+    plan.config["evaluation"]["paper_runtimes_h"],
+)
+write_table(table, snakemake.output[0])
 logging.info("\n%s", table.to_string())

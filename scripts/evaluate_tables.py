@@ -9,8 +9,8 @@ from specinv.data import read_dataset
 from specinv.evaluation.classification import classification_tables
 from specinv.evaluation.tables import paper_tables, write_table
 
-plan = start(snakemake)  # noqa: F821
-inp, par = snakemake.input, snakemake.params  # noqa: F821
+plan = start(snakemake)
+inp, par = snakemake.input, snakemake.params
 ev = plan.config["evaluation"]
 predictions = {n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, strict=True)}
 if plan.regression:
@@ -18,11 +18,13 @@ if plan.regression:
         predictions=predictions,
         mdn_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.network, strict=True)},
         fits={m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)},
-        model_size=par.model_size, alpha=ev["alpha"],
-        information=read_dataset(inp.information))
+        model_size=par.model_size,
+        alpha=ev["alpha"],
+        information=read_dataset(inp.information),
+    )
 else:
     tables = classification_tables(predictions, par.model_size, ev["threshold"])
     tables = {"classification": tables["summary"], "labels": tables["labels"]}
 for name, table in tables.items():
-    write_table(table, getattr(snakemake.output, name))  # noqa: F821
+    write_table(table, getattr(snakemake.output, name))
     logging.info("%s:\n%s", name, table.to_string(max_cols=12))

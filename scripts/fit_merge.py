@@ -7,8 +7,12 @@ from _common import start
 from specinv.data import read_dataset, write_dataset
 from specinv.fitting.runner import merge_fit_shards
 
-start(snakemake)  # noqa: F821
-merged = merge_fit_shards([read_dataset(p) for p in snakemake.input])  # noqa: F821
-write_dataset(merged, snakemake.output[0])  # noqa: F821
-logging.info("%s: %d spectra from %d shards", merged.attrs["method"], merged.sizes["sample"],
-             len(snakemake.input))  # noqa: F821
+start(snakemake)
+merged = merge_fit_shards([read_dataset(p) for p in snakemake.input])
+write_dataset(merged, snakemake.output[0])
+logging.info(
+    "%s: %d spectra from %d shards",
+    merged.attrs["method"],
+    merged.sizes["sample"],
+    len(snakemake.input),
+)

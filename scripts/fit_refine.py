@@ -7,13 +7,24 @@ from _common import start
 from specinv.data import SpectrumTransform, read_dataset, write_dataset
 from specinv.fitting.runner import fitted_spectra, refinement_fits
 
-plan = start(snakemake)  # noqa: F821
+plan = start(snakemake)
 settings = plan.fitting
-test = fitted_spectra(read_dataset(snakemake.input.test), settings)  # noqa: F821
-x0 = fitted_spectra(read_dataset(snakemake.input.predictions), settings)["mean"].values  # noqa: F821
-fit = refinement_fits(plan.dataset, test, SpectrumTransform.load(snakemake.input.transform),  # noqa: F821
-                      x0, settings, method=snakemake.params.method)  # noqa: F821
-write_dataset(fit, snakemake.output[0])  # noqa: F821
-logging.info("refinement: %d spectra, median chi2 %.1f (dof %d), %.0f simulations per "
-             "spectrum, %.1f s", fit.sizes["sample"], float(fit["chi2"].median()),
-             fit.attrs["dof"], float(fit["n_simulations"].mean()), fit.attrs["wall_seconds"])
+test = fitted_spectra(read_dataset(snakemake.input.test), settings)
+x0 = fitted_spectra(read_dataset(snakemake.input.predictions), settings)["mean"].values
+fit = refinement_fits(
+    plan.dataset,
+    test,
+    SpectrumTransform.load(snakemake.input.transform),
+    x0,
+    settings,
+    method=snakemake.params.method,
+)
+write_dataset(fit, snakemake.output[0])
+logging.info(
+    "refinement: %d spectra, median chi2 %.1f (dof %d), %.0f simulations per spectrum, %.1f s",
+    fit.sizes["sample"],
+    float(fit["chi2"].median()),
+    fit.attrs["dof"],
+    float(fit["n_simulations"].mean()),
+    fit.attrs["wall_seconds"],
+)

@@ -9,11 +9,18 @@ from specinv.data import SpectrumTransform, read_dataset, write_dataset
 from specinv.evaluation.tables import information_table
 from specinv.fitting.runner import fitted_spectra, information_limit
 
-plan = start(snakemake)  # noqa: F821
-test = fitted_spectra(read_dataset(snakemake.input.test), plan.fitting)  # noqa: F821
-bounds = information_limit(plan.dataset, test,
-                           SpectrumTransform.load(snakemake.input.transform),  # noqa: F821
-                           plan.fitting)
-write_dataset(bounds, snakemake.output[0])  # noqa: F821
-logging.info("Cramer-Rao bounds of %d spectra in %.1f s:\n%s", bounds.sizes["sample"],
-             bounds.attrs["wall_seconds"], information_table(bounds).to_string())
+plan = start(snakemake)
+test = fitted_spectra(read_dataset(snakemake.input.test), plan.fitting)
+bounds = information_limit(
+    plan.dataset,
+    test,
+    SpectrumTransform.load(snakemake.input.transform),
+    plan.fitting,
+)
+write_dataset(bounds, snakemake.output[0])
+logging.info(
+    "Cramer-Rao bounds of %d spectra in %.1f s:\n%s",
+    bounds.sizes["sample"],
+    bounds.attrs["wall_seconds"],
+    information_table(bounds).to_string(),
+)

@@ -9,14 +9,14 @@ from specinv.data import SpectrumTransform, write_dataset
 from specinv.evaluation.classification import classification_tables
 from specinv.training import median_relative_error, predict
 
-plan = start(snakemake)  # noqa: F821
-transform = SpectrumTransform.load(snakemake.input.transform)  # noqa: F821
-predictions = predict(list(snakemake.input.model), snakemake.input.test, transform)  # noqa: F821
-write_dataset(predictions, snakemake.output[0])  # noqa: F821
+plan = start(snakemake)
+transform = SpectrumTransform.load(snakemake.input.transform)
+predictions = predict(list(snakemake.input.model), snakemake.input.test, transform)
+write_dataset(predictions, snakemake.output[0])
 if plan.regression:
     for name, mre in median_relative_error(predictions).items():
         logging.info("median relative error %s: %.4f", name, mre)
 else:
-    n = int(snakemake.wildcards.n_train)  # noqa: F821
+    n = int(snakemake.wildcards.n_train)
     threshold = plan.config["evaluation"]["threshold"]
     logging.info("\n%s", classification_tables({n: predictions}, n, threshold)["summary"])

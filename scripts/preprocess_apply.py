@@ -7,10 +7,11 @@ from _common import start
 from specinv.data import SpectrumTransform, read_dataset, write_dataset
 from specinv.data.preprocess import processed_dataset
 
-start(snakemake)  # noqa: F821
-transform = SpectrumTransform.load(snakemake.input.transform)  # noqa: F821
-raw = read_dataset(snakemake.input.data)  # noqa: F821
+start(snakemake)
+transform = SpectrumTransform.load(snakemake.input.transform)
+raw = read_dataset(snakemake.input.data)
 out = processed_dataset(raw, transform)
-write_dataset(out, snakemake.output[0])  # noqa: F821
-logging.info("%s: %d spectra, %d features", raw.attrs.get("split"), out.sizes["sample"],
-             out.sizes["feature"])
+write_dataset(out, snakemake.output[0])
+logging.info(
+    "%s: %d spectra, %d features", raw.attrs.get("split"), out.sizes["sample"], out.sizes["feature"]
+)

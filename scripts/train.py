@@ -10,18 +10,33 @@ from _common import start
 from specinv.data import SpectrumTransform
 from specinv.training import noise_free_training_spectra, technique_noise, train_staged
 
-plan = start(snakemake)  # noqa: F821
-inp = snakemake.input  # noqa: F821
-n_train = int(snakemake.wildcards.n_train)  # noqa: F821
-member = int(snakemake.wildcards.member)  # noqa: F821
+plan = start(snakemake)
+inp = snakemake.input
+n_train = int(snakemake.wildcards.n_train)
+member = int(snakemake.wildcards.member)
 settings = plan.training.member(member)
 resampled = {}
 if settings.resample_noise:
-    resampled = {"expected": noise_free_training_spectra(plan.dataset, inp.raw_train, n_train),
-                 "transform": SpectrumTransform.load(inp.transform),
-                 "add_noise": technique_noise(plan.dataset)}
-summary = train_staged(inp.train, inp.validation, Path(snakemake.output.model).parent,  # noqa: F821
-                       n_train, plan.model, settings, **resampled)
-logging.info("%s n_train=%d, member %d: best validation loss %.4f after %.0f s; stages %s",
-             plan.label, n_train, member, summary["best_val_loss"], summary["train_seconds"],
-             json.dumps([(s["epochs"], round(s["best_val_loss"], 4)) for s in summary["stages"]]))
+    resampled = {
+        "expected": noise_free_training_spectra(plan.dataset, inp.raw_train, n_train),
+        "transform": SpectrumTransform.load(inp.transform),
+        "add_noise": technique_noise(plan.dataset),
+    }
+summary = train_staged(
+    inp.train,
+    inp.validation,
+    Path(snakemake.output.model).parent,
+    n_train,
+    plan.model,
+    settings,
+    **resampled,
+)
+logging.info(
+    "%s n_train=%d, member %d: best validation loss %.4f after %.0f s; stages %s",
+    plan.label,
+    n_train,
+    member,
+    summary["best_val_loss"],
+    summary["train_seconds"],
+    json.dumps([(s["epochs"], round(s["best_val_loss"], 4)) for s in summary["stages"]]),
+)

@@ -82,14 +82,15 @@ def tiny_processed(tmp_path_factory) -> Path:
     from specinv.data.preprocess import processed_dataset
 
     root = tmp_path_factory.mktemp("tiny_processed")
-    cfg = dataset_config(tiny_config(sizes={"train": 240, "validation": 60, "test": 40},
-                                     shards=1))
+    cfg = dataset_config(tiny_config(sizes={"train": 240, "validation": 60, "test": 40}, shards=1))
     merged = simulate_shard(cfg, sample_parameters(cfg), 0, progress=False)
     train = split_dataset(merged, "train")
-    transform = SpectrumTransform.fit(train["counts"].values, train["params"].values,
-                                      list(train["param"].values))
+    transform = SpectrumTransform.fit(
+        train["counts"].values, train["params"].values, list(train["param"].values)
+    )
     transform.save(root / "transform.json")
     for split in SPLITS:
-        write_dataset(processed_dataset(split_dataset(merged, split), transform),
-                      root / f"{split}.nc")
+        write_dataset(
+            processed_dataset(split_dataset(merged, split), transform), root / f"{split}.nc"
+        )
     return root

@@ -20,8 +20,22 @@ def _load(name: str):
 
 def test_simulate_throughput_runs_with_profile(monkeypatch, capsys):
     bench = _load("simulate_throughput")
-    monkeypatch.setattr(sys, "argv", ["simulate_throughput.py", "--batch", "6", "--repeat", "1",
-                                      "--single-repeat", "1", "--samples", "A", "--profile"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "simulate_throughput.py",
+            "--batch",
+            "6",
+            "--repeat",
+            "1",
+            "--single-repeat",
+            "1",
+            "--samples",
+            "A",
+            "--profile",
+        ],
+    )
     bench.main()
     out = capsys.readouterr().out
     assert "A: D= 4" in out
@@ -32,13 +46,14 @@ def test_work_per_spectrum_counts_window_elements():
     """The instrumented count equals the nodes of the spectrum assembly times their windows."""
     bench = _load("simulate_throughput")
     sim = bench.RBSSimulator(bench.reference_setup(), bench.SAMPLES["A"], device="cpu")
-    params = torch.tensor([[300.0, 200.0, 1000.0, 800.0], [3000.0, 50.0, 50.0, 4000.0]],
-                          dtype=torch.float64)
+    params = torch.tensor(
+        [[300.0, 200.0, 1000.0, 800.0], [3000.0, 50.0, 50.0, 4000.0]], dtype=torch.float64
+    )
     from specinv.physics.rbs import spectrum
 
     original = spectrum._add_local
     work = bench.work_per_spectrum(sim, params)
-    assert spectrum._add_local is original          # the instrumentation is removed again
+    assert spectrum._add_local is original  # the instrumentation is removed again
     # each active node has two half-windows of at least 6 edges each
     assert work["active nodes"] > 0
     assert work["window elements"] >= 12 * work["active nodes"]
@@ -46,9 +61,21 @@ def test_work_per_spectrum_counts_window_elements():
 
 def test_fit_throughput_runs(monkeypatch, capsys):
     bench = _load("fit_throughput")
-    monkeypatch.setattr(sys, "argv", ["fit_throughput.py", "--spectra", "4",
-                                      "--evaluations-per-parameter", "5", "--scipy-spectra",
-                                      "1", "--threads", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        [
+            "fit_throughput.py",
+            "--spectra",
+            "4",
+            "--evaluations-per-parameter",
+            "5",
+            "--scipy-spectra",
+            "1",
+            "--threads",
+            "1",
+        ],
+    )
     bench.main()
     out = capsys.readouterr().out
     assert "first 1 identical to scipy: True" in out

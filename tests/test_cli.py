@@ -44,8 +44,20 @@ def test_noise_option_adds_expected_column(tmp_path):
 def test_bad_file_gives_clear_error_and_exit_code(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("energy_keV: 3000", "energy_keV: -1"))
-    result = subprocess.run([sys.executable, "-m", "specinv", "rbs", "simulate", str(bad),
-                             "-o", str(tmp_path / "x.csv")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specinv",
+            "rbs",
+            "simulate",
+            str(bad),
+            "-o",
+            str(tmp_path / "x.csv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2
     assert "bad.yaml: beam.energy_keV: expected a number > 0, got -1" in result.stderr
     assert not (tmp_path / "x.csv").exists()

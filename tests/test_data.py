@@ -53,7 +53,7 @@ def md5(path: Path) -> str:
 def test_merged_data_do_not_depend_on_sharding(tmp_path):
     a = generate(tmp_path / "two", shards=2, batch_size=7)
     b = generate(tmp_path / "five", shards=5, batch_size=16)
-    assert md5(a) == md5(b)                     # byte for byte
+    assert md5(a) == md5(b)  # byte for byte
     ds = read_dataset(a)
     assert ds["counts"].dtype == np.int32 and ds.sizes["sample"] == 100
     assert ds["counts"].values.sum() > 0
@@ -67,8 +67,8 @@ def test_parameters_follow_their_priors(tmp_path):
     p = sample_parameters(cfg)["params"].values
     assert p.shape == (4000, 4)
     assert p[:, 0].min() >= 50 and p[:, 0].max() <= 5000
-    assert abs(p[:, 0].mean() - 2525) < 60                     # uniform [50, 5000]
-    log_w2 = np.log(p[:, 2])                                   # loguniform [100, 5000]
+    assert abs(p[:, 0].mean() - 2525) < 60  # uniform [50, 5000]
+    log_w2 = np.log(p[:, 2])  # loguniform [100, 5000]
     assert log_w2.min() >= np.log(100) and log_w2.max() <= np.log(5000)
     assert abs(log_w2.mean() - 0.5 * (np.log(100) + np.log(5000))) < 0.05
 
@@ -95,24 +95,29 @@ def test_variance_pruning_drops_exactly_the_flat_bins():
     rng = np.random.default_rng(0)
     n = 500
     counts = np.zeros((n, 140), dtype=np.int32)
-    counts[:, 100:112] = rng.poisson(50.0, (n, 12))           # pure Poisson around 50
+    counts[:, 100:112] = rng.poisson(50.0, (n, 12))  # pure Poisson around 50
     counts[:, 112:124] = rng.poisson(rng.uniform(10, 400, (n, 1)), (n, 12))  # varying
-    counts[:, 124:128] = 7                                       # constant
+    counts[:, 124:128] = 7  # constant
     targets = rng.uniform(0, 1, (n, 2))
-    t = SpectrumTransform.fit(counts, targets, ["a", "b"],
-                              PreprocessSettings(first_channel=100, merge=4, sigmas=3.0))
+    t = SpectrumTransform.fit(
+        counts, targets, ["a", "b"], PreprocessSettings(first_channel=100, merge=4, sigmas=3.0)
+    )
     merged = merge_channels(counts, 100, 4)
     expected = np.nonzero(merged.std(axis=0) > 3.0 * np.sqrt(merged.mean(axis=0)))[0]
     assert np.array_equal(t.kept_bins, expected)
-    assert np.array_equal(t.kept_bins, [3, 4, 5])               # only the varying block
+    assert np.array_equal(t.kept_bins, [3, 4, 5])  # only the varying block
     assert np.array_equal(t.bin_channels(), [112, 116, 120])
 
 
 def test_transform_round_trips_bit_for_bit(tmp_path):
     merged = read_dataset(generate(tmp_path, shards=2))
     train, test = split_dataset(merged, "train"), split_dataset(merged, "test")
-    t = SpectrumTransform.fit(train["counts"].values, train["params"].values,
-                              list(train["param"].values), PreprocessSettings())
+    t = SpectrumTransform.fit(
+        train["counts"].values,
+        train["params"].values,
+        list(train["param"].values),
+        PreprocessSettings(),
+    )
     t.save(tmp_path / "transform.json")
     loaded = SpectrumTransform.load(tmp_path / "transform.json")
     write_dataset(processed_dataset(test, t), tmp_path / "test.nc")
@@ -140,8 +145,9 @@ def test_transform_round_trips_bit_for_bit(tmp_path):
 )
 def test_transform_rejects_bad_spectra(tmp_path, bad, message):
     merged = read_dataset(generate(tmp_path, shards=1))
-    t = SpectrumTransform.fit(merged["counts"].values, merged["params"].values,
-                              list(merged["param"].values))
+    t = SpectrumTransform.fit(
+        merged["counts"].values, merged["params"].values, list(merged["param"].values)
+    )
     with pytest.raises(ValueError, match=message):
         t.features(bad)
 
@@ -150,11 +156,16 @@ def test_transform_rejects_bad_spectra(tmp_path, bad, message):
     ("change", "message"),
     [
         (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
-        (lambda c: c["rbs"]["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
-         "sample.layers[1].W: lower bound low=900 is above the upper bound high=100"),
-        (lambda c: c["rbs"]["sample"]["layers"][0].update({"W": {"law": "loguniform", "low": 0,
-                                                          "high": 10}}),
-         "sample.layers[0].W.low"),
+        (
+            lambda c: c["rbs"]["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
+            "sample.layers[1].W: lower bound low=900 is above the upper bound high=100",
+        ),
+        (
+            lambda c: c["rbs"]["sample"]["layers"][0].update(
+                {"W": {"law": "loguniform", "low": 0, "high": 10}}
+            ),
+            "sample.layers[0].W.low",
+        ),
         (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_keV": -1}), "beam.energy_keV"),
         (lambda c: c["data"]["sizes"].update({"test": -5}), "data.sizes.test"),
         (lambda c: c["data"].update({"shards": 1000}), "data.shards"),
@@ -169,10 +180,8 @@ def test_bad_configs_name_the_key(change, message):
 
 
 def test_test_split_does_not_change_with_the_training_size():
-    small = dataset_config(tiny_config(sizes={"train": 10, "validation": 5, "test": 8},
-                                       shards=1))
-    large = dataset_config(tiny_config(sizes={"train": 40, "validation": 5, "test": 8},
-                                       shards=1))
+    small = dataset_config(tiny_config(sizes={"train": 10, "validation": 5, "test": 8}, shards=1))
+    large = dataset_config(tiny_config(sizes={"train": 40, "validation": 5, "test": 8}, shards=1))
     a = simulate_shard(small, sample_parameters(small), 0, progress=False)
     b = simulate_shard(large, sample_parameters(large), 0, progress=False)
     for split in ("validation", "test"):
@@ -184,16 +193,20 @@ def test_test_split_does_not_change_with_the_training_size():
     assert np.array_equal(ta["counts"].values, tb["counts"].values[:10])
 
 
-@pytest.mark.parametrize(("configfile", "data_hash"), [
-    ("tests/data/tiny.yaml", "3419dad8a87219c5"),
-    ("config/paper/rbs_A.yaml", "120e59f73d6f2c00"),
-    ("config/paper/rbs_B.yaml", "5ea5149882aaebaf"),
-    ("config/paper/rbs_C.yaml", "90f8c31fb12ec31b"),
-])
+@pytest.mark.parametrize(
+    ("configfile", "data_hash"),
+    [
+        ("tests/data/tiny.yaml", "3419dad8a87219c5"),
+        ("config/paper/rbs_A.yaml", "120e59f73d6f2c00"),
+        ("config/paper/rbs_B.yaml", "5ea5149882aaebaf"),
+        ("config/paper/rbs_C.yaml", "90f8c31fb12ec31b"),
+    ],
+)
 def test_the_data_of_a_configuration_never_change_silently(configfile, data_hash):
     """The hash of everything the simulated data depend on, pinned to the values of the
     datasets made before the technique seam (commit e97c152): a new default or a change of
     the sampling would rerun every user's data, so it must be a decision, not an accident."""
     root = Path(__file__).resolve().parents[1]
     assert dataset_config(yaml.safe_load((root / configfile).read_text())).data_hash() == (
-        data_hash)
+        data_hash
+    )

@@ -59,7 +59,7 @@ def test_profile_and_acceptance():
     prof = chi2_profile(values)
     assert prof["p50"] == pytest.approx(50.5) and prof["mean"] == pytest.approx(50.5)
     assert prof["std"] == pytest.approx(values.std())
-    threshold = chi2_threshold(50)                     # ≈ 67.5
+    threshold = chi2_threshold(50)  # ≈ 67.5
     assert acceptance_rate(values, 50) == pytest.approx(np.floor(threshold) / 100)
     with pytest.raises(ValueError, match="finite"):
         chi2_profile(np.array([1.0, np.nan]))
@@ -108,27 +108,36 @@ def test_roi_mask_covers_the_kept_bins():
 
 def _fit(method, chi2, estimate, true, samples, dof=50):
     return xr.Dataset(
-        {"estimate": (("sample", "param"), estimate), "true": (("sample", "param"), true),
-         "chi2": ("sample", chi2), "n_simulations": ("sample", np.full(len(chi2), 7))},
+        {
+            "estimate": (("sample", "param"), estimate),
+            "true": (("sample", "param"), true),
+            "chi2": ("sample", chi2),
+            "n_simulations": ("sample", np.full(len(chi2), 7)),
+        },
         coords={"sample": samples, "param": ["a", "b"]},
-        attrs={"method": method, "dof": dof, "wall_seconds": 3.0})
+        attrs={"method": method, "dof": dof, "wall_seconds": 3.0},
+    )
 
 
 def test_tables():
     true = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
     fit = _fit("autofit", np.array([40.0, 50.0, 90.0]), true * 1.1, true, [0, 1, 2])
     table = chi2_profile_table({"Autofit": fit})
-    assert table.loc["Autofit", "acceptance"] == pytest.approx(2 / 3)   # 90 > 67.5
+    assert table.loc["Autofit", "acceptance"] == pytest.approx(2 / 3)  # 90 > 67.5
     assert table.loc["ideal chi2 (nu=50)", "mean"] == 50
     methods = methods_table({"Autofit": fit, "other": fit})
     assert methods.loc["Autofit", "MRE a"] == pytest.approx(0.1)
     assert methods.loc["Autofit", "simulations_per_spectrum"] == 7
     with pytest.raises(ValueError, match="same test spectra"):
         methods_table({"Autofit": fit, "other": fit.isel(sample=[0, 1])})
-    pred = xr.Dataset({"mean": (("sample", "param"), true * 1.1),
-                       "std": (("sample", "param"), true * 0.2),
-                       "true": (("sample", "param"), true)},
-                      coords={"param": ["a", "b"]})
+    pred = xr.Dataset(
+        {
+            "mean": (("sample", "param"), true * 1.1),
+            "std": (("sample", "param"), true * 0.2),
+            "true": (("sample", "param"), true),
+        },
+        coords={"param": ["a", "b"]},
+    )
     cov = coverage_table(pred)
     assert cov.loc["a", "coverage_1sigma"] == 1.0
     assert cov.loc["a", "ACS"] == pytest.approx((0.2 - 0.1) / (0.2 + 0.1))
@@ -140,10 +149,11 @@ def test_runtime_table_sums_jobs_and_compares_with_the_paper(tmp_path):
     files = []
     for k, seconds in enumerate((1800.0, 1800.0, 720.0)):
         f = tmp_path / f"job{k}.tsv"
-        f.write_text("s\th:m:s\tmax_rss\n" f"{seconds}\t0:30:00\t100\n")
+        f.write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:30:00\t100\n")
         files.append(f)
-    table = runtime_table({"simulation": files[:2], "autofit fits": files[2:]}, "test CPU",
-                          {"simulation": 0.5})
+    table = runtime_table(
+        {"simulation": files[:2], "autofit fits": files[2:]}, "test CPU", {"simulation": 0.5}
+    )
     assert table.loc["simulation", "jobs"] == 2
     assert table.loc["simulation", "hours"] == pytest.approx(1.0)
     assert table.loc["simulation", "ours_over_paper"] == pytest.approx(2.0)
@@ -169,21 +179,36 @@ def test_autofit_on_fewer_spectra_is_compared_on_the_shared_ones():
 
     true = np.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0], [70.0, 80.0]])
     chi2 = np.array([40.0, 50.0, 90.0, 45.0])
-    fits = {"autofit": _fit("autofit", chi2[:2], true[:2] * 1.1, true[:2], [0, 1]),
-            "mdn_refine": _fit("mdn_refine", chi2, true * 1.2, true, [0, 1, 2, 3])}
+    fits = {
+        "autofit": _fit("autofit", chi2[:2], true[:2] * 1.1, true[:2], [0, 1]),
+        "mdn_refine": _fit("mdn_refine", chi2, true * 1.2, true, [0, 1, 2, 3]),
+    }
     mdn = _fit("mdn", chi2 + 1, true * 1.3, true, [0, 1, 2, 3])
     same = methods_on_fitted_spectra(mdn, fits, 100)
     assert {k: v.sizes["sample"] for k, v in same.items()} == {
-        "MDN100": 2, "Autofit": 2, "MDN100 + gradient refinement": 2}
-    table = paper_tables({100: xr.Dataset({"mean": (("sample", "param"), true),
-                                           "std": (("sample", "param"), true * 0.1),
-                                           "true": (("sample", "param"), true)},
-                                          coords={"param": ["a", "b"]})},
-                         {100: mdn}, fits, 100)["methods"]
+        "MDN100": 2,
+        "Autofit": 2,
+        "MDN100 + gradient refinement": 2,
+    }
+    table = paper_tables(
+        {
+            100: xr.Dataset(
+                {
+                    "mean": (("sample", "param"), true),
+                    "std": (("sample", "param"), true * 0.1),
+                    "true": (("sample", "param"), true),
+                },
+                coords={"param": ["a", "b"]},
+            )
+        },
+        {100: mdn},
+        fits,
+        100,
+    )["methods"]
     assert table.loc["Autofit", "spectra"] == 2
     assert table.loc["Autofit", "wall_seconds"] == 3.0
     assert np.isnan(table.loc["MDN100 + gradient refinement", "wall_seconds"])
     full = table.loc["MDN100 + gradient refinement (all 4)"]
     assert full["spectra"] == 4 and full["wall_seconds"] == 3.0
-    assert full["acceptance"] == pytest.approx(3 / 4)   # 90 > the 95 % point of chi2(50)
+    assert full["acceptance"] == pytest.approx(3 / 4)  # 90 > the 95 % point of chi2(50)
     assert table.loc["MDN100 + gradient refinement", "MRE a"] == pytest.approx(0.2)

@@ -31,7 +31,7 @@ def test_linear_model_against_the_inverse_by_hand():
     """Two channels, two parameters: F = Aᵀ diag(1/λ) A, inverted by hand."""
     a = np.array([[2.0, 1.0], [1.0, 3.0]])
     y = np.array([5.0, 7.0])
-    lam = a @ y                                             # 17, 26
+    lam = a @ y  # 17, 26
     f11 = 4 / 17 + 1 / 26
     f12 = 2 / 17 + 3 / 26
     f22 = 1 / 17 + 9 / 26
@@ -66,9 +66,10 @@ def test_unseen_and_degenerate_parameters_are_undetermined():
     a = np.array([[1.0, 0.0, 2.0, 2.0], [3.0, 0.0, 1.0, 1.0], [1.0, 0.0, 5.0, 5.0]])
     lam = np.array([10.0, 20.0, 30.0])
     std = cramer_rao_std(poisson_fisher_information(lam, a))
-    assert np.isfinite(std[0]) and np.isinf(std[1:]).all()   # 2: unseen; 3 = 4: degenerate
-    batch = cramer_rao_std(poisson_fisher_information(np.stack([lam, lam]),
-                                                      np.stack([a[:, :1], a[:, :1]])))
+    assert np.isfinite(std[0]) and np.isinf(std[1:]).all()  # 2: unseen; 3 = 4: degenerate
+    batch = cramer_rao_std(
+        poisson_fisher_information(np.stack([lam, lam]), np.stack([a[:, :1], a[:, :1]]))
+    )
     assert batch.shape == (2, 1) and np.isfinite(batch).all()
 
 
@@ -88,7 +89,8 @@ def test_bad_input_is_rejected():
 def test_efficient_median_relative_error():
     # one σ for every spectrum: the median of |N(0, σ²)| is σ·Φ⁻¹(3/4)
     assert efficient_median_relative_error([0.02] * 5) == pytest.approx(
-        0.02 * stats.norm.ppf(0.75), rel=1e-9)
+        0.02 * stats.norm.ppf(0.75), rel=1e-9
+    )
     # a mixture: half the spectra at σ, half at 3σ, by sampling
     s = np.repeat([0.01, 0.03], 500)
     z = np.abs(np.random.default_rng(1).standard_normal((400, s.size))) * s
@@ -101,11 +103,15 @@ def test_thin_rbs_film_is_known_to_one_over_root_peak_counts():
     """1 TFU Au: the peak only scales with the areal density (its width is the detector's),
     so the bound is the counting statistics of the peak area, 1/sqrt(N); slightly below
     it, as the peak also widens with the thickness."""
-    setup = Setup(ion="4He", beam_energy_keV=2000.0, scattering_deg=170.0,
-                  detector=Detector(channels=2200, gain_keV_per_channel=1.0,
-                                    resolution_fwhm_keV=15.0),
-                  fluence_times_solid_angle_sr=1e11, energy_cutoff_keV=100.0,
-                  physics=PhysicsOptions(screening="andersen", straggling="bohr"))
+    setup = Setup(
+        ion="4He",
+        beam_energy_keV=2000.0,
+        scattering_deg=170.0,
+        detector=Detector(channels=2200, gain_keV_per_channel=1.0, resolution_fwhm_keV=15.0),
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=100.0,
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+    )
     sim = RBSSimulator(setup, [["Au"]], device="cpu")
     y = torch.tensor([[1.0]], dtype=torch.float64)
     lam, jac = torch.func.jvp(sim.simulate, (y,), (torch.ones_like(y),))
@@ -118,16 +124,23 @@ def test_thin_rbs_film_is_known_to_one_over_root_peak_counts():
 
 def test_information_table_compares_methods_on_the_same_spectra():
     true = np.array([[100.0, 200.0], [300.0, 400.0], [500.0, 600.0]])
-    bounds = xr.Dataset({"crlb_std": (("sample", "param"),
-                                      [[1.0, np.inf], [3.0, np.inf], [5.0, 40.0]]),
-                         "true": (("sample", "param"), true)},
-                        coords={"sample": [7, 8, 9], "param": ["a", "b"]})
+    bounds = xr.Dataset(
+        {
+            "crlb_std": (("sample", "param"), [[1.0, np.inf], [3.0, np.inf], [5.0, 40.0]]),
+            "true": (("sample", "param"), true),
+        },
+        coords={"sample": [7, 8, 9], "param": ["a", "b"]},
+    )
 
     def fit(factor, samples):
         rows = [s - 7 for s in samples]
-        return xr.Dataset({"estimate": (("sample", "param"), true[rows] * factor),
-                           "true": (("sample", "param"), true[rows])},
-                          coords={"sample": samples, "param": ["a", "b"]})
+        return xr.Dataset(
+            {
+                "estimate": (("sample", "param"), true[rows] * factor),
+                "true": (("sample", "param"), true[rows]),
+            },
+            coords={"sample": samples, "param": ["a", "b"]},
+        )
 
     table = information_table(bounds, {"LM": fit(1.02, [7, 8, 9]), "NM": fit(1.05, [7, 8])})
     assert table.loc["a", "CRLB_relative_std"] == pytest.approx(0.01)

@@ -13,9 +13,21 @@ from specinv.memory import MMAP_THRESHOLD_BYTES, keep_freed_memory
 
 
 class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
 
 
 def _mallinfo2():
@@ -33,7 +45,7 @@ def test_freed_block_stays_in_the_heap():
     mallinfo2 = _mallinfo2()
     if not keep_freed_memory():
         pytest.skip("mallopt not available or refused (not glibc)")
-    size = 16 * 1024 * 1024                         # above glibc's default 128 KiB threshold
+    size = 16 * 1024 * 1024  # above glibc's default 128 KiB threshold
     before = mallinfo2()
     block = torch.empty(size, dtype=torch.uint8)
     during = mallinfo2()

@@ -36,26 +36,29 @@ def test_nll_equals_direct_numpy_computation(m, d):
     pi, mu_n, s_n, y_n = log_pi.exp().numpy(), mu.numpy(), sigma.numpy(), y.numpy()
     density = np.zeros(5)
     for k in range(m):
-        comp = np.prod(np.exp(-0.5 * ((y_n - mu_n[:, k]) / s_n[:, k]) ** 2)
-                       / (np.sqrt(2 * np.pi) * s_n[:, k]), axis=1)
+        comp = np.prod(
+            np.exp(-0.5 * ((y_n - mu_n[:, k]) / s_n[:, k]) ** 2) / (np.sqrt(2 * np.pi) * s_n[:, k]),
+            axis=1,
+        )
         density += pi[:, k] * comp
-    assert np.allclose(mixture_log_prob(log_pi, mu, sigma, y).numpy(), np.log(density),
-                       rtol=1e-12)
-    assert float(mixture_nll(log_pi, mu, sigma, y)) == pytest.approx(-np.log(density).mean(),
-                                                                    rel=1e-12)
+    assert np.allclose(mixture_log_prob(log_pi, mu, sigma, y).numpy(), np.log(density), rtol=1e-12)
+    assert float(mixture_nll(log_pi, mu, sigma, y)) == pytest.approx(
+        -np.log(density).mean(), rel=1e-12
+    )
 
 
 def test_log_sum_exp_keeps_far_outliers_finite():
     log_pi, mu, sigma = random_mixture(2, 3, 2)
-    y = torch.full((2, 2), 1e4, dtype=torch.float64)        # density underflows to 0
+    y = torch.full((2, 2), 1e4, dtype=torch.float64)  # density underflows to 0
     lp = mixture_log_prob(log_pi, mu, sigma, y)
     assert torch.isfinite(lp).all() and (lp < -1e6).all()
 
 
 def test_moments_agree_with_monte_carlo():
     log_pi, mu, sigma = random_mixture(3, 4, 3, seed=7)
-    draws = mixture_sample(log_pi, mu, sigma, 400_000,
-                           generator=torch.Generator().manual_seed(1))       # [n, 3, 3]
+    draws = mixture_sample(
+        log_pi, mu, sigma, 400_000, generator=torch.Generator().manual_seed(1)
+    )  # [n, 3, 3]
     assert draws.shape == (400_000, 3, 3)
     mean, var = mixture_mean(log_pi, mu), mixture_variance(log_pi, mu, sigma)
     cov = mixture_covariance(log_pi, mu, sigma)
@@ -73,8 +76,9 @@ def test_moments_agree_with_monte_carlo():
 
 @pytest.mark.parametrize(("arch", "m", "d"), [("A", 1, 4), ("B", 8, 15), ("C", 10, 31)])
 def test_output_shapes(arch, m, d):
-    net = MixtureDensityNetwork(MDNConfig(input_length=230, n_params=d,
-                                          **PAPER_ARCHITECTURES[arch]))
+    net = MixtureDensityNetwork(
+        MDNConfig(input_length=230, n_params=d, **PAPER_ARCHITECTURES[arch])
+    )
     log_pi, mu, sigma = net(torch.randn(7, 230))
     assert log_pi.shape == (7, m) and mu.shape == sigma.shape == (7, m, d)
     assert torch.allclose(log_pi.exp().sum(-1), torch.ones(7), atol=1e-6)
@@ -85,11 +89,15 @@ def test_output_shapes(arch, m, d):
 def test_no_nan_on_adversarial_inputs(arch):
     torch.manual_seed(0)
     d = 4 if arch == "A" else 15
-    net = MixtureDensityNetwork(MDNConfig(input_length=200, n_params=d,
-                                          **PAPER_ARCHITECTURES[arch]))
+    net = MixtureDensityNetwork(
+        MDNConfig(input_length=200, n_params=d, **PAPER_ARCHITECTURES[arch])
+    )
     y = torch.rand(4, d)
-    inputs = {"zeros": torch.zeros(4, 200), "huge": torch.full((4, 200), 1e12),
-              "mixed": torch.cat([torch.zeros(2, 200), torch.full((2, 200), -1e12)])}
+    inputs = {
+        "zeros": torch.zeros(4, 200),
+        "huge": torch.full((4, 200), 1e12),
+        "mixed": torch.cat([torch.zeros(2, 200), torch.full((2, 200), -1e12)]),
+    }
     for name, x in inputs.items():
         net.zero_grad()
         loss = mixture_nll(*net(x), y)

@@ -21,8 +21,7 @@ def rosenbrock(b: int) -> Scalar:
     scale, shift = 1.0 + 0.3 * b, 0.1 * b
 
     def f(x: np.ndarray) -> float:
-        return float(np.sum(scale * 100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
-                     + shift)
+        return float(np.sum(scale * 100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2) + shift)
 
     return f
 
@@ -75,9 +74,16 @@ class Recorder:
         return values
 
 
-def scipy_reference(f: Scalar, x0: np.ndarray, bounds: Bounds | None, budget: int,
-                    restart_every: int | None, xatol: float = 1e-4, fatol: float = 1e-4,
-                    seen: list[np.ndarray] | None = None) -> dict:
+def scipy_reference(
+    f: Scalar,
+    x0: np.ndarray,
+    bounds: Bounds | None,
+    budget: int,
+    restart_every: int | None,
+    xatol: float = 1e-4,
+    fatol: float = 1e-4,
+    seen: list[np.ndarray] | None = None,
+) -> dict:
     """SciPy's adaptive NM, restarted from the previous ``res.x`` while budget is left."""
 
     def wrapped(x: np.ndarray) -> float:
@@ -89,16 +95,28 @@ def scipy_reference(f: Scalar, x0: np.ndarray, bounds: Bounds | None, budget: in
     while remaining > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", OptimizeWarning)
-            res = minimize(wrapped, x, method="Nelder-Mead", bounds=bounds,
-                           options=dict(adaptive=True, maxfev=min(restart_every or budget,
-                                                                  remaining),
-                                        xatol=xatol, fatol=fatol))
-        runs, nfev, nit, remaining, x = runs + 1, nfev + res.nfev, nit + res.nit, \
-            remaining - res.nfev, res.x
+            res = minimize(
+                wrapped,
+                x,
+                method="Nelder-Mead",
+                bounds=bounds,
+                options=dict(
+                    adaptive=True,
+                    maxfev=min(restart_every or budget, remaining),
+                    xatol=xatol,
+                    fatol=fatol,
+                ),
+            )
+        runs, nfev, nit, remaining, x = (
+            runs + 1,
+            nfev + res.nfev,
+            nit + res.nit,
+            remaining - res.nfev,
+            res.x,
+        )
         if res.status == 0:
             break
-    return dict(x=x, fun=res.fun, nfev=nfev, nit=nit, restarts=runs - 1,
-                converged=res.status == 0)
+    return dict(x=x, fun=res.fun, nfev=nfev, nit=nit, restarts=runs - 1, converged=res.status == 0)
 
 
 def problem_bounds(bounds, b: int, shape: tuple[int, int]) -> Bounds | None:
@@ -107,19 +125,34 @@ def problem_bounds(bounds, b: int, shape: tuple[int, int]) -> Bounds | None:
     return Bounds(np.broadcast_to(bounds[0], shape)[b], np.broadcast_to(bounds[1], shape)[b])
 
 
-def assert_matches_scipy(functions: list[Scalar], x0: np.ndarray, *, bounds=None,
-                         budget: int | None = None, restart_every: int | None = None,
-                         xatol: float = 1e-4, fatol: float = 1e-4,
-                         objective: Recorder | None = None) -> BatchedNelderMeadResult:
+def assert_matches_scipy(
+    functions: list[Scalar],
+    x0: np.ndarray,
+    *,
+    bounds=None,
+    budget: int | None = None,
+    restart_every: int | None = None,
+    xatol: float = 1e-4,
+    fatol: float = 1e-4,
+    objective: Recorder | None = None,
+) -> BatchedNelderMeadResult:
     objective = Recorder(functions) if objective is None else objective
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OptimizeWarning)
-        result = minimize_batched(objective, x0, bounds=bounds, max_evaluations=budget,
-                                  restart_every=restart_every, xatol=xatol, fatol=fatol)
+        result = minimize_batched(
+            objective,
+            x0,
+            bounds=bounds,
+            max_evaluations=budget,
+            restart_every=restart_every,
+            xatol=xatol,
+            fatol=fatol,
+        )
     total = 200 * x0.shape[1] if budget is None else budget
     for b, f in enumerate(functions):
-        ref = scipy_reference(f, x0[b], problem_bounds(bounds, b, x0.shape), total,
-                              restart_every, xatol, fatol)
+        ref = scipy_reference(
+            f, x0[b], problem_bounds(bounds, b, x0.shape), total, restart_every, xatol, fatol
+        )
         np.testing.assert_array_equal(result.x[b], ref["x"], err_msg=f"problem {b}")
         assert result.fun[b] == ref["fun"], b
         assert result.n_evaluations[b] == ref["nfev"], b
@@ -164,8 +197,9 @@ def test_matches_scipy_when_stopping_at_maxfev(family, budget):
     # (pending expansions/contractions and shrinks cut by the budget).
     functions = [family(b) for b in range(6)]
     bounds = (np.full(4, -1.5), np.full(4, 1.5))
-    result = assert_matches_scipy(functions, starts(6, 4, seed=budget), bounds=bounds,
-                                  budget=budget, xatol=1e-12, fatol=1e-12)
+    result = assert_matches_scipy(
+        functions, starts(6, 4, seed=budget), bounds=bounds, budget=budget, xatol=1e-12, fatol=1e-12
+    )
     assert not result.converged.any()
     assert (result.n_evaluations == budget).all()
 
@@ -177,8 +211,15 @@ def test_matches_scipy_when_budget_ends_inside_a_shrink(budget):
     functions = [plateau(b) for b in range(6)]
     objective = Recorder(functions)
     x0 = np.clip(starts(6, 4, seed=1), -1.4, 1.4)
-    assert_matches_scipy(functions, x0, bounds=(np.full(4, -1.5), np.full(4, 1.5)),
-                         budget=budget, xatol=1e-12, fatol=1e-12, objective=objective)
+    assert_matches_scipy(
+        functions,
+        x0,
+        bounds=(np.full(4, -1.5), np.full(4, 1.5)),
+        budget=budget,
+        xatol=1e-12,
+        fatol=1e-12,
+        objective=objective,
+    )
     # some problem's last evaluations were a shrink cut short (2 or 3 of its 4 vertices)
     last = [next(c[b] for c in reversed(objective.per_call) if c[b]) for b in range(6)]
     assert any(count in (2, 3) for count in last)
@@ -202,8 +243,7 @@ def test_x0_outside_bounds_is_clipped_with_warning_like_scipy():
     x0 = np.array([[2.0, -3.0], [0.5, 0.5]])
     bounds = (np.array([-1.0, -1.0]), np.array([1.0, 1.0]))
     with pytest.warns(OptimizeWarning, match="not within the specified bounds"):
-        minimize_batched(Recorder([quartic(0), quartic(1)]), x0, bounds=bounds,
-                         max_evaluations=50)
+        minimize_batched(Recorder([quartic(0), quartic(1)]), x0, bounds=bounds, max_evaluations=50)
     assert_matches_scipy([quartic(0), quartic(1)], x0, bounds=bounds, budget=50)
 
 
@@ -213,8 +253,9 @@ def test_iterate_sequence_equals_scipy():
     bounds = (np.full(3, -1.0), np.full(3, 0.95))
     for restart_every in (None, 60):
         objective = Recorder(functions)
-        minimize_batched(objective, x0, bounds=bounds, max_evaluations=300,
-                         restart_every=restart_every)
+        minimize_batched(
+            objective, x0, bounds=bounds, max_evaluations=300, restart_every=restart_every
+        )
         seen: list[np.ndarray] = []
         scipy_reference(functions[0], x0[0], Bounds(*bounds), 300, restart_every, seen=seen)
         np.testing.assert_array_equal(np.array(objective.points[0]), np.array(seen))
@@ -227,8 +268,9 @@ def test_restarts_equal_a_loop_over_scipy():
     functions = [rosenbrock(0), quartic(1), kinked(2)]
     x0 = starts(3, 3, seed=7)
     bounds = (np.full(3, -2.0), np.full(3, 2.0))
-    result = assert_matches_scipy(functions, x0, bounds=bounds, budget=400, restart_every=90,
-                                  xatol=1e-10, fatol=1e-10)
+    result = assert_matches_scipy(
+        functions, x0, bounds=bounds, budget=400, restart_every=90, xatol=1e-10, fatol=1e-10
+    )
     assert (result.n_restarts >= 1).all()
     # problems stopping early by convergence and problems using the whole budget
     result = assert_matches_scipy(functions, x0, budget=1000, restart_every=70)
@@ -251,8 +293,14 @@ def test_restart_every_at_least_budget_is_a_single_run():
 def test_budget_is_never_exceeded(budget, restart_every):
     functions = [kinked(b) if b % 2 else rosenbrock(b) for b in range(8)]
     objective = Recorder(functions)
-    result = minimize_batched(objective, starts(8, 4, seed=budget), max_evaluations=budget,
-                              restart_every=restart_every, xatol=0.0, fatol=0.0)
+    result = minimize_batched(
+        objective,
+        starts(8, 4, seed=budget),
+        max_evaluations=budget,
+        restart_every=restart_every,
+        xatol=0.0,
+        fatol=0.0,
+    )
     counts = np.array([len(p) for p in objective.points])
     assert (counts <= budget).all()
     np.testing.assert_array_equal(counts, result.n_evaluations)
@@ -278,8 +326,14 @@ def test_points_respect_per_problem_bounds():
     x0 = rng.uniform(low, high)
     x0[0] = high[0]  # starts on the upper bound
     objective = Recorder([rosenbrock(b) for b in range(n_problems)])
-    result = assert_matches_scipy(objective.functions, x0, bounds=(low, high), budget=300,
-                                  restart_every=100, objective=objective)
+    result = assert_matches_scipy(
+        objective.functions,
+        x0,
+        bounds=(low, high),
+        budget=300,
+        restart_every=100,
+        objective=objective,
+    )
     for b in range(n_problems):
         points = np.array(objective.points[b])
         assert (points >= low[b]).all() and (points <= high[b]).all()
@@ -299,8 +353,14 @@ def test_history_and_progress():
             self.total += n
 
     bar = Bar()
-    result = minimize_batched(Recorder(functions), starts(4, 3), max_evaluations=200,
-                              restart_every=50, progress=bar, record_history=True)
+    result = minimize_batched(
+        Recorder(functions),
+        starts(4, 3),
+        max_evaluations=200,
+        restart_every=50,
+        progress=bar,
+        record_history=True,
+    )
     assert bar.total == result.n_evaluations.sum()
     assert result.history is not None and result.history.shape[1] == 4
     assert (np.diff(result.history, axis=0) <= 0).all()

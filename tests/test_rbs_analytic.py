@@ -24,11 +24,15 @@ SI28 = species("28Si").isotopes[0].mass_u
 
 
 def setup(**kw) -> Setup:
-    args = dict(ion="4He", beam_energy_keV=2000.0, scattering_deg=170.0,
-                detector=Detector(channels=2200, gain_keV_per_channel=1.0,
-                                  resolution_fwhm_keV=12.0),
-                fluence_times_solid_angle_sr=1e10, energy_cutoff_keV=100.0,
-                physics=PhysicsOptions(screening="none", straggling="none"))
+    args = dict(
+        ion="4He",
+        beam_energy_keV=2000.0,
+        scattering_deg=170.0,
+        detector=Detector(channels=2200, gain_keV_per_channel=1.0, resolution_fwhm_keV=12.0),
+        fluence_times_solid_angle_sr=1e10,
+        energy_cutoff_keV=100.0,
+        physics=PhysicsOptions(screening="none", straggling="none"),
+    )
     args.update(kw)
     return Setup(**args)
 
@@ -60,8 +64,13 @@ def test_rutherford_against_textbook_formula():
     r = HE4 / AU197
     root = math.sqrt(1 - (r * math.sin(theta)) ** 2)
     # lab-frame Rutherford (e.g. Chu, Mayer & Nicolet, eq. 2.21), cm²/sr
-    lab = ((2 * 79 * E2_KEV_CM / (4 * e)) ** 2 * 4 / math.sin(theta) ** 4
-           * (root + math.cos(theta)) ** 2 / root)
+    lab = (
+        (2 * 79 * E2_KEV_CM / (4 * e)) ** 2
+        * 4
+        / math.sin(theta) ** 4
+        * (root + math.cos(theta)) ** 2
+        / root
+    )
     assert cross_section(ch, e, "none") * 1e-27 == pytest.approx(lab, rel=1e-12)
     # screening lowers it, less at higher energy
     f1, f2 = andersen_factor(ch, 1000.0), andersen_factor(ch, 3000.0)
@@ -70,16 +79,16 @@ def test_rutherford_against_textbook_formula():
 
 def test_surface_edge_energy():
     """The half-height of a thick Au target's front edge is at K·E0 (within 0.1 keV)."""
-    s = setup(detector=Detector(channels=4400, gain_keV_per_channel=0.5,
-                                resolution_fwhm_keV=4.0))
+    s = setup(detector=Detector(channels=4400, gain_keV_per_channel=0.5, resolution_fwhm_keV=4.0))
     sim = RBSSimulator(s, [["Au"]], device="cpu")
     counts = sim.simulate([20000.0]).numpy()
     (k,) = kinematic_factors(HE4, AU197, math.radians(170.0))
     energy = 0.5 * (np.arange(4400) + 0.5)  # channel centres
     plateau = counts[(energy > k * 2000 - 40) & (energy < k * 2000 - 25)].mean()
     above = np.nonzero(counts > 0.5 * plateau)[0][-1]  # last channel above half height
-    e_half = np.interp(0.5 * plateau, [counts[above + 1], counts[above]],
-                       [energy[above + 1], energy[above]])
+    e_half = np.interp(
+        0.5 * plateau, [counts[above + 1], counts[above]], [energy[above + 1], energy[above]]
+    )
     assert e_half == pytest.approx(k * 2000.0, abs=0.1)
 
 
@@ -87,13 +96,22 @@ def test_surface_edge_energy():
 def test_thin_film_area():
     """10 TFU Au: peak area = Q·Ω·σ(E0)·Nt/cos α within 0.2 %."""
     for alpha, geometry in ((0.0, "IBM"), (30.0, "IBM")):
-        s = setup(incidence_deg=alpha, geometry=geometry, scattering_deg=160.0,
-                  physics=PhysicsOptions(screening="andersen", straggling="bohr"))
+        s = setup(
+            incidence_deg=alpha,
+            geometry=geometry,
+            scattering_deg=160.0,
+            physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+        )
         sim = RBSSimulator(s, [["Au"]], device="cpu")
         area = float(sim.simulate([10.0]).sum())
         ch = RutherfordChannel.build(2, HE4, 79, AU197, math.radians(160.0))
-        expected = (1e10 * cross_section(ch, 2000.0, "andersen") * 1e-27 * 10e15
-                    / math.cos(math.radians(alpha)))
+        expected = (
+            1e10
+            * cross_section(ch, 2000.0, "andersen")
+            * 1e-27
+            * 10e15
+            / math.cos(math.radians(alpha))
+        )
         assert area == pytest.approx(expected, rel=2e-3)
 
 
@@ -101,9 +119,11 @@ def test_thick_target_surface_height():
     """Thick Si: height just below the edge = Q·Ω·σ(E0)·ΔE / (cos α · [S]₀) within 1 %,
     with [S]₀ = K·S(E0)/cos α + S(K·E0)/cos β (surface-energy approximation)."""
     gain = 1.0
-    s = setup(detector=Detector(channels=2200, gain_keV_per_channel=gain,
-                                resolution_fwhm_keV=0.3),
-              incidence_deg=10.0, scattering_deg=165.0)
+    s = setup(
+        detector=Detector(channels=2200, gain_keV_per_channel=gain, resolution_fwhm_keV=0.3),
+        incidence_deg=10.0,
+        scattering_deg=165.0,
+    )
     sim = RBSSimulator(s, [["28Si"]], device="cpu")
     counts = sim.simulate([200000.0]).numpy()
     # the simulator's own stopping of 28Si (per atom) at E0 and K·E0
@@ -124,8 +144,7 @@ def test_thick_target_surface_height():
 
 def test_counts_scale_with_fluence_and_thin_layer_thickness():
     base = RBSSimulator(setup(), [["Au"], ["Si"]], device="cpu")
-    twice = RBSSimulator(setup(fluence_times_solid_angle_sr=2e10), [["Au"], ["Si"]],
-                         device="cpu")
+    twice = RBSSimulator(setup(fluence_times_solid_angle_sr=2e10), [["Au"], ["Si"]], device="cpu")
     p = torch.tensor([[5.0, 100.0]], dtype=torch.float64)
     assert torch.allclose(twice.simulate(p), 2 * base.simulate(p), rtol=1e-12, atol=1e-9)
     au_only = lambda t: float(base.simulate(torch.tensor([[t, 0.0]])).sum())  # noqa: E731
@@ -140,22 +159,25 @@ def test_partial_spectra_of_the_deeper_layers():
     """``first_layer``: 10 TFU Au on 5000 TFU ²⁸Si.  From layer 2 on only the Si signal is
     left (nothing above the Si surface edge K_Si·E0); the rest is the thin-film Au peak, which
     the Si layer's thickness does not change."""
-    sim = RBSSimulator(setup(physics=PhysicsOptions(screening="andersen", straggling="bohr")),
-                       [["Au"], ["28Si"]], device="cpu")
+    sim = RBSSimulator(
+        setup(physics=PhysicsOptions(screening="andersen", straggling="bohr")),
+        [["Au"], ["28Si"]],
+        device="cpu",
+    )
     assert sim.reaction_share(0) == 1.0 and 0.0 < sim.reaction_share(1) < 1.0
     p = torch.tensor([[10.0, 5000.0], [10.0, 2000.0]], dtype=torch.float64)
     whole, deep = sim.simulate(p), sim.simulate(p, first_layer=1)
-    energy = np.arange(2200) + 0.5                              # channel centres, keV
+    energy = np.arange(2200) + 0.5  # channel centres, keV
     (k_si,) = kinematic_factors(HE4, SI28, math.radians(170.0))
     below_edge = (energy > k_si * 2000.0 - 100) & (energy < k_si * 2000.0 - 50)
     assert float(deep[:, below_edge].min()) > 10.0
-    assert float(deep[:, energy > k_si * 2000.0 + 30].abs().max()) < 1e-6     # Gauss tail
+    assert float(deep[:, energy > k_si * 2000.0 + 30].abs().max()) < 1e-6  # Gauss tail
     top = (whole - deep).numpy()
     ch = RutherfordChannel.build(2, HE4, 79, AU197, math.radians(170.0))
     area = 1e10 * cross_section(ch, 2000.0, "andersen") * 1e-27 * 10e15
     assert top[0].sum() == pytest.approx(area, rel=2e-3)
     np.testing.assert_allclose(top[1], top[0], rtol=0, atol=1e-9 * top.max())
-    assert float((deep[1] - deep[0]).abs().max()) > 10.0       # the Si layer ends earlier
+    assert float((deep[1] - deep[0]).abs().max()) > 10.0  # the Si layer ends earlier
 
 
 def test_numerics_converge():
@@ -163,8 +185,9 @@ def test_numerics_converge():
     layers = [["Ni", "O"], ["Si"]]
     p = [2000.0, 1500.0, 80000.0]
     coarse = RBSSimulator(setup(), layers, device="cpu").simulate(p).numpy()
-    fine_setup = setup(numerics=Numerics(piece_width_keV=10.0, piece_relative_width=0.02,
-                                         max_nodes_per_layer=2000))
+    fine_setup = setup(
+        numerics=Numerics(piece_width_keV=10.0, piece_relative_width=0.02, max_nodes_per_layer=2000)
+    )
     fine = RBSSimulator(fine_setup, layers, device="cpu").simulate(p).numpy()
     z = (coarse - fine) / np.sqrt(fine + 1.0)
     energy = np.arange(2200) + 0.5
@@ -175,10 +198,15 @@ def test_merged_isotopes_match_separate_isotopes():
     """Tungsten's isotopes simulated as one channel (default) or one channel each: the
     difference stays below 0.1 % of the peak height (z < 0.3 with 4e4 counts per channel;
     JaBS's own default numerics differ from its accurate ones by ~1 %)."""
-    base = setup(fluence_times_solid_angle_sr=3e12,
-                 physics=PhysicsOptions(screening="andersen", straggling="bohr"))
-    exact = setup(fluence_times_solid_angle_sr=3e12, numerics=Numerics(isotope_merge_sigmas=0.0),
-                  physics=PhysicsOptions(screening="andersen", straggling="bohr"))
+    base = setup(
+        fluence_times_solid_angle_sr=3e12,
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+    )
+    exact = setup(
+        fluence_times_solid_angle_sr=3e12,
+        numerics=Numerics(isotope_merge_sigmas=0.0),
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+    )
     layers = [["W"], ["Si"]]
     merged_sim = RBSSimulator(base, layers, device="cpu")
     exact_sim = RBSSimulator(exact, layers, device="cpu")
@@ -192,8 +220,13 @@ def test_merged_isotopes_match_separate_isotopes():
 
 def test_quadratic_calibration_moves_edges_and_keeps_areas():
     linear = Detector(channels=2400, gain_keV_per_channel=1.0, resolution_fwhm_keV=8.0)
-    quad = Detector(channels=2400, gain_keV_per_channel=0.8, offset_keV=20.0,
-                    quadratic_keV_per_channel2=1e-4, resolution_fwhm_keV=8.0)
+    quad = Detector(
+        channels=2400,
+        gain_keV_per_channel=0.8,
+        offset_keV=20.0,
+        quadratic_keV_per_channel2=1e-4,
+        resolution_fwhm_keV=8.0,
+    )
     areas = []
     for det in (linear, quad):
         sim = RBSSimulator(setup(detector=det), [["Au"]], device="cpu")
@@ -201,7 +234,7 @@ def test_quadratic_calibration_moves_edges_and_keeps_areas():
         thick = sim.simulate([30000.0]).numpy()
         (k,) = kinematic_factors(HE4, AU197, math.radians(170.0))
         chi_edge = float(det.channel_coordinate(k * 2000.0))
-        plateau = thick[int(chi_edge) - 30:int(chi_edge) - 20].mean()
+        plateau = thick[int(chi_edge) - 30 : int(chi_edge) - 20].mean()
         i = np.nonzero(thick > 0.5 * plateau)[0][-1]
         chi_half = np.interp(0.5 * plateau, [thick[i + 1], thick[i]], [i + 1.5, i + 0.5])
         assert chi_half == pytest.approx(chi_edge, abs=0.15)

@@ -12,11 +12,15 @@ LAYERS = [["Li", "C", "O", "F", "Ni"], ["Li", "C", "O", "F", "Ni"], ["W", "O"]]
 
 @pytest.fixture(scope="module")
 def sim() -> RBSSimulator:
-    setup = Setup(ion="4He", beam_energy_keV=3000.0, scattering_deg=165.0,
-                  detector=Detector(channels=1024, gain_keV_per_channel=3.0,
-                                    resolution_fwhm_keV=15.0),
-                  fluence_times_solid_angle_sr=1e11, energy_cutoff_keV=50.0,
-                  physics=PhysicsOptions())
+    setup = Setup(
+        ion="4He",
+        beam_energy_keV=3000.0,
+        scattering_deg=165.0,
+        detector=Detector(channels=1024, gain_keV_per_channel=3.0, resolution_fwhm_keV=15.0),
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=50.0,
+        physics=PhysicsOptions(),
+    )
     return RBSSimulator(setup, LAYERS, device="cpu")
 
 
@@ -35,7 +39,7 @@ def test_results_do_not_depend_on_the_batch(sim):
     assert torch.equal(sim.simulate(p[perm]), together[perm])
     mixed = torch.cat([prior_draws(13, sim.n_parameters, 2), p[:5]])
     assert torch.equal(sim.simulate(mixed)[13:], together[:5])
-    deep = sim.simulate(p, first_layer=1)          # partial spectra too
+    deep = sim.simulate(p, first_layer=1)  # partial spectra too
     assert torch.equal(sim.simulate(p[perm], first_layer=1), deep[perm])
 
 
@@ -51,8 +55,14 @@ def test_deeper_layers_leave_the_upper_part_of_the_spectrum_alone(sim):
         upper_p = sim.simulate(p) - sim.simulate(p, first_layer=layer)
         upper_q = sim.simulate(q) - sim.simulate(q, first_layer=layer)
         assert float((upper_p - upper_q).abs().max()) < 1e-9 * float(upper_p.max())
-        assert float((sim.simulate(p, first_layer=layer)
-                      - sim.simulate(q, first_layer=layer)).abs().max()) > 1.0
+        assert (
+            float(
+                (sim.simulate(p, first_layer=layer) - sim.simulate(q, first_layer=layer))
+                .abs()
+                .max()
+            )
+            > 1.0
+        )
 
 
 def test_output_shape_and_sanity(sim):

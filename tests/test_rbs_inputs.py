@@ -65,7 +65,7 @@ def test_json_and_yaml_give_the_same_experiment(tmp_path):
         ("sample.layers", [], "sample.layers"),
         ("geometry.incidence_deg", 90, "geometry.incidence_deg"),
         ("geometry.incidence_deg", 95, "geometry.incidence_deg"),
-        ("geometry.scattering_deg", 80, "geometry.exit_deg"),   # IBM: beta = 100 deg
+        ("geometry.scattering_deg", 80, "geometry.exit_deg"),  # IBM: beta = 100 deg
         ("geometry.exit_deg", 90, "geometry.exit_deg"),
         ("beam.energy_keV", 0, "beam.energy_keV"),
         ("beam.energy_keV", -3000, "beam.energy_keV"),
@@ -117,8 +117,11 @@ def test_simulator_rejects_bad_areal_densities():
     with pytest.raises(ValueError, match=r"expected shape \[B, 4\]"):
         sim.simulate(torch.ones(2, 3))
     for bad in (-1, 2, 0.5):
-        with pytest.raises(ValueError, match=r"first_layer: expected an integer layer index in "
-                                             r"\[0, 1\]"):
+        with pytest.raises(
+            ValueError,
+            match=r"first_layer: expected an integer layer index in "
+            r"\[0, 1\]",
+        ):
             sim.simulate(torch.ones(1, 4), first_layer=bad)
 
 

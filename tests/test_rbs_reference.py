@@ -33,8 +33,14 @@ def reduced_chi2(ours: np.ndarray, ref: np.ndarray, e_low: np.ndarray, cutoff: f
 
 
 CASES = [pytest.param(p, id=f"{p.parent.name}/{p.stem}") for p in RECORDS] or [
-    pytest.param(None, id="no-reference", marks=pytest.mark.skip(
-        reason="shared/reference/jabs not found: set SPECINV_SHARED to the shared folder"))]
+    pytest.param(
+        None,
+        id="no-reference",
+        marks=pytest.mark.skip(
+            reason="shared/reference/jabs not found: set SPECINV_SHARED to the shared folder"
+        ),
+    )
+]
 
 
 @pytest.mark.parametrize("record", CASES)

@@ -21,13 +21,12 @@ def psi2(u):
     return 0.5 * ((u * u + 1) * cdf + u * phi)
 
 
-def hinges(nodes: np.ndarray, at_low_end: np.ndarray, at_high_end: np.ndarray,
-           slopes: np.ndarray):
+def hinges(nodes: np.ndarray, at_low_end: np.ndarray, at_high_end: np.ndarray, slopes: np.ndarray):
     """Jumps and kinks of a piecewise-linear density on decreasing nodes (zero outside);
     piece k lies between nodes k+1 (low) and k (high)."""
     pad = np.zeros(1)
-    lower = np.concatenate([at_high_end, pad])   # value of the piece below each node
-    upper = np.concatenate([pad, at_low_end])    # value of the piece above each node
+    lower = np.concatenate([at_high_end, pad])  # value of the piece below each node
+    upper = np.concatenate([pad, at_low_end])  # value of the piece above each node
     jump = upper - lower
     kink = np.concatenate([pad, slopes]) - np.concatenate([slopes, pad])
     return jump, kink
@@ -46,9 +45,13 @@ def test_matches_the_hinge_formula_with_node_local_widths():
     nodes, above, below, slope = random_density(rng)
     jump, kink = hinges(nodes, above, below, slope)
     variance = rng.uniform(1.0, 30.0, len(nodes))
-    cum = smoothed_cumulative(*(torch.as_tensor(x) for x in (nodes, jump, kink, variance)),
-                              torch.zeros(len(nodes), dtype=torch.long), 1, 221,
-                              cutoff=12.0)[0].numpy()
+    cum = smoothed_cumulative(
+        *(torch.as_tensor(x) for x in (nodes, jump, kink, variance)),
+        torch.zeros(len(nodes), dtype=torch.long),
+        1,
+        221,
+        cutoff=12.0,
+    )[0].numpy()
     edges = np.arange(221.0)
     s = np.sqrt(variance)
     u = (edges[:, None] - nodes) / s
@@ -62,9 +65,14 @@ def test_equals_numerical_convolution_and_channel_integration():
     nodes, low_end, high_end, slope = random_density(rng)
     jump, kink = hinges(nodes, low_end, high_end, slope)
     sigma = 3.0
-    counts = np.diff(smoothed_cumulative(
-        *(torch.as_tensor(x) for x in (nodes, jump, kink, np.full(len(nodes), sigma**2))),
-        torch.zeros(len(nodes), dtype=torch.long), 1, 221)[0].numpy())
+    counts = np.diff(
+        smoothed_cumulative(
+            *(torch.as_tensor(x) for x in (nodes, jump, kink, np.full(len(nodes), sigma**2))),
+            torch.zeros(len(nodes), dtype=torch.long),
+            1,
+            221,
+        )[0].numpy()
+    )
     # brute force: the density on a fine grid, convolved, integrated over unit channels
     x = np.arange(0.0, 220.0, 0.005) + 0.0025
     f = np.zeros_like(x)
@@ -89,8 +97,9 @@ def test_spectra_in_one_call_are_independent():
         var = rng.uniform(1.0, 30.0, len(nodes))
         data = [torch.as_tensor(x) for x in (nodes, jump, kink, var)]
         parts.append((data, b))
-        singles.append(smoothed_cumulative(*data, torch.zeros(len(nodes), dtype=torch.long),
-                                           1, 221)[0])
+        singles.append(
+            smoothed_cumulative(*data, torch.zeros(len(nodes), dtype=torch.long), 1, 221)[0]
+        )
     cat = [torch.cat([p[0][i] for p in parts]) for i in range(4)]
     sample = torch.cat([torch.full((len(p[0][0]),), p[1]) for p in parts])
     together = smoothed_cumulative(*cat, sample, 3, 221)

@@ -10,7 +10,7 @@ import torch
 
 from specinv.physics.rbs.tables import LayerTables
 
-U0, H, G = math.log(20.0), math.log(10.0) / 50, 120          # 20 keV … ~4 MeV
+U0, H, G = math.log(20.0), math.log(10.0) / 50, 120  # 20 keV … ~4 MeV
 
 
 def tables(stopping_of_energy, omega2=0.0):
@@ -39,8 +39,9 @@ def test_power_law_stopping_range_and_non_statistical_broadening():
     tab = tables(lambda e: c * e**a)
     e_in = torch.tensor([2000.0, 800.0], dtype=torch.float64)
     path = torch.tensor([300.0, 40.0], dtype=torch.float64)
-    u, v, ratio, _, inside = tab.cross(torch.zeros(2, dtype=torch.long), torch.log(e_in),
-                                       torch.ones(2, dtype=torch.float64), path)
+    u, v, ratio, _, inside = tab.cross(
+        torch.zeros(2, dtype=torch.long), torch.log(e_in), torch.ones(2, dtype=torch.float64), path
+    )
     e_out = (e_in ** (1 - a) - c * (1 - a) * path) ** (1 / (1 - a))
     assert torch.allclose(torch.exp(u), e_out, rtol=1e-7)
     assert torch.allclose(ratio, (e_out / e_in) ** a, rtol=1e-6)
@@ -49,10 +50,12 @@ def test_power_law_stopping_range_and_non_statistical_broadening():
 
 def test_stopped_particles_are_flagged():
     tab = tables(lambda e: torch.full_like(e, 0.05))
-    u, _, _, _, inside = tab.cross(torch.zeros(2, dtype=torch.long),
-                                   torch.log(torch.tensor([100.0, 100.0], dtype=torch.float64)),
-                                   torch.zeros(2, dtype=torch.float64),
-                                   torch.tensor([1000.0, 10000.0], dtype=torch.float64))
+    u, _, _, _, inside = tab.cross(
+        torch.zeros(2, dtype=torch.long),
+        torch.log(torch.tensor([100.0, 100.0], dtype=torch.float64)),
+        torch.zeros(2, dtype=torch.float64),
+        torch.tensor([1000.0, 10000.0], dtype=torch.float64),
+    )
     assert inside.tolist() == [True, False]
     assert math.exp(float(u[0])) == pytest.approx(50.0, rel=1e-6)
 
@@ -65,7 +68,7 @@ def test_inverse_look_up_inverts_the_table_itself():
     row = torch.zeros_like(u, dtype=torch.long)
     forward = tab.lookup(row, u)
     back, values = tab.invert(row, forward[..., 0])
-    assert (back - u).abs().max() < 1e-11          # the cubic inverse alone: ~2e-7
+    assert (back - u).abs().max() < 1e-11  # the cubic inverse alone: ~2e-7
     r, s, t = (values[..., k] / forward[..., k] - 1.0 for k in range(3))
     assert r.abs().max() < 1e-12 and t.abs().max() < 1e-10
-    assert s.abs().max() < 1e-6                     # S is not moved by the Newton step
+    assert s.abs().max() < 1e-6  # S is not moved by the Newton step

@@ -35,21 +35,27 @@ def spectra(simulator):
 
 def problem(simulator, observed, roi, simulate=None, partial=None):
     d = simulator.n_parameters
-    return SpectrumFitProblem(simulate or simulator.simulate, observed, roi, np.full(d, LOW),
-                              np.full(d, HIGH), partial=partial)
+    return SpectrumFitProblem(
+        simulate or simulator.simulate,
+        observed,
+        roi,
+        np.full(d, LOW),
+        np.full(d, HIGH),
+        partial=partial,
+    )
 
 
 def by_layer(simulator, cost=None) -> PartialSimulation:
     """The layers of the W/D sample as parameter groups (RBSTechnique's, optionally with
     other costs)."""
-    partial = RBSTechnique(simulator.setup, simulator.structure,
-                           device="cpu").partial_simulation()
+    partial = RBSTechnique(simulator.setup, simulator.structure, device="cpu").partial_simulation()
     assert partial.parameter_group.tolist() == [0, 0, 1, 1]
-    assert partial.relative_cost.tolist() == [1.0, 0.5]       # W in each layer; D: none
+    assert partial.relative_cost.tolist() == [1.0, 0.5]  # W in each layer; D: none
     if cost is None:
         return partial
-    return PartialSimulation(lambda p, g: simulator.simulate(p, first_layer=g),
-                             partial.parameter_group, np.asarray(cost))
+    return PartialSimulation(
+        lambda p, g: simulator.simulate(p, first_layer=g), partial.parameter_group, np.asarray(cost)
+    )
 
 
 def test_chi2_matches_a_direct_computation(simulator, spectra):
@@ -71,7 +77,7 @@ def test_finite_difference_jacobian_equals_forward_mode(simulator, spectra):
     prob = problem(simulator, observed, roi)
     rows = np.arange(3)
     at = truth[rows].copy()
-    at[0, 1] = HIGH                      # at the upper bound: the step goes inwards
+    at[0, 1] = HIGH  # at the upper bound: the step goes inwards
     r_fd, j_fd = prob.jacobian(at, rows, "finite-difference")
     r_ad, j_ad = prob.jacobian(at, rows, "forward-mode")
     torch.testing.assert_close(r_fd, r_ad, rtol=1e-12, atol=1e-12)
@@ -91,7 +97,7 @@ def test_layer_by_layer_jacobian_equals_the_whole_spectrum_one(simulator, spectr
     truth, observed, roi = spectra
     rows = np.arange(3)
     at = truth[rows] * 1.02
-    at[1, 3] = HIGH                      # at the upper bound: the step goes inwards
+    at[1, 3] = HIGH  # at the upper bound: the step goes inwards
     whole = problem(simulator, observed, roi)
     layered = problem(simulator, observed, roi, partial=by_layer(simulator))
     r_w, j_w = whole.jacobian(at, rows)
@@ -99,7 +105,7 @@ def test_layer_by_layer_jacobian_equals_the_whole_spectrum_one(simulator, spectr
     _, j_ad = problem(simulator, observed, roi).jacobian(at, rows, "forward-mode")
     assert torch.equal(r_w, r_l)
     scale = j_ad.abs().amax(dim=1, keepdim=True)
-    assert torch.equal(j_l[..., :2], j_w[..., :2])              # layer 1: whole spectra
+    assert torch.equal(j_l[..., :2], j_w[..., :2])  # layer 1: whole spectra
     assert float(((j_l - j_ad).abs() / scale).max()) < 1e-4
     assert float(((j_l - j_w).abs() / scale).max()) < 1e-5
     # D + 1 = 5 whole spectra, or 1 + 2 whole and 3 half ones (p and two steps)
@@ -121,10 +127,11 @@ def test_a_layer_that_scatters_nothing_back_has_a_free_zero_jacobian(simulator, 
     technique = RBSTechnique(simulator.setup, [["W"], ["D"]], device="cpu")
     partial = technique.partial_simulation()
     assert partial.relative_cost.tolist() == [1.0, 0.0]
-    prob = SpectrumFitProblem(technique.simulate, observed, roi, np.full(2, LOW),
-                              np.full(2, HIGH), partial=partial)
+    prob = SpectrumFitProblem(
+        technique.simulate, observed, roi, np.full(2, LOW), np.full(2, HIGH), partial=partial
+    )
     r, jac = prob.jacobian(np.array([[800.0, 2000.0]]), [0])
-    assert prob.n_simulations[0] == 2.0                      # p and the W step
+    assert prob.n_simulations[0] == 2.0  # p and the W step
     assert float(jac[0, :, 0].abs().max()) > 0 and float(jac[0, :, 1].abs().max()) == 0
 
 
@@ -139,7 +146,7 @@ def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spect
     prob = problem(simulator, observed, roi, watched)
     rng = np.random.default_rng(5)
     start = truth * rng.uniform(0.85, 1.15, truth.shape)
-    start[0, 0] = 2 * HIGH                               # outside: clipped
+    start[0, 0] = 2 * HIGH  # outside: clipped
     res = refine_levenberg_marquardt(prob, start, max_iterations=25)
     points = torch.cat(seen)
     assert float(points.min()) >= LOW and float(points.max()) <= HIGH
@@ -154,16 +161,15 @@ def test_refinement_reaches_the_noise_level_and_stays_in_bounds(simulator, spect
 
 
 @pytest.mark.parametrize("retries", [0, 1, 3])
-def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, spectra,
-                                                                      retries):
+def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, spectra, retries):
     truth, observed, roi = spectra
     start = truth * np.random.default_rng(6).uniform(0.95, 1.05, truth.shape)
     runs = {}
     for broyden in (False, True):
         prob = problem(simulator, observed, roi)
-        runs[broyden] = refine_levenberg_marquardt(prob, start, max_iterations=30,
-                                                   chi2_tol=0.01, broyden=broyden,
-                                                   broyden_retries=retries)
+        runs[broyden] = refine_levenberg_marquardt(
+            prob, start, max_iterations=30, chi2_tol=0.01, broyden=broyden, broyden_retries=retries
+        )
     plain, updated = runs[False], runs[True]
     # the same minimum (to well within Δχ² = 0.1), for fewer simulated spectra
     assert np.all(updated.chi2 <= plain.chi2 + 0.1)
@@ -175,11 +181,15 @@ def test_broyden_updates_save_simulations_without_losing_the_minimum(simulator, 
 def test_layer_by_layer_jacobians_reach_the_same_minimum_for_less(simulator, spectra):
     truth, observed, roi = spectra
     start = truth * np.random.default_rng(7).uniform(0.9, 1.1, truth.shape)
-    plain = refine_levenberg_marquardt(problem(simulator, observed, roi), start,
-                                       max_iterations=30, chi2_tol=0.01)
+    plain = refine_levenberg_marquardt(
+        problem(simulator, observed, roi), start, max_iterations=30, chi2_tol=0.01
+    )
     layered = refine_levenberg_marquardt(
-        problem(simulator, observed, roi, partial=by_layer(simulator)), start,
-        max_iterations=30, chi2_tol=0.01)
+        problem(simulator, observed, roi, partial=by_layer(simulator)),
+        start,
+        max_iterations=30,
+        chi2_tol=0.01,
+    )
     assert np.all(np.abs(layered.chi2 - plain.chi2) < 0.1)
     assert layered.n_simulations.sum() < 0.95 * plain.n_simulations.sum()
     assert layered.converged.mean() >= plain.converged.mean()
@@ -201,8 +211,9 @@ def test_a_broyden_retry_replaces_a_fresh_jacobian(simulator, spectra):
             return _jac(params, rows, *args, **kwargs)
 
         prob.jacobian = counted
-        refine_levenberg_marquardt(prob, start, max_iterations=30, chi2_tol=0.01,
-                                   broyden_retries=retries)
+        refine_levenberg_marquardt(
+            prob, start, max_iterations=30, chi2_tol=0.01, broyden_retries=retries
+        )
         evaluated[retries] = sum(rows_evaluated)
     assert evaluated[1] < evaluated[0]
 
@@ -211,8 +222,9 @@ def test_a_start_at_the_minimum_stops_without_a_trial_step(simulator, spectra):
     """With a fresh Jacobian, a predicted χ² decrease below the tolerance ends the fit
     before any trial simulation: one Jacobian (D + 1 simulations) and nothing else."""
     truth, observed, roi = spectra
-    first = refine_levenberg_marquardt(problem(simulator, observed, roi), truth,
-                                       max_iterations=30, chi2_tol=1e-4)
+    first = refine_levenberg_marquardt(
+        problem(simulator, observed, roi), truth, max_iterations=30, chi2_tol=1e-4
+    )
     assert first.converged.all()
     prob = problem(simulator, observed, roi)
     again = refine_levenberg_marquardt(prob, first.x, chi2_tol=0.1)
@@ -222,8 +234,9 @@ def test_a_start_at_the_minimum_stops_without_a_trial_step(simulator, spectra):
     assert (again.n_iterations == 0).all()
     np.testing.assert_array_equal(again.x, first.x)
     # a start away from the minimum still takes steps (the rule is not a shortcut)
-    moved = refine_levenberg_marquardt(problem(simulator, observed, roi), truth * 1.05,
-                                       chi2_tol=0.1)
+    moved = refine_levenberg_marquardt(
+        problem(simulator, observed, roi), truth * 1.05, chi2_tol=0.1
+    )
     assert (moved.n_iterations >= 1).all()
     assert (moved.chi2 < moved.chi2_start).all()
 
@@ -247,9 +260,18 @@ def test_bad_inputs(simulator, spectra):
     with pytest.raises(ValueError, match="broyden_retries"):
         refine_levenberg_marquardt(prob, truth, broyden_retries=-1)
     partial = by_layer(simulator)
-    for group, cost in (([0, 0, 1], [1.0, 0.5]), ([0, 0, 1, 2], [1.0, 0.5]),
-                        ([0, 0, 1, 1], [1.0, 1.5]), ([0.0, 0.0, 1.0, 1.0], [1.0, 0.5])):
+    for group, cost in (
+        ([0, 0, 1], [1.0, 0.5]),
+        ([0, 0, 1, 2], [1.0, 0.5]),
+        ([0, 0, 1, 1], [1.0, 1.5]),
+        ([0.0, 0.0, 1.0, 1.0], [1.0, 0.5]),
+    ):
         with pytest.raises(ValueError, match="partial: expected a group"):
-            SpectrumFitProblem(simulator.simulate, observed, roi, np.zeros(d), np.ones(d),
-                               partial=PartialSimulation(partial.simulate_from,
-                                                         np.array(group), np.array(cost)))
+            SpectrumFitProblem(
+                simulator.simulate,
+                observed,
+                roi,
+                np.zeros(d),
+                np.ones(d),
+                partial=PartialSimulation(partial.simulate_from, np.array(group), np.array(cost)),
+            )

@@ -39,8 +39,8 @@ def test_registry_has_the_builtin_and_the_plugin_techniques():
 def test_plugin_section_is_validated_by_its_own_schema():
     config = load("tiny_peaks.yaml")
     out = validate_config(config)
-    assert out["test_peaks"]["peaks"][0]["position"]["law"] == "uniform"   # its default
-    assert "law" not in config["test_peaks"]["peaks"][0]["position"]       # input untouched
+    assert out["test_peaks"]["peaks"][0]["position"]["law"] == "uniform"  # its default
+    assert "law" not in config["test_peaks"]["peaks"][0]["position"]  # input untouched
     config["test_peaks"]["width"] = -1
     with pytest.raises(ConfigError, match=r"test_peaks.width: expected a value > 0, got -1"):
         validate_config(config)
@@ -58,7 +58,7 @@ def test_signed_parameters_and_labels_are_sampled_and_simulated():
     cfg = dataset_config(load("tiny_peaks.yaml"))
     params = sample_parameters(cfg)
     pos = params["params"].sel(param="peak1:position").values
-    assert (pos < 0).all() and (pos >= -5).all()              # signed, inside its prior
+    assert (pos < 0).all() and (pos >= -5).all()  # signed, inside its prior
     assert list(params["param_units"].values) == ["mm", "counts", "mm", "counts"]
     shard = simulate_shard(cfg, params, 0, progress=False)
     assert shard["position_mm"].attrs["units"] == "mm"
@@ -68,7 +68,7 @@ def test_signed_parameters_and_labels_are_sampled_and_simulated():
     present = ds["labels"].values
     assert ds["labels"].dims == ("sample", "label") and set(np.unique(present)) == {0, 1}
     assert np.array_equal(present, (ds["params"].values > 0).astype(np.int8))
-    assert 0.3 < present.mean() < 0.7                           # presence probability 0.5
+    assert 0.3 < present.mean() < 0.7  # presence probability 0.5
     # the forward model of a present peak: its amplitude above the background at its place
     technique = labels.technique_instance
     one = torch.tensor([[0.0, 300.0, 0.0, 0.0]])
@@ -84,15 +84,30 @@ def test_plans_follow_the_task():
     assert labels.kind == "classifier" and labels.fit_methods == []
     assert set(labels.tables) == {"runtimes", "classification", "labels"}
     rbs = workflow_plan(load("tiny.yaml"))
-    assert rbs.tables["methods"].endswith("tables/table6_methods.csv")   # the paper's names
+    assert rbs.tables["methods"].endswith("tables/table6_methods.csv")  # the paper's names
 
 
 def run_workflow(tmp_path: Path, config: str) -> Path:
     shutil.copy(DATA / config, tmp_path / config)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(tmp_path), "--cores", "2", "--configfile", config]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(tmp_path),
+        "--cores",
+        "2",
+        "--configfile",
+        config,
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp_path / "results" / yaml.safe_load((DATA / config).read_text())["name"]
@@ -102,23 +117,26 @@ def run_workflow(tmp_path: Path, config: str) -> Path:
 def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
     res = run_workflow(tmp_path, "tiny_peaks.yaml")
     methods = pd.read_csv(res / "tables/methods.csv", index_col=0)
-    assert list(methods.index) == ["CNN60", "Autofit", "CNN60 + Autofit",
-                                   "CNN60 + gradient refinement"]
+    assert list(methods.index) == [
+        "CNN60",
+        "Autofit",
+        "CNN60 + Autofit",
+        "CNN60 + gradient refinement",
+    ]
     assert (methods["spectra"] == 8).all()
     refined = read_dataset(res / "fits/cnn_refine.nc")
     est = refined["estimate"].values
     low = np.array([-5.0, 100.0, -1.0, 100.0])
     high = np.array([-1.0, 1000.0, 5.0, 1000.0])
-    assert ((est >= low) & (est <= high)).all()                 # the box, negative included
-    assert (est[:, 0] < 0).all()                                # not clipped at zero
+    assert ((est >= low) & (est <= high)).all()  # the box, negative included
+    assert (est[:, 0] < 0).all()  # not clipped at zero
     assert (refined["chi2"] <= refined["chi2_start"]).all()
     assert (refined["chi2"] < refined["chi2_start"]).any()
     for name in ("chi2", "coverage", "mre", "information_limit", "runtimes"):
         assert (res / f"tables/{name}.csv").exists(), name
-    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions",
-                 "example_fits"):
+    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
-    assert not (tmp_path / "results" / "example").exists()       # no example file: none
+    assert not (tmp_path / "results" / "example").exists()  # no example file: none
     predictions = read_dataset(res / "predictions/n60/test.nc")
     assert predictions.attrs["model_kind"] == "cnn"
 
@@ -136,7 +154,7 @@ def test_a_plugin_multilabel_technique_runs_the_whole_dag(tmp_path):
     assert p.shape == (30, 4) and ((p >= 0) & (p <= 1)).all()
     for name in ("classification_vs_training_size", "label_scores"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
-    assert not (res / "fits").exists()                           # no fits for a classifier
+    assert not (res / "fits").exists()  # no fits for a classifier
 
 
 def test_the_workflow_schema_file_points_at_the_library_schema():

@@ -33,8 +33,14 @@ from specinv.training import (
 from specinv.training.lightning import InverseModel, load_xy
 
 TINY = Path(__file__).parent / "data" / "tiny.yaml"
-SMALL_NET = {"filters": (8, 8), "kernels": (5, 3), "strides": (2, 2), "gru_hidden": 16,
-             "gru_layers": 1, "sigma_hidden": (16,)}
+SMALL_NET = {
+    "filters": (8, 8),
+    "kernels": (5, 3),
+    "strides": (2, 2),
+    "gru_hidden": 16,
+    "gru_layers": 1,
+    "sigma_hidden": (16,),
+}
 
 
 @pytest.fixture()
@@ -43,21 +49,28 @@ def processed(tiny_processed) -> Path:
 
 
 def settings(**kw) -> TrainingSettings:
-    base = dict(learning_rates=(1e-3, 5e-4), epochs=6, patience=20, batch_size=32,
-                progress_bar=False)
+    base = dict(
+        learning_rates=(1e-3, 5e-4), epochs=6, patience=20, batch_size=32, progress_bar=False
+    )
     return TrainingSettings(**{**base, **kw})
 
 
 def test_staged_training_and_prediction(processed, tmp_path):
     out = tmp_path / "model"
-    summary = train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
-                           model_settings({"model": SMALL_NET}), settings())
+    summary = train_staged(
+        processed / "train.nc",
+        processed / "validation.nc",
+        out,
+        200,
+        model_settings({"model": SMALL_NET}),
+        settings(),
+    )
     assert (out / "model.ckpt").exists() and (out / "summary.json").exists()
     assert [s["epochs"] for s in summary["stages"]] == [3, 3]
     assert summary["stages"][1]["learning_rate"] == 5e-4
     assert summary["best_val_loss"] == min(s["best_val_loss"] for s in summary["stages"])
     log = pd.read_csv(out / "stage1" / "metrics.csv")
-    assert log["val_loss"].notna().sum() == 3                       # one row per epoch
+    assert log["val_loss"].notna().sum() == 3  # one row per epoch
     transform = SpectrumTransform.load(processed / "transform.json")
     pred = predict(out / "model.ckpt", processed / "test.nc", transform)
     assert pred["mu"].shape == (40, 1, 4) and pred["mean"].shape == (40, 4)
@@ -80,15 +93,21 @@ def test_an_ensemble_pools_its_networks_into_one_mixture(processed, tmp_path):
         member = ensemble.member(k)
         assert member.seed == 5 + k and member.ensemble == 2
         out = tmp_path / f"member{k}"
-        train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
-                     model_settings({"model": SMALL_NET}), member)
+        train_staged(
+            processed / "train.nc",
+            processed / "validation.nc",
+            out,
+            200,
+            model_settings({"model": SMALL_NET}),
+            member,
+        )
         paths.append(out / "model.ckpt")
         single.append(predict(paths[-1], processed / "test.nc", transform))
     pooled = predict(paths, processed / "test.nc", transform)
     assert pooled.attrs["ensemble"] == 2 and pooled["mu"].shape == (40, 2, 4)
     np.testing.assert_allclose(np.exp(pooled["log_pi"].values), 0.5)
     means = np.stack([p["mean"].values for p in single])
-    assert np.abs(means[0] - means[1]).max() > 0            # other seeds, other networks
+    assert np.abs(means[0] - means[1]).max() > 0  # other seeds, other networks
     np.testing.assert_allclose(pooled["mean"].values, means.mean(0), rtol=1e-12)
     variance = np.stack([p["std"].values ** 2 for p in single]).mean(0) + means.var(0)
     np.testing.assert_allclose(pooled["std"].values ** 2, variance, rtol=1e-9)
@@ -104,28 +123,51 @@ def test_noise_resampled_every_epoch(processed, tmp_path):
     cfg = dataset_config(config)
     transform = SpectrumTransform.load(processed / "transform.json")
     train = read_dataset(processed / "train.nc")
-    expected = expected_spectra(cfg.build_technique(), train["params"].values[:200], 64,
-                                progress=False)
-    data = ResampledNoiseData(str(processed / "train.nc"), str(processed / "validation.nc"),
-                              expected, transform, technique_noise(cfg), 200, 32, seed=0)
+    expected = expected_spectra(
+        cfg.build_technique(), train["params"].values[:200], 64, progress=False
+    )
+    data = ResampledNoiseData(
+        str(processed / "train.nc"),
+        str(processed / "validation.nc"),
+        expected,
+        transform,
+        technique_noise(cfg),
+        200,
+        32,
+        seed=0,
+    )
     data.setup()
     first, again, second = data.noisy_features(0), data.noisy_features(0), data.noisy_features(1)
-    assert np.array_equal(first, again)                     # reproducible (resumable)
-    assert not np.array_equal(first, second)                # new noise every epoch
+    assert np.array_equal(first, again)  # reproducible (resumable)
+    assert not np.array_equal(first, second)  # new noise every epoch
     data.stage = 1
     assert not np.array_equal(first, data.noisy_features(0))  # and every stage
     # the noisy copies scatter around the stored spectra like fresh Poisson draws: the mean
     # over epochs of the features tends to the features of the noise-free spectra
     mean = np.mean([data.noisy_features(e) for e in range(20)], axis=0)
     assert np.abs(mean - transform.features(np.rint(expected).astype(np.int32))).mean() < (
-        np.abs(first - transform.features(np.rint(expected).astype(np.int32))).mean() / 3)
+        np.abs(first - transform.features(np.rint(expected).astype(np.int32))).mean() / 3
+    )
     with pytest.raises(ValueError, match="resample_noise"):
-        train_staged(processed / "train.nc", processed / "validation.nc", tmp_path / "m", 200,
-                     model_settings({"model": SMALL_NET}), settings(resample_noise=True))
-    summary = train_staged(processed / "train.nc", processed / "validation.nc",
-                           tmp_path / "m", 200, model_settings({"model": SMALL_NET}),
-                           settings(resample_noise=True, epochs=4), expected=expected,
-                           transform=transform, add_noise=technique_noise(cfg))
+        train_staged(
+            processed / "train.nc",
+            processed / "validation.nc",
+            tmp_path / "m",
+            200,
+            model_settings({"model": SMALL_NET}),
+            settings(resample_noise=True),
+        )
+    summary = train_staged(
+        processed / "train.nc",
+        processed / "validation.nc",
+        tmp_path / "m",
+        200,
+        model_settings({"model": SMALL_NET}),
+        settings(resample_noise=True, epochs=4),
+        expected=expected,
+        transform=transform,
+        add_noise=technique_noise(cfg),
+    )
     assert [s["epochs"] for s in summary["stages"]] == [2, 2]
     assert np.isfinite(summary["best_val_loss"])
 
@@ -144,8 +186,14 @@ class _Crash(pl.Callback):
 @pytest.mark.parametrize("ema_decay", [0.0, 0.9])
 def test_training_resumes_after_an_interruption(processed, tmp_path, ema_decay):
     out = tmp_path / "model"
-    args = (processed / "train.nc", processed / "validation.nc", out, 200,
-            model_settings({"model": SMALL_NET}), settings(ema_decay=ema_decay))
+    args = (
+        processed / "train.nc",
+        processed / "validation.nc",
+        out,
+        200,
+        model_settings({"model": SMALL_NET}),
+        settings(ema_decay=ema_decay),
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_staged(*args, callbacks=[_Crash(lr=5e-4, epoch=2)])
     stage1 = out / "stage1" / "done.json"
@@ -161,7 +209,7 @@ def test_training_resumes_after_an_interruption(processed, tmp_path, ema_decay):
 
     summary = train_staged(*args, callbacks=[_Watch()])
     assert stage1.read_text() == first and stage1.stat().st_mtime_ns == mtime  # not redone
-    assert resumed_from == {5e-4: 2}            # stage 2 restarted at its third epoch
+    assert resumed_from == {5e-4: 2}  # stage 2 restarted at its third epoch
     assert [s["epochs"] for s in summary["stages"]] == [3, 3]
     assert json.loads((out / "summary.json").read_text())["n_train"] == 200
 
@@ -170,10 +218,14 @@ def test_weight_averaging_is_what_is_validated_and_kept(processed, tmp_path):
     """With ``ema_decay`` the checkpoints' weights are the moving average (not the last
     optimizer iterate), and the validation loss logged is that of the average."""
     out = tmp_path / "model"
-    train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
-                 model_settings({"model": SMALL_NET}), settings(ema_decay=0.9,
-                                                                learning_rates=(1e-3,),
-                                                                epochs=3))
+    train_staged(
+        processed / "train.nc",
+        processed / "validation.nc",
+        out,
+        200,
+        model_settings({"model": SMALL_NET}),
+        settings(ema_decay=0.9, learning_rates=(1e-3,), epochs=3),
+    )
     ckpt = torch.load(out / "stage1" / "checkpoints" / "last.ckpt", weights_only=False)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
     assert averaged.keys() == raw.keys()
@@ -213,8 +265,13 @@ def test_bad_training_settings():
 
 def test_stages_of_other_settings_are_not_reused(processed, tmp_path):
     out = tmp_path / "model"
-    args = (processed / "train.nc", processed / "validation.nc", out, 200,
-            model_settings({"model": SMALL_NET}))
+    args = (
+        processed / "train.nc",
+        processed / "validation.nc",
+        out,
+        200,
+        model_settings({"model": SMALL_NET}),
+    )
     train_staged(*args, settings())
     stage1, stage2 = out / "stage1" / "done.json", out / "stage2" / "done.json"
     first1, first2 = stage1.read_text(), stage2.read_text()
@@ -243,9 +300,14 @@ def test_point_regression_cnn_trains_and_predicts(processed, tmp_path, kind, ens
     paths = []
     for k in range(ensemble):
         out = tmp_path / f"member{k}"
-        summary = train_staged(processed / "train.nc", processed / "validation.nc", out, 200,
-                               model_settings({"model": net}),
-                               settings(epochs=4, seed=k))
+        summary = train_staged(
+            processed / "train.nc",
+            processed / "validation.nc",
+            out,
+            200,
+            model_settings({"model": net}),
+            settings(epochs=4, seed=k),
+        )
         assert summary["architecture"]["kind"] == kind and np.isfinite(summary["best_val_loss"])
         paths.append(out / "model.ckpt")
     pred = predict(paths, processed / "test.nc", transform)
@@ -260,5 +322,4 @@ def test_point_regression_cnn_trains_and_predicts(processed, tmp_path, kind, ens
     with torch.no_grad():
         z = module(x).double().numpy()
     if ensemble == 1:
-        np.testing.assert_allclose(pred["mean"].values, transform.unscale_targets(z),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(pred["mean"].values, transform.unscale_targets(z), rtol=1e-6)

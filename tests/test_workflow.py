@@ -20,8 +20,18 @@ pytest.importorskip("snakemake")
 
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
-           "--directory", str(cwd), "--cores", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(cwd),
+        "--cores",
+        "2",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
 
 
@@ -38,13 +48,21 @@ def md5(path: Path) -> str:
 
 
 def test_lint_is_clean():
-    r = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("configfile", ["config/config.yaml", "config/paper/rbs_A.yaml",
-                                        "config/paper/rbs_B.yaml", "config/paper/rbs_C.yaml"])
+@pytest.mark.parametrize(
+    "configfile",
+    [
+        "config/config.yaml",
+        "config/paper/rbs_A.yaml",
+        "config/paper/rbs_B.yaml",
+        "config/paper/rbs_C.yaml",
+    ],
+)
 def test_dry_run_lists_the_data_dag(tmp_path, configfile):
     r = snakemake("-n", "--configfile", configfile, cwd=workdir(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -59,17 +77,29 @@ def test_dry_run_lists_the_data_dag(tmp_path, configfile):
     assert int(line.split()[-1]) == 3
 
 
-@pytest.mark.parametrize("overrides, networks", [
-    (["config/paper/mdn10k_resampled.yaml"], 1),
-    (["config/paper/mdn10k_resampled.yaml", "config/paper/epochs150.yaml",
-      "config/paper/ema.yaml", "config/paper/cpu_fits.yaml"], 1),
-    (["config/paper/mdn10k_resampled.yaml", "config/paper/ensemble2.yaml"], 2)])
+@pytest.mark.parametrize(
+    "overrides, networks",
+    [
+        (["config/paper/mdn10k_resampled.yaml"], 1),
+        (
+            [
+                "config/paper/mdn10k_resampled.yaml",
+                "config/paper/epochs150.yaml",
+                "config/paper/ema.yaml",
+                "config/paper/cpu_fits.yaml",
+            ],
+            1,
+        ),
+        (["config/paper/mdn10k_resampled.yaml", "config/paper/ensemble2.yaml"], 2),
+    ],
+)
 def test_dry_run_with_the_10k_override(tmp_path, overrides, networks):
-    r = snakemake("-n", "--configfile", "config/paper/rbs_A.yaml", *overrides,
-                  cwd=workdir(tmp_path))
+    r = snakemake(
+        "-n", "--configfile", "config/paper/rbs_A.yaml", *overrides, cwd=workdir(tmp_path)
+    )
     assert r.returncode == 0, r.stderr
     line = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("train_network"))
-    assert int(line.split()[-1]) == networks                # only the 10k model(s)
+    assert int(line.split()[-1]) == networks  # only the 10k model(s)
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +117,20 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     wd = tiny_run
     from specinv.data import SpectrumTransform, read_dataset
 
-    processed = {s: read_dataset(wd / f"results/tiny/processed/{s}.nc")
-                 for s in ("train", "validation", "test")}
+    processed = {
+        s: read_dataset(wd / f"results/tiny/processed/{s}.nc")
+        for s in ("train", "validation", "test")
+    }
     assert [processed[s].sizes["sample"] for s in processed] == [60, 20, 20]
     transform = SpectrumTransform.load(wd / "results/tiny/preprocessing/transform.json")
     x = processed["train"]["x"].values
     assert x.shape[1] == len(transform.kept_bins) and np.isfinite(x).all()
-    assert np.allclose(x.mean(axis=0), 0, atol=1e-4)     # standard-scaled on train
+    assert np.allclose(x.mean(axis=0), 0, atol=1e-4)  # standard-scaled on train
     assert processed["train"]["y"].values.min() == 0.0
     raw = read_dataset(wd / "results/tiny/data/test.nc")
-    assert raw["counts"].dtype == np.int32               # raw noisy counts kept for χ²
+    assert raw["counts"].dtype == np.int32  # raw noisy counts kept for χ²
     log = (wd / "logs/tiny/simulate/shard-0.log").read_text()
-    assert "spectra" in log and "shard 1/3" in log      # progress in the logs
+    assert "spectra" in log and "shard 1/3" in log  # progress in the logs
     assert (wd / "results/example/spectrum.png").stat().st_size > 10_000
     # predictions, fits, tables and figures of the evaluation
     import pandas as pd
@@ -126,18 +158,26 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     assert (info["CRLB_relative_std"] > 0).all() and info["undetermined"].between(0, 1).all()
     assert {"MRE MDN60", "MRE MDN60 + gradient refinement"} <= set(info.columns)
     assert read_dataset(res / "fits/information_limit.nc").sizes["sample"] == 8
-    for name in ("fig4-7_mre_vs_training_size", "fig8-10_prediction_ratio",
-                 "chi2_distributions", "example_fits"):
+    for name in (
+        "fig4-7_mre_vs_training_size",
+        "fig8-10_prediction_ratio",
+        "chi2_distributions",
+        "example_fits",
+    ):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
         assert (res / f"figures/{name}.pdf").exists()
     # the HTML report holds every figure and table
-    r = snakemake("--configfile", "tiny.yaml", "--report", str(wd.parent / "report.html"),
-                  cwd=wd)
+    r = snakemake("--configfile", "tiny.yaml", "--report", str(wd.parent / "report.html"), cwd=wd)
     assert r.returncode == 0, r.stderr
     html = (wd.parent / "report.html").read_text()
-    for name in ("fig4-7_mre_vs_training_size.png", "example_fits.png", "table1_runtimes.html",
-                 "table2-4_chi2_profile.html", "table6_methods.html",
-                 "information_limit.html"):
+    for name in (
+        "fig4-7_mre_vs_training_size.png",
+        "example_fits.png",
+        "table1_runtimes.html",
+        "table2-4_chi2_profile.html",
+        "table6_methods.html",
+        "information_limit.html",
+    ):
         assert name in html, name
 
 
@@ -159,12 +199,26 @@ def planned_jobs(output: str) -> dict[str, int]:
 
 
 #: the tiny run's jobs downstream of the trained networks
-_NETWORKS = {"train_network": 2, "predict_network": 2, "evaluate_network": 2,
-             "fit_nelder_mead": 2, "merge_fits": 1, "fit_refine": 1, "tables": 1,
-             "figures": 1, "runtime_table": 1}
+_NETWORKS = {
+    "train_network": 2,
+    "predict_network": 2,
+    "evaluate_network": 2,
+    "fit_nelder_mead": 2,
+    "merge_fits": 1,
+    "fit_refine": 1,
+    "tables": 1,
+    "figures": 1,
+    "runtime_table": 1,
+}
 _DATA = {"sample_parameters": 1, "simulate_shard": 3, "merge_shards": 1, "split_data": 1}
-_PREPROCESSING = {"fit_preprocessing": 1, "apply_preprocessing": 3, **_NETWORKS,
-                  "fit_nelder_mead": 4, "merge_fits": 2, "information_limit": 1}
+_PREPROCESSING = {
+    "fit_preprocessing": 1,
+    "apply_preprocessing": 3,
+    **_NETWORKS,
+    "fit_nelder_mead": 4,
+    "merge_fits": 2,
+    "information_limit": 1,
+}
 
 
 def _set(path: str, value):
@@ -174,34 +228,42 @@ def _set(path: str, value):
         for p in parents:
             node = node.setdefault(p, {})
         node[key] = value
+
     return change
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("change", "expected"), [
-    # a changed key reruns exactly the jobs that read it, and what depends on their output
-    (_set("rbs.experiment.beam.energy_keV", 3000), {**_DATA, **_PREPROCESSING}),
-    (_set("data.seed", 7), {**_DATA, **_PREPROCESSING}),
-    (_set("preprocessing.sigmas", 4.0), _PREPROCESSING),
-    (_set("model.gru_hidden", 12), _NETWORKS),
-    (_set("training.epochs", 3), _NETWORKS),
-    (_set("fitting.autofit_evaluations_per_parameter", 25),
-     {"fit_nelder_mead": 2, "merge_fits": 1, "tables": 1, "figures": 1, "runtime_table": 1}),
-    (_set("fitting.refine_iterations", 4),
-     {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1}),
-    (_set("evaluation.ratio_samples", 10), {"figures": 1}),
-    (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
-    (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
-    (_set("example.experiment", "examples/other.yaml"), {"simulate_example": 1}),
-    # settings that change no result rerun nothing
-    (_set("data.batch_size", 7), {}),
-    (_set("data.threads", 2), {}),
-    (_set("training.progress_bar", True), {}),
-    (_set("fitting.batch_size", 100), {}),
-    # a default written out is the same configuration
-    (_set("fitting.restart_every", 30), {}),
-    (_set("preprocessing.merge", 4), {}),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # a changed key reruns exactly the jobs that read it, and what depends on their output
+        (_set("rbs.experiment.beam.energy_keV", 3000), {**_DATA, **_PREPROCESSING}),
+        (_set("data.seed", 7), {**_DATA, **_PREPROCESSING}),
+        (_set("preprocessing.sigmas", 4.0), _PREPROCESSING),
+        (_set("model.gru_hidden", 12), _NETWORKS),
+        (_set("training.epochs", 3), _NETWORKS),
+        (
+            _set("fitting.autofit_evaluations_per_parameter", 25),
+            {"fit_nelder_mead": 2, "merge_fits": 1, "tables": 1, "figures": 1, "runtime_table": 1},
+        ),
+        (
+            _set("fitting.refine_iterations", 4),
+            {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
+        ),
+        (_set("evaluation.ratio_samples", 10), {"figures": 1}),
+        (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
+        (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
+        (_set("example.experiment", "examples/other.yaml"), {"simulate_example": 1}),
+        # settings that change no result rerun nothing
+        (_set("data.batch_size", 7), {}),
+        (_set("data.threads", 2), {}),
+        (_set("training.progress_bar", True), {}),
+        (_set("fitting.batch_size", 100), {}),
+        # a default written out is the same configuration
+        (_set("fitting.restart_every", 30), {}),
+        (_set("preprocessing.merge", 4), {}),
+    ],
+)
 def test_a_changed_key_reruns_exactly_what_reads_it(tiny_run, tmp_path, change, expected):
     config = yaml.safe_load(TINY.read_text())
     change(config)
@@ -242,9 +304,9 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path, tiny_run):
     data = [f"results/tiny/processed/{s}.nc" for s in ("train", "validation", "test")]
     r = snakemake(*data, "--configfile", "tiny.yaml", cwd=wd)
     assert r.returncode == 0, r.stderr
-    assert [p.stat().st_mtime_ns for p in shards[:2]] == before      # not redone
+    assert [p.stat().st_mtime_ns for p in shards[:2]] == before  # not redone
     stats = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("simulate_shard"))
-    assert int(stats.split()[-1]) == 1                               # only the missing one
+    assert int(stats.split()[-1]) == 1  # only the missing one
     # and the result equals an uninterrupted run
     for f in ("data/spectra.nc", "processed/test.nc"):
         assert md5(wd / "results/tiny" / f) == md5(tiny_run / "results/tiny" / f)
@@ -253,17 +315,23 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path, tiny_run):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda c: c["data"].pop("sizes"), "sizes"),                                # missing
-        (lambda c: c["data"]["sizes"].update({"train": "many"}), "many"),          # type
+        (lambda c: c["data"].pop("sizes"), "sizes"),  # missing
+        (lambda c: c["data"]["sizes"].update({"train": "many"}), "many"),  # type
         (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
-        (lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
-         "sample.layers[1].D: lower bound low=900 is above the upper bound high=100"),
-        (lambda c: c["data"]["sizes"].update({"validation": -3}), "-3"),           # negative
-        (lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
-         "geometry.incidence_deg"),
+        (
+            lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
+            "sample.layers[1].D: lower bound low=900 is above the upper bound high=100",
+        ),
+        (lambda c: c["data"]["sizes"].update({"validation": -3}), "-3"),  # negative
+        (
+            lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
+            "geometry.incidence_deg",
+        ),
         (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
-        (lambda c: c.update({"preprocessing": {"savgol": {"window": 4}}}),
-         "preprocessing.savgol.window"),
+        (
+            lambda c: c.update({"preprocessing": {"savgol": {"window": 4}}}),
+            "preprocessing.savgol.window",
+        ),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, change, message):

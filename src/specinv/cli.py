@@ -24,12 +24,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name in available():
         try:
             cls = technique_class(name)
-        except ConfigError as exc:          # a broken plug-in must not break the others
+        except ConfigError as exc:  # a broken plug-in must not break the others
             print(f"specinv: warning: {exc}", file=sys.stderr)
             continue
         doc = (cls.__doc__ or name).strip().splitlines()[0]
         verbs = techniques.add_parser(name, help=doc, description=doc).add_subparsers(
-            dest="command", required=True)
+            dest="command", required=True
+        )
         cls.add_cli(verbs)
     return parser
 

@@ -29,8 +29,9 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 TRIM_THRESHOLD_BYTES = 1 << 30
 
 
-def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES,
-                      trim_threshold: int = TRIM_THRESHOLD_BYTES) -> bool:
+def keep_freed_memory(
+    mmap_threshold: int = MMAP_THRESHOLD_BYTES, trim_threshold: int = TRIM_THRESHOLD_BYTES
+) -> bool:
     """Make glibc's ``malloc`` serve blocks below ``mmap_threshold`` bytes from its heap and
     keep up to ``trim_threshold`` bytes of freed heap memory for reuse.
 
@@ -38,9 +39,11 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES,
     (macOS, Windows, musl) or when glibc refused a value (nothing is changed then).
     """
     if not 0 < mmap_threshold <= MMAP_THRESHOLD_BYTES or not 0 < trim_threshold < 2**31:
-        raise ValueError(f"mmap_threshold must be in (0, {MMAP_THRESHOLD_BYTES}] and "
-                         f"trim_threshold in (0, 2**31), got {mmap_threshold}, "
-                         f"{trim_threshold}")
+        raise ValueError(
+            f"mmap_threshold must be in (0, {MMAP_THRESHOLD_BYTES}] and "
+            f"trim_threshold in (0, 2**31), got {mmap_threshold}, "
+            f"{trim_threshold}"
+        )
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -50,5 +53,6 @@ def keep_freed_memory(mmap_threshold: int = MMAP_THRESHOLD_BYTES,
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
-                and mallopt(_M_TRIM_THRESHOLD, trim_threshold))
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, mmap_threshold) and mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    )

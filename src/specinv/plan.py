@@ -32,17 +32,32 @@ TRAINING_EXECUTION_KEYS = ("sizes", "ensemble", "progress_bar", "accelerator")
 #: keys of ``fitting`` each fit reads (batch_size and shards change no result; shards are
 #: part of the file names)
 FIT_KEYS = {
-    "autofit": ("spectra", "autofit_spectra", "autofit_evaluations_per_parameter",
-                "restart_every", "autofit_start"),
+    "autofit": (
+        "spectra",
+        "autofit_spectra",
+        "autofit_evaluations_per_parameter",
+        "restart_every",
+        "autofit_start",
+    ),
     "ml_autofit": ("spectra", "ml_autofit_evaluations_per_parameter", "restart_every"),
-    "ml_refine": ("spectra", "refine_iterations", "refine_chi2_tolerance", "refine_jacobian",
-                  "refine_broyden", "device"),
+    "ml_refine": (
+        "spectra",
+        "refine_iterations",
+        "refine_chi2_tolerance",
+        "refine_jacobian",
+        "refine_broyden",
+        "device",
+    ),
     "information": ("spectra", "device"),
 }
 #: ids of the regression evaluation's tables and figures
 REGRESSION_TABLES = ("runtimes", "chi2", "coverage", "methods", "mre", "information")
-REGRESSION_FIGURES = ("mre_vs_training_size", "prediction_ratio", "chi2_distributions",
-                      "example_fits")
+REGRESSION_FIGURES = (
+    "mre_vs_training_size",
+    "prediction_ratio",
+    "chi2_distributions",
+    "example_fits",
+)
 CLASSIFICATION_TABLES = ("runtimes", "classification", "labels")
 CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores")
 #: file names of the ids that a technique does not rename (Technique.output_names)
@@ -132,18 +147,28 @@ class WorkflowPlan:
         evaluation = c["evaluation"]
         shared_eval = {"model_size": self.model_size, "sizes": self.train_sizes}
         out = {
-            "data": {"technique": t, t: c[t],
-                     "data": {k: c["data"][k] for k in DATA_KEYS}},
+            "data": {"technique": t, t: c[t], "data": {k: c["data"][k] for k in DATA_KEYS}},
             "preprocessing": {"settings": asdict(self.preprocessing), "task": self.task},
-            "training": {"model": self.model,
-                         "training": {k: v for k, v in c["training"].items()
-                                      if k not in TRAINING_EXECUTION_KEYS}},
-            "tables": {**shared_eval, "alpha": evaluation["alpha"],
-                       "threshold": evaluation["threshold"], "methods": self.fit_methods},
-            "figures": {**shared_eval, "alpha": evaluation["alpha"],
-                        "threshold": evaluation["threshold"],
-                        "ratio_samples": evaluation["ratio_samples"],
-                        "seed": evaluation["seed"], "methods": self.fit_methods},
+            "training": {
+                "model": self.model,
+                "training": {
+                    k: v for k, v in c["training"].items() if k not in TRAINING_EXECUTION_KEYS
+                },
+            },
+            "tables": {
+                **shared_eval,
+                "alpha": evaluation["alpha"],
+                "threshold": evaluation["threshold"],
+                "methods": self.fit_methods,
+            },
+            "figures": {
+                **shared_eval,
+                "alpha": evaluation["alpha"],
+                "threshold": evaluation["threshold"],
+                "ratio_samples": evaluation["ratio_samples"],
+                "seed": evaluation["seed"],
+                "methods": self.fit_methods,
+            },
             "runtimes": {"paper_runtimes_h": evaluation["paper_runtimes_h"]},
         }
         for method, keys in FIT_KEYS.items():
@@ -178,16 +203,27 @@ def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> Workf
         raise ConfigError(f"training.sizes: expected distinct sizes, got {sizes}")
     model_size = config["evaluation"]["model_size"] or max(sizes)
     if model_size not in sizes:
-        raise ConfigError(f"evaluation.model_size: {model_size} is not one of training.sizes "
-                          f"({', '.join(map(str, sizes))})")
+        raise ConfigError(
+            f"evaluation.model_size: {model_size} is not one of training.sizes "
+            f"({', '.join(map(str, sizes))})"
+        )
     if dataset.sizes["test"] < 1:
         raise ConfigError("data.sizes.test: the evaluation needs at least one test spectrum")
     if cls.task == "regression":
         fitted = fitting.n_spectra(dataset.sizes["test"], "autofit")
         if fitted < fitting.shards:
-            raise ConfigError(f"fitting.shards: {fitting.shards} shards for {fitted} fitted "
-                              f"spectra")
-    return WorkflowPlan(config=config, dataset=dataset, task=cls.task,
-                        preprocessing=preprocessing, training=training, model=model,
-                        fitting=fitting, train_sizes=sizes, model_size=model_size,
-                        output_names=dict(cls.output_names))
+            raise ConfigError(
+                f"fitting.shards: {fitting.shards} shards for {fitted} fitted spectra"
+            )
+    return WorkflowPlan(
+        config=config,
+        dataset=dataset,
+        task=cls.task,
+        preprocessing=preprocessing,
+        training=training,
+        model=model,
+        fitting=fitting,
+        train_sizes=sizes,
+        model_size=model_size,
+        output_names=dict(cls.output_names),
+    )

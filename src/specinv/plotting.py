@@ -10,9 +10,15 @@ import numpy as np
 from .fileio import atomic_path
 
 
-def plot_spectrum(energy_keV: np.ndarray, curves: Mapping[str, np.ndarray], path: str | Path,
-                  title: str = "", log: bool = False, channel_axis: Sequence[float] | None = None,
-                  measured: np.ndarray | None = None) -> Path:
+def plot_spectrum(
+    energy_keV: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    path: str | Path,
+    title: str = "",
+    log: bool = False,
+    channel_axis: Sequence[float] | None = None,
+    measured: np.ndarray | None = None,
+) -> Path:
     """Save a figure of one or more spectra (counts per channel against energy) to ``path``.
 
     Args:
@@ -47,8 +53,9 @@ def plot_spectrum(energy_keV: np.ndarray, curves: Mapping[str, np.ndarray], path
     ax.set_xlim(energy_keV[0], energy_keV[-1])
     if channel_axis is not None:
         offset, gain = channel_axis
-        top = ax.secondary_xaxis("top", functions=(lambda e: (e - offset) / gain,
-                                                   lambda c: offset + gain * c))
+        top = ax.secondary_xaxis(
+            "top", functions=(lambda e: (e - offset) / gain, lambda c: offset + gain * c)
+        )
         top.set_xlabel("channel")
     if title:
         ax.set_title(title, fontsize=10)

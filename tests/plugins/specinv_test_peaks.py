@@ -22,28 +22,44 @@ from specinv.config import ConfigError
 from specinv.techniques import Axis, Technique
 from specinv.techniques.priors import Prior, prior_box, sample_independent
 
-PRIOR = {"type": "object", "additionalProperties": False,
-         "properties": {"law": {"enum": ["uniform", "loguniform", "fixed"], "default": "uniform"},
-                        "low": {"type": "number"}, "high": {"type": "number"}}}
-AXIS = {"channels": {"type": "integer", "minimum": 8, "default": 200},
-        "x_min": {"type": "number", "default": -10.0},
-        "x_max": {"type": "number", "default": 10.0},
-        "width": {"type": "number", "exclusiveMinimum": 0, "default": 0.8,
-                  "description": "standard deviation of every peak, in x units"},
-        "background": {"type": "number", "minimum": 0, "default": 5.0,
-                       "description": "counts per channel"}}
+PRIOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "law": {"enum": ["uniform", "loguniform", "fixed"], "default": "uniform"},
+        "low": {"type": "number"},
+        "high": {"type": "number"},
+    },
+}
+AXIS = {
+    "channels": {"type": "integer", "minimum": 8, "default": 200},
+    "x_min": {"type": "number", "default": -10.0},
+    "x_max": {"type": "number", "default": 10.0},
+    "width": {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "default": 0.8,
+        "description": "standard deviation of every peak, in x units",
+    },
+    "background": {
+        "type": "number",
+        "minimum": 0,
+        "default": 5.0,
+        "description": "counts per channel",
+    },
+}
 
 
 class _Peaks(Technique):
     """Shared by both: the x axis, the peak shape, the device."""
 
-    preprocessing_defaults: ClassVar[dict] = {"first_channel": 0, "merge": 2,
-                                              "prune": "none"}
+    preprocessing_defaults: ClassVar[dict] = {"first_channel": 0, "merge": 2, "prune": "none"}
 
     def _setup(self, section: Mapping[str, Any], device, dtype) -> None:
         if section["x_max"] <= section["x_min"]:
-            raise ConfigError(f"x_max: expected a value above x_min ({section['x_min']}), got "
-                              f"{section['x_max']}")
+            raise ConfigError(
+                f"x_max: expected a value above x_min ({section['x_min']}), got {section['x_max']}"
+            )
         self.section = dict(section)
         self.x = np.linspace(section["x_min"], section["x_max"], section["channels"])
         self.device = torch.device(device or "cpu")
@@ -55,7 +71,7 @@ class _Peaks(Technique):
         return len(self.x)
 
     def _spectra(self, position: torch.Tensor, amplitude: torch.Tensor) -> torch.Tensor:
-        z = (self._x - position[..., None]) / self.section["width"]          # [B, K, C]
+        z = (self._x - position[..., None]) / self.section["width"]  # [B, K, C]
         return self.section["background"] + (amplitude[..., None] * torch.exp(-0.5 * z * z)).sum(1)
 
     def axis(self) -> Axis:
@@ -74,19 +90,31 @@ class GaussianPeaks(_Peaks):
     name: ClassVar[str] = "test_peaks"
     task: ClassVar[str] = "regression"
     config_schema: ClassVar[dict] = {
-        "type": "object", "additionalProperties": False, "required": ["peaks"],
-        "properties": {**AXIS, "peaks": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "additionalProperties": False,
-            "required": ["position", "amplitude"],
-            "properties": {"position": PRIOR, "amplitude": PRIOR}}}}}
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["peaks"],
+        "properties": {
+            **AXIS,
+            "peaks": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["position", "amplitude"],
+                    "properties": {"position": PRIOR, "amplitude": PRIOR},
+                },
+            },
+        },
+    }
 
-    def __init__(self, section: Mapping[str, Any], priors: list[Prior], *, device=None,
-                 dtype=None):
+    def __init__(self, section: Mapping[str, Any], priors: list[Prior], *, device=None, dtype=None):
         self._setup(section, device, dtype)
         self.priors = priors
         k = len(priors) // 2
-        self.parameter_names = [f"peak{i + 1}:{q}" for i in range(k)
-                                for q in ("position", "amplitude")]
+        self.parameter_names = [
+            f"peak{i + 1}:{q}" for i in range(k) for q in ("position", "amplitude")
+        ]
         self.parameter_units = ["mm", "counts"] * k
 
     @classmethod
@@ -94,8 +122,11 @@ class GaussianPeaks(_Peaks):
         priors = []
         for i, peak in enumerate(section["peaks"]):
             priors.append(Prior.parse(peak["position"], None, f"peaks[{i}].position"))
-            priors.append(Prior.parse(peak["amplitude"], None, f"peaks[{i}].amplitude",
-                                      minimum=0.0, what="counts"))
+            priors.append(
+                Prior.parse(
+                    peak["amplitude"], None, f"peaks[{i}].amplitude", minimum=0.0, what="counts"
+                )
+            )
         return cls(section, priors, device=device, dtype=dtype)
 
     def bounds(self):
@@ -115,13 +146,16 @@ class GaussianPeakLabels(_Peaks):
     name: ClassVar[str] = "test_peak_labels"
     task: ClassVar[str] = "multilabel"
     config_schema: ClassVar[dict] = {
-        "type": "object", "additionalProperties": False, "required": ["positions"],
-        "properties": {**AXIS,
-                       "positions": {"type": "array", "minItems": 1,
-                                     "items": {"type": "number"}},
-                       "presence": {"type": "number", "minimum": 0, "maximum": 1,
-                                    "default": 0.5},
-                       "amplitude": {**PRIOR, "default": {"low": 50, "high": 500}}}}
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["positions"],
+        "properties": {
+            **AXIS,
+            "positions": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+            "presence": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.5},
+            "amplitude": {**PRIOR, "default": {"low": 50, "high": 500}},
+        },
+    }
 
     def __init__(self, section, amplitude: Prior, *, device=None, dtype=None):
         self._setup(section, device, dtype)
@@ -133,13 +167,12 @@ class GaussianPeakLabels(_Peaks):
 
     @classmethod
     def from_config(cls, section, *, device=None, dtype=None):
-        amplitude = Prior.parse(section["amplitude"], None, "amplitude", minimum=0.0,
-                                what="counts")
+        amplitude = Prior.parse(section["amplitude"], None, "amplitude", minimum=0.0, what="counts")
         return cls(section, amplitude, device=device, dtype=dtype)
 
     @property
     def n_uniforms(self) -> int:
-        return 2 * len(self.positions)     # presence, then amplitude, of every peak
+        return 2 * len(self.positions)  # presence, then amplitude, of every peak
 
     def sample(self, u):
         n = len(self.positions)
@@ -159,6 +192,7 @@ class GaussianPeakLabels(_Peaks):
 
     def simulate(self, params):
         p = torch.as_tensor(params, dtype=self.dtype, device=self.device)
-        position = torch.as_tensor(self.positions, dtype=self.dtype,
-                                   device=self.device).expand_as(p)
+        position = torch.as_tensor(self.positions, dtype=self.dtype, device=self.device).expand_as(
+            p
+        )
         return self._spectra(position, p)

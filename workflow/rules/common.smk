@@ -7,7 +7,6 @@ from specinv.config import ConfigError
 from specinv.data import SPLITS
 from specinv.plan import workflow_plan
 
-
 try:
     # fills the schemas' defaults into `config`
     PLAN = workflow_plan(config, in_place=True)
@@ -32,7 +31,9 @@ NM_METHODS = PLAN.nelder_mead_methods
 PARAMS = PLAN.params()
 TABLES = PLAN.tables
 #: HTML renderings of the tables, written next to the CSVs, shown in ``snakemake --report``
-TABLES_HTML = {name: path.removesuffix(".csv") + ".html" for name, path in TABLES.items()}
+TABLES_HTML = {
+    name: path.removesuffix(".csv") + ".html" for name, path in TABLES.items()
+}
 FIGURES = PLAN.figures
 PREDICTIONS = f"{RESULTS}/predictions/n{{n_train}}/test.nc"
 TRANSFORM = f"{RESULTS}/preprocessing/transform.json"
@@ -96,7 +97,9 @@ def runtime_inputs(wildcards):
         },
     }
     if PLAN.regression:
-        stages[f"{PLAN.label} back-simulation"] = [f"{bench}/fit/{KIND}_n{MODEL_SIZE}.tsv"]
+        stages[f"{PLAN.label} back-simulation"] = [
+            f"{bench}/fit/{KIND}_n{MODEL_SIZE}.tsv"
+        ]
         for m in NM_METHODS:
             stages[f"{m} fits"] = [f"{bench}/fit/{m}-{s}.tsv" for s in FIT_SHARDS]
         stages[f"{KIND}_refine fits"] = [f"{bench}/fit/{KIND}_refine.tsv"]

@@ -4,16 +4,16 @@
 rule sample_parameters:
     output:
         f"{DATA}/parameters.nc",
-    params:
-        data=PARAMS["data"],
     log:
         f"logs/{NAME}/sample_parameters.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/specinv.yaml"
+    params:
+        data=PARAMS["data"],
     script:
         "../../scripts/data_sample.py"
 
@@ -23,19 +23,19 @@ rule simulate_shard:
         f"{DATA}/parameters.nc",
     output:
         f"{DATA}/shards/shard-{{shard}}-of-{DATASET.shards}.nc",
-    params:
-        data=PARAMS["data"],
     log:
         f"logs/{NAME}/simulate/shard-{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/simulate/shard-{{shard}}.tsv"
+    conda:
+        "../../envs/specinv.yaml"
     threads: config["data"]["threads"]
     resources:
         mem_mb=simulation_resources,
         runtime=60,
         gpu=gpu_if(DATASET.device),
-    conda:
-        "../../envs/specinv.yaml"
+    params:
+        data=PARAMS["data"],
     script:
         "../../scripts/data_simulate.py"
 
@@ -47,12 +47,12 @@ rule merge_shards:
         f"{DATA}/spectra.nc",
     log:
         f"logs/{NAME}/merge_shards.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 2000 + 3 * input.size_mb,
         runtime=30,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/data_merge.py"
 
@@ -64,11 +64,11 @@ rule split_data:
         [f"{DATA}/{split}.nc" for split in SPLITS],
     log:
         f"logs/{NAME}/split_data.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 2000 + 3 * input.size_mb,
         runtime=30,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/data_split.py"

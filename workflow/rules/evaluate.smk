@@ -9,24 +9,26 @@ rule tables:
         **{name: path for name, path in TABLES.items() if name != "runtimes"},
         **{
             f"{name}_html": report(
-                TABLES_HTML[name], caption=f"../report/table_{name}.rst", category="Tables"
+                TABLES_HTML[name],
+                caption=f"../report/table_{name}.rst",
+                category="Tables",
             )
             for name in TABLES
             if name != "runtimes"
         },
+    log:
+        f"logs/{NAME}/tables.log",
+    conda:
+        "../../envs/specinv.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         evaluation=PARAMS["tables"],
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
         methods=FIT_METHODS,
-    log:
-        f"logs/{NAME}/tables.log",
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/evaluate_tables.py"
 
@@ -37,19 +39,21 @@ rule runtime_table:
     output:
         TABLES["runtimes"],
         report(
-            TABLES_HTML["runtimes"], caption="../report/table_runtimes.rst", category="Tables"
+            TABLES_HTML["runtimes"],
+            caption="../report/table_runtimes.rst",
+            category="Tables",
         ),
-    params:
-        stages=runtime_inputs,
-        evaluation=PARAMS["runtimes"],
     log:
         f"logs/{NAME}/runtime_table.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/specinv.yaml"
+    params:
+        stages=runtime_inputs,
+        evaluation=PARAMS["runtimes"],
     script:
         "../../scripts/evaluate_runtimes.py"
 
@@ -65,19 +69,19 @@ rule figures:
             for name, (png, pdf) in FIGURES.items()
         },
         **{f"{name}_pdf": pdf for name, (png, pdf) in FIGURES.items()},
+    log:
+        f"logs/{NAME}/figures.log",
+    conda:
+        "../../envs/specinv.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=20,
     params:
         evaluation=PARAMS["figures"],
         sizes=TRAIN_SIZES,
         model_size=MODEL_SIZE,
         methods=FIT_METHODS,
         names=list(FIGURES),
-    log:
-        f"logs/{NAME}/figures.log",
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=20,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/evaluate_figures.py"

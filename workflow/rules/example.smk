@@ -14,16 +14,16 @@ if PLAN.example:
                 caption="../report/example_spectrum.rst",
                 category="Forward model",
             ),
-        params:
-            technique=DATASET.technique,
         log:
             "logs/example/simulate.log",
+        conda:
+            "../../envs/specinv.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../../envs/specinv.yaml"
+        params:
+            technique=DATASET.technique,
         shell:
             "specinv {params.technique} simulate {input} -o {output.csv} "
             "--plot {output.png} > {log} 2>&1"

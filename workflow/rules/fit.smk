@@ -16,12 +16,12 @@ if PLAN.regression:
             f"logs/{NAME}/fits/{KIND}_n{{n_train}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/fit/{KIND}_n{{n_train}}.tsv"
+        conda:
+            "../../envs/specinv.yaml"
         threads: 2
         resources:
             mem_mb=4000,
             runtime=60,
-        conda:
-            "../../envs/specinv.yaml"
         script:
             "../../scripts/fit_network.py"
 
@@ -30,18 +30,18 @@ if PLAN.regression:
             unpack(nelder_mead_inputs),
         output:
             f"{RESULTS}/fits/{{method}}/shard-{{shard}}-of-{PLAN.fitting.shards}.nc",
-        params:
-            fitting=lambda wc: PARAMS[wc.method],
         log:
             f"logs/{NAME}/fits/{{method}}/shard-{{shard}}.log",
         benchmark:
             f"{RESULTS}/benchmarks/fit/{{method}}-{{shard}}.tsv"
+        conda:
+            "../../envs/specinv.yaml"
         threads: 2
         resources:
             mem_mb=4000,
             runtime=600,
-        conda:
-            "../../envs/specinv.yaml"
+        params:
+            fitting=lambda wc: PARAMS[wc.method],
         script:
             "../../scripts/fit_nelder_mead.py"
 
@@ -55,12 +55,12 @@ if PLAN.regression:
             f"{RESULTS}/fits/{{method}}.nc",
         log:
             f"logs/{NAME}/fits/{{method}}-merge.log",
+        conda:
+            "../../envs/specinv.yaml"
         threads: 1
         resources:
             mem_mb=2000,
             runtime=10,
-        conda:
-            "../../envs/specinv.yaml"
         script:
             "../../scripts/fit_merge.py"
 
@@ -71,20 +71,20 @@ if PLAN.regression:
             transform=TRANSFORM,
         output:
             f"{RESULTS}/fits/{KIND}_refine.nc",
-        params:
-            fitting=PARAMS[f"{KIND}_refine"],
-            method=f"{KIND}_refine",
         log:
             f"logs/{NAME}/fits/{KIND}_refine.log",
         benchmark:
             f"{RESULTS}/benchmarks/fit/{KIND}_refine.tsv"
+        conda:
+            "../../envs/specinv.yaml"
         threads: 2
         resources:
             mem_mb=8000,
             runtime=240,
             gpu=gpu_if(PLAN.fitting.device),
-        conda:
-            "../../envs/specinv.yaml"
+        params:
+            fitting=PARAMS[f"{KIND}_refine"],
+            method=f"{KIND}_refine",
         script:
             "../../scripts/fit_refine.py"
 
@@ -94,18 +94,18 @@ if PLAN.regression:
             transform=TRANSFORM,
         output:
             f"{RESULTS}/fits/information_limit.nc",
-        params:
-            fitting=PARAMS["information"],
         log:
             f"logs/{NAME}/fits/information_limit.log",
         benchmark:
             f"{RESULTS}/benchmarks/fit/information_limit.tsv"
+        conda:
+            "../../envs/specinv.yaml"
         threads: 2
         resources:
             mem_mb=4000,
             runtime=60,
             gpu=gpu_if(PLAN.fitting.device),
-        conda:
-            "../../envs/specinv.yaml"
+        params:
+            fitting=PARAMS["information"],
         script:
             "../../scripts/information_limit.py"

@@ -6,16 +6,16 @@ rule fit_preprocessing:
         f"{DATA}/train.nc",
     output:
         TRANSFORM,
-    params:
-        preprocessing=PARAMS["preprocessing"],
     log:
         f"logs/{NAME}/fit_preprocessing.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 2000 + 6 * input.size_mb,
         runtime=30,
-    conda:
-        "../../envs/specinv.yaml"
+    params:
+        preprocessing=PARAMS["preprocessing"],
     script:
         "../../scripts/preprocess_fit.py"
 
@@ -28,11 +28,11 @@ rule apply_preprocessing:
         f"{RESULTS}/processed/{{split}}.nc",
     log:
         f"logs/{NAME}/apply_preprocessing/{{split}}.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, input: 2000 + 6 * input.size_mb,
         runtime=30,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/preprocess_apply.py"

@@ -12,20 +12,20 @@ rule train_network:
     output:
         model=f"{RESULTS}/models/n{{n_train}}/member{{member}}/model.ckpt",
         summary=f"{RESULTS}/models/n{{n_train}}/member{{member}}/summary.json",
-    params:
-        training=PARAMS["training"],
     log:
         f"logs/{NAME}/train/n{{n_train}}-member{{member}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/n{{n_train}}-member{{member}}.tsv"
+    conda:
+        "../../envs/specinv.yaml"
     threads: 2
     resources:
         # uses a GPU when there is one, and the CPU otherwise
         gpu=1,
         mem_mb=6000,
         runtime=240,
-    conda:
-        "../../envs/specinv.yaml"
+    params:
+        training=PARAMS["training"],
     script:
         "../../scripts/train.py"
 
@@ -42,11 +42,11 @@ rule predict_network:
         PREDICTIONS,
     log:
         f"logs/{NAME}/predict/n{{n_train}}.log",
+    conda:
+        "../../envs/specinv.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/specinv.yaml"
     script:
         "../../scripts/predict.py"

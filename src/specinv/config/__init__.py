@@ -17,8 +17,17 @@ from .errors import ConfigError
 from .schema import load_schema, validate
 
 #: Top-level keys of the generic schema.
-GENERIC_SECTIONS = ("name", "technique", "data", "preprocessing", "model", "training",
-                    "fitting", "evaluation", "example")
+GENERIC_SECTIONS = (
+    "name",
+    "technique",
+    "data",
+    "preprocessing",
+    "model",
+    "training",
+    "fitting",
+    "evaluation",
+    "example",
+)
 
 #: Keys of earlier versions, with where they went.
 _MOVED = {"experiment": "{technique}.experiment", "sample": "{technique}.sample"}
@@ -62,22 +71,28 @@ def validate_config(config: Mapping[str, Any], *, in_place: bool = False) -> dic
     if isinstance(name, str):
         for old, new in _MOVED.items():
             if old in out and name not in out:
-                raise ConfigError(f"{old}: this section is now part of the technique's section "
-                                  f"({new.format(technique=name)}); move it there")
+                raise ConfigError(
+                    f"{old}: this section is now part of the technique's section "
+                    f"({new.format(technique=name)}); move it there"
+                )
     validate(out, workflow_schema())
     cls = technique_class(out["technique"])
     unknown = sorted(set(out) - {*GENERIC_SECTIONS, cls.name})
     if unknown:
-        raise ConfigError(f"config: unknown key(s) {', '.join(map(repr, unknown))} (expected "
-                          f"{', '.join(GENERIC_SECTIONS)} and the technique's section "
-                          f"{cls.name!r})")
+        raise ConfigError(
+            f"config: unknown key(s) {', '.join(map(repr, unknown))} (expected "
+            f"{', '.join(GENERIC_SECTIONS)} and the technique's section "
+            f"{cls.name!r})"
+        )
     if cls.name not in out:
         raise ConfigError(f"{cls.name}: the section of technique {cls.name!r} is missing")
     validate(out[cls.name], cls.config_schema, where=cls.name)
     noise = out["data"]["noise"]
     if noise != "none" and noise not in cls.noise_models:
-        raise ConfigError(f"data.noise: expected one of {', '.join((*cls.noise_models, 'none'))}"
-                          f" for technique {cls.name!r}, got {noise!r}")
+        raise ConfigError(
+            f"data.noise: expected one of {', '.join((*cls.noise_models, 'none'))}"
+            f" for technique {cls.name!r}, got {noise!r}"
+        )
     return out
 
 
@@ -88,5 +103,12 @@ def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
 
 
-__all__ = ["GENERIC_SECTIONS", "ConfigError", "canonical", "schema_default", "validate",
-           "validate_config", "workflow_schema"]
+__all__ = [
+    "GENERIC_SECTIONS",
+    "ConfigError",
+    "canonical",
+    "schema_default",
+    "validate",
+    "validate_config",
+    "workflow_schema",
+]

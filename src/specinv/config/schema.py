@@ -50,8 +50,10 @@ def validate(instance: MutableMapping, schema: Mapping[str, Any], where: str = "
         ConfigError: for the first violation, naming its key (prefixed by ``where``).
     """
     Draft202012Validator.check_schema(schema)
-    errors = sorted(_DefaultingValidator(schema).iter_errors(instance),
-                    key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    errors = sorted(
+        _DefaultingValidator(schema).iter_errors(instance),
+        key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))),
+    )
     if errors:
         error = errors[0]
         path = key_path([*(p for p in where.split(".") if p), *error.absolute_path])
@@ -64,18 +66,19 @@ def _explain(error) -> str:
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(allowed))
-        return (f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: "
-                f"{', '.join(allowed)})")
+        return (
+            f"unknown key(s) {', '.join(map(repr, extra))} (expected one of: {', '.join(allowed)})"
+        )
     if v == "required":
         return error.message.replace("is a required property", "is required but missing")
     if v == "enum":
-        return (f"expected one of {', '.join(map(str, error.validator_value))}, got "
-                f"{error.instance!r}")
+        return (
+            f"expected one of {', '.join(map(str, error.validator_value))}, got {error.instance!r}"
+        )
     if v == "type":
         return f"expected {error.validator_value}, got {error.instance!r}"
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
-        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=",
-              "exclusiveMaximum": "<"}[v]
+        op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
         return f"expected a value {op} {error.validator_value}, got {error.instance!r}"
     return f"{error.message} (got {error.instance!r})"
 

@@ -73,7 +73,7 @@ class DatasetConfig:
         return shard * n // self.shards, (shard + 1) * n // self.shards
 
     def split_range(self, split: str) -> tuple[int, int]:
-        start = sum(self.sizes[s] for s in SPLITS[:SPLITS.index(split)])
+        start = sum(self.sizes[s] for s in SPLITS[: SPLITS.index(split)])
         return start, start + self.sizes[split]
 
     @cached_property
@@ -84,9 +84,15 @@ class DatasetConfig:
     def data_hash(self) -> str:
         """Hash of everything the simulated data depend on (not of shards, batch size or
         device, which do not change them)."""
-        key = {"technique": self.technique, **self.technique_instance.identity(),
-               "sizes": dict(self.sizes), "seed": self.seed, "dtype": self.dtype,
-               "noise": self.noise, "store_expected": self.store_expected}
+        key = {
+            "technique": self.technique,
+            **self.technique_instance.identity(),
+            "sizes": dict(self.sizes),
+            "seed": self.seed,
+            "dtype": self.dtype,
+            "noise": self.noise,
+            "store_expected": self.store_expected,
+        }
         text = json.dumps(key, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -99,8 +105,11 @@ class DatasetConfig:
 
         cls = technique_class(self.technique)
         try:
-            return cls.from_config(self.section, device=device or self.device,
-                                   dtype=getattr(torch, dtype or self.dtype))
+            return cls.from_config(
+                self.section,
+                device=device or self.device,
+                dtype=getattr(torch, dtype or self.dtype),
+            )
         except ConfigError as exc:
             raise ConfigError(f"{self.technique}.{exc}") from None
 
@@ -116,13 +125,21 @@ def dataset_config(config: Mapping[str, Any]) -> DatasetConfig:
     data = config["data"]
     sizes = {s: int(data["sizes"][s]) for s in SPLITS}
     cfg = DatasetConfig(
-        name=str(config["name"]), technique=config["technique"],
-        section=config[config["technique"]], sizes=sizes, seed=int(data["seed"]),
-        shards=int(data["shards"]), batch_size=int(data["batch_size"]),
-        device=str(data["device"]), dtype=str(data["dtype"]), noise=str(data["noise"]),
-        store_expected=bool(data["store_expected"]))
+        name=str(config["name"]),
+        technique=config["technique"],
+        section=config[config["technique"]],
+        sizes=sizes,
+        seed=int(data["seed"]),
+        shards=int(data["shards"]),
+        batch_size=int(data["batch_size"]),
+        device=str(data["device"]),
+        dtype=str(data["dtype"]),
+        noise=str(data["noise"]),
+        store_expected=bool(data["store_expected"]),
+    )
     if not 1 <= cfg.shards <= cfg.n_samples:
-        raise ConfigError(f"data.shards: expected 1..{cfg.n_samples} (the number of spectra), "
-                          f"got {cfg.shards}")
-    _ = cfg.technique_instance     # the technique's own checks, before any work starts
+        raise ConfigError(
+            f"data.shards: expected 1..{cfg.n_samples} (the number of spectra), got {cfg.shards}"
+        )
+    _ = cfg.technique_instance  # the technique's own checks, before any work starts
     return cfg

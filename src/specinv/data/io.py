@@ -25,10 +25,16 @@ def write_dataset(ds: xr.Dataset, path: str | Path, complevel: int = 1) -> Path:
     encoding = {}
     for name, var in ds.variables.items():
         if var.ndim >= 2 and var.dtype.kind in "iuf":
-            chunks = (min(var.shape[0], max(1, 2**20 // max(1, int(np.prod(var.shape[1:]))))),
-                      *var.shape[1:])
-            encoding[name] = {"zlib": True, "complevel": complevel, "shuffle": True,
-                              "chunksizes": chunks}
+            chunks = (
+                min(var.shape[0], max(1, 2**20 // max(1, int(np.prod(var.shape[1:]))))),
+                *var.shape[1:],
+            )
+            encoding[name] = {
+                "zlib": True,
+                "complevel": complevel,
+                "shuffle": True,
+                "chunksizes": chunks,
+            }
     path = Path(path)
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, engine=ENGINE, encoding=encoding)

@@ -57,16 +57,21 @@ class PreprocessSettings:
     def __post_init__(self):
         if self.first_channel < 0:
             raise ConfigError(
-                f"preprocessing.first_channel: expected >= 0, got {self.first_channel}")
+                f"preprocessing.first_channel: expected >= 0, got {self.first_channel}"
+            )
         if self.merge < 1:
             raise ConfigError(f"preprocessing.merge: expected >= 1, got {self.merge}")
         if self.prune not in PRUNING:
-            raise ConfigError(f"preprocessing.prune: expected one of {', '.join(PRUNING)}, got "
-                              f"{self.prune!r}")
-        if self.savgol_window and (self.savgol_window % 2 == 0
-                                   or self.savgol_window <= self.savgol_polyorder):
-            raise ConfigError("preprocessing.savgol.window: expected 0 (off) or an odd number "
-                              f"above polyorder {self.savgol_polyorder}, got {self.savgol_window}")
+            raise ConfigError(
+                f"preprocessing.prune: expected one of {', '.join(PRUNING)}, got {self.prune!r}"
+            )
+        if self.savgol_window and (
+            self.savgol_window % 2 == 0 or self.savgol_window <= self.savgol_polyorder
+        ):
+            raise ConfigError(
+                "preprocessing.savgol.window: expected 0 (off) or an odd number "
+                f"above polyorder {self.savgol_polyorder}, got {self.savgol_window}"
+            )
 
     @classmethod
     def from_section(cls, section: Mapping[str, Any]) -> PreprocessSettings:
@@ -83,8 +88,10 @@ class PreprocessSettings:
     def to_section(self) -> dict[str, Any]:
         """The settings as a ``preprocessing`` section (inverse of :meth:`from_section`)."""
         d = asdict(self)
-        return {**{k: v for k, v in d.items() if not k.startswith("savgol_")},
-                "savgol": {"window": d["savgol_window"], "polyorder": d["savgol_polyorder"]}}
+        return {
+            **{k: v for k, v in d.items() if not k.startswith("savgol_")},
+            "savgol": {"window": d["savgol_window"], "polyorder": d["savgol_polyorder"]},
+        }
 
 
 def _merged(*sections: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,14 +102,19 @@ def _merged(*sections: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def preprocess_settings(config: Mapping[str, Any], technique_defaults: Mapping[str, Any] | None
-                        = None) -> PreprocessSettings:
+def preprocess_settings(
+    config: Mapping[str, Any], technique_defaults: Mapping[str, Any] | None = None
+) -> PreprocessSettings:
     """The preprocessing of a workflow configuration: its ``preprocessing`` section over the
     technique's defaults (``technique_defaults``, e.g. ``RBSTechnique.preprocessing_defaults``)
     over the neutral ones.  Raises :class:`~specinv.config.ConfigError` naming the key."""
     return PreprocessSettings.from_section(
-        _merged(PreprocessSettings().to_section(), technique_defaults or {},
-                config.get("preprocessing", {})))
+        _merged(
+            PreprocessSettings().to_section(),
+            technique_defaults or {},
+            config.get("preprocessing", {}),
+        )
+    )
 
 
 @dataclass
@@ -123,20 +135,30 @@ class SpectrumTransform:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, counts: np.ndarray, targets: np.ndarray, parameter_names: list[str],
-            settings: PreprocessSettings = PreprocessSettings(),
-            scale_targets: bool = True) -> SpectrumTransform:
+    def fit(
+        cls,
+        counts: np.ndarray,
+        targets: np.ndarray,
+        parameter_names: list[str],
+        settings: PreprocessSettings = PreprocessSettings(),
+        scale_targets: bool = True,
+    ) -> SpectrumTransform:
         """Fit on training spectra ``counts`` [N, C] and their targets [N, T]: parameters
         (min-max scaled, ``scale_targets``) or 0/1 labels (kept as they are)."""
         counts = np.asarray(counts)
         check_counts(counts)
         merged = merge_channels(counts, settings.first_channel, settings.merge)
-        keep = (variance_keep_mask(merged, settings.sigmas) if settings.prune == "variance"
-                else np.ones(merged.shape[1], dtype=bool))
+        keep = (
+            variance_keep_mask(merged, settings.sigmas)
+            if settings.prune == "variance"
+            else np.ones(merged.shape[1], dtype=bool)
+        )
         kept = np.nonzero(keep)[0]
         if kept.size == 0:
-            raise ValueError("preprocessing: every bin was pruned (no bin varies more than "
-                             f"{settings.sigmas} sqrt(mean) across the training spectra)")
+            raise ValueError(
+                "preprocessing: every bin was pruned (no bin varies more than "
+                f"{settings.sigmas} sqrt(mean) across the training spectra)"
+            )
         features = _smooth(merged, settings)[:, kept]
         std = features.std(axis=0)
         targets = np.asarray(targets, dtype=np.float64)
@@ -144,12 +166,18 @@ class SpectrumTransform:
             t_min, t_max = targets.min(axis=0), targets.max(axis=0)
         else:
             t_min, t_max = np.zeros(targets.shape[1]), np.ones(targets.shape[1])
-        return cls(settings=settings, scale_targets_to_unit=bool(scale_targets),
-                   n_channels=counts.shape[1], kept_bins=kept,
-                   feature_mean=features.mean(axis=0), feature_std=np.where(std > 0, std, 1.0),
-                   parameter_names=list(parameter_names), target_min=t_min,
-                   target_max=np.where(t_max > t_min, t_max, t_min + 1.0),
-                   fit_info={"n_train": int(counts.shape[0]), "n_bins": int(merged.shape[1])})
+        return cls(
+            settings=settings,
+            scale_targets_to_unit=bool(scale_targets),
+            n_channels=counts.shape[1],
+            kept_bins=kept,
+            feature_mean=features.mean(axis=0),
+            feature_std=np.where(std > 0, std, 1.0),
+            parameter_names=list(parameter_names),
+            target_min=t_min,
+            target_max=np.where(t_max > t_min, t_max, t_min + 1.0),
+            fit_info={"n_train": int(counts.shape[0]), "n_bins": int(merged.shape[1])},
+        )
 
     # ------------------------------------------------------------------ applying
     def features(self, counts: np.ndarray) -> np.ndarray:
@@ -160,19 +188,22 @@ class SpectrumTransform:
         check_counts(counts, expected_channels=self.n_channels)
         merged = merge_channels(counts, self.settings.first_channel, self.settings.merge)
         x = (_smooth(merged, self.settings)[:, self.kept_bins] - self.feature_mean) / (
-            self.feature_std)
+            self.feature_std
+        )
         x = x.astype(np.float32)
         return x[0] if single else x
 
     def scale_targets(self, y: np.ndarray) -> np.ndarray:
         """Physical parameters -> [0, 1] (float32)."""
         return ((np.asarray(y) - self.target_min) / (self.target_max - self.target_min)).astype(
-            np.float32)
+            np.float32
+        )
 
     def unscale_targets(self, z: np.ndarray) -> np.ndarray:
         """[0, 1] -> physical parameters (float64)."""
-        return self.target_min + np.asarray(z, dtype=np.float64) * (self.target_max
-                                                                   - self.target_min)
+        return self.target_min + np.asarray(z, dtype=np.float64) * (
+            self.target_max - self.target_min
+        )
 
     def bin_channels(self) -> np.ndarray:
         """First raw channel of every kept bin."""
@@ -180,25 +211,33 @@ class SpectrumTransform:
 
     # ------------------------------------------------------------------ saving
     def to_dict(self) -> dict:
-        return {"settings": asdict(self.settings), "n_channels": self.n_channels,
-                "kept_bins": self.kept_bins.tolist(),
-                "feature_mean": self.feature_mean.tolist(),
-                "feature_std": self.feature_std.tolist(),
-                "parameter_names": self.parameter_names,
-                "target_min": self.target_min.tolist(), "target_max": self.target_max.tolist(),
-                "fit_info": self.fit_info, "scale_targets": self.scale_targets_to_unit}
+        return {
+            "settings": asdict(self.settings),
+            "n_channels": self.n_channels,
+            "kept_bins": self.kept_bins.tolist(),
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_std": self.feature_std.tolist(),
+            "parameter_names": self.parameter_names,
+            "target_min": self.target_min.tolist(),
+            "target_max": self.target_max.tolist(),
+            "fit_info": self.fit_info,
+            "scale_targets": self.scale_targets_to_unit,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> SpectrumTransform:
-        return cls(settings=PreprocessSettings(**d["settings"]), n_channels=int(d["n_channels"]),
-                   kept_bins=np.asarray(d["kept_bins"], dtype=np.int64),
-                   feature_mean=np.asarray(d["feature_mean"], dtype=np.float64),
-                   feature_std=np.asarray(d["feature_std"], dtype=np.float64),
-                   parameter_names=list(d["parameter_names"]),
-                   target_min=np.asarray(d["target_min"], dtype=np.float64),
-                   target_max=np.asarray(d["target_max"], dtype=np.float64),
-                   fit_info=dict(d.get("fit_info", {})),
-                   scale_targets_to_unit=bool(d.get("scale_targets", True)))
+        return cls(
+            settings=PreprocessSettings(**d["settings"]),
+            n_channels=int(d["n_channels"]),
+            kept_bins=np.asarray(d["kept_bins"], dtype=np.int64),
+            feature_mean=np.asarray(d["feature_mean"], dtype=np.float64),
+            feature_std=np.asarray(d["feature_std"], dtype=np.float64),
+            parameter_names=list(d["parameter_names"]),
+            target_min=np.asarray(d["target_min"], dtype=np.float64),
+            target_max=np.asarray(d["target_max"], dtype=np.float64),
+            fit_info=dict(d.get("fit_info", {})),
+            scale_targets_to_unit=bool(d.get("scale_targets", True)),
+        )
 
     def save(self, path: str | Path) -> None:
         """JSON (floats written exactly: loading gives the same transform bit for bit)."""
@@ -216,8 +255,9 @@ class SpectrumTransform:
 def check_counts(counts: np.ndarray, expected_channels: int | None = None) -> None:
     """Raise ValueError for spectra that cannot be preprocessed (wrong length, NaN, negative)."""
     if counts.ndim != 2:
-        raise ValueError(f"spectra: expected an array [spectra, channels], got shape "
-                         f"{counts.shape}")
+        raise ValueError(
+            f"spectra: expected an array [spectra, channels], got shape {counts.shape}"
+        )
     if expected_channels is not None and counts.shape[1] != expected_channels:
         raise ValueError(f"spectra: expected {expected_channels} channels, got {counts.shape[1]}")
     if counts.dtype.kind == "f" and not np.isfinite(counts).all():
@@ -225,8 +265,10 @@ def check_counts(counts: np.ndarray, expected_channels: int | None = None) -> No
         raise ValueError(f"spectra: non-finite count at spectrum {bad[0]}, channel {bad[1]}")
     if (counts < 0).any():
         bad = np.argwhere(counts < 0)[0]
-        raise ValueError(f"spectra: negative count {counts[bad[0], bad[1]]} at spectrum "
-                         f"{bad[0]}, channel {bad[1]}")
+        raise ValueError(
+            f"spectra: negative count {counts[bad[0], bad[1]]} at spectrum "
+            f"{bad[0]}, channel {bad[1]}"
+        )
 
 
 def merge_channels(counts: np.ndarray, first_channel: int, merge: int) -> np.ndarray:
@@ -234,9 +276,11 @@ def merge_channels(counts: np.ndarray, first_channel: int, merge: int) -> np.nda
     group is dropped), float64 [N, bins]."""
     n_bins = (counts.shape[1] - first_channel) // merge
     if n_bins <= 0:
-        raise ValueError(f"spectra: {counts.shape[1]} channels leave no bin after dropping "
-                         f"{first_channel} and merging {merge}")
-    block = counts[:, first_channel:first_channel + n_bins * merge].astype(np.float64)
+        raise ValueError(
+            f"spectra: {counts.shape[1]} channels leave no bin after dropping "
+            f"{first_channel} and merging {merge}"
+        )
+    block = counts[:, first_channel : first_channel + n_bins * merge].astype(np.float64)
     return block.reshape(counts.shape[0], n_bins, merge).sum(axis=2)
 
 
@@ -251,7 +295,7 @@ def _smooth(merged: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
         merged = np.log1p(merged)
     if not settings.savgol_window or merged.shape[1] < settings.savgol_window:
         return merged
-    from scipy.signal import savgol_filter      # imported here: a slow import (0.7 s)
+    from scipy.signal import savgol_filter  # imported here: a slow import (0.7 s)
 
     return savgol_filter(merged, settings.savgol_window, settings.savgol_polyorder, axis=1)
 
@@ -276,16 +320,32 @@ def processed_dataset(raw, transform: SpectrumTransform):
     data = {"x": (("sample", "feature"), x, {"long_name": "preprocessed spectrum"})}
     coords = {"sample": raw["sample"].values, "param": raw["param"].values}
     if "labels" in raw:
-        data["y"] = (("sample", "label"), raw["labels"].values.astype(np.float32),
-                     {"long_name": "1 where the label is present, else 0"})
+        data["y"] = (
+            ("sample", "label"),
+            raw["labels"].values.astype(np.float32),
+            {"long_name": "1 where the label is present, else 0"},
+        )
         data["labels"] = raw["labels"].variable
         coords["label"] = raw["label"].values
     else:
-        data["y"] = (("sample", "param"), transform.scale_targets(raw["params"].values),
-                     {"long_name": "parameters min-max scaled with the training range"})
+        data["y"] = (
+            ("sample", "param"),
+            transform.scale_targets(raw["params"].values),
+            {"long_name": "parameters min-max scaled with the training range"},
+        )
     data["params"] = raw["params"].variable
-    coords.update({"feature": np.arange(x.shape[1]),
-                   "first_channel": ("feature", first,
-                                     {"long_name": "first raw channel of the merged bin"})})
-    return xr.Dataset(data, coords=coords,
-                      attrs={**raw.attrs, "preprocessing": json.dumps(asdict(transform.settings))})
+    coords.update(
+        {
+            "feature": np.arange(x.shape[1]),
+            "first_channel": (
+                "feature",
+                first,
+                {"long_name": "first raw channel of the merged bin"},
+            ),
+        }
+    )
+    return xr.Dataset(
+        data,
+        coords=coords,
+        attrs={**raw.attrs, "preprocessing": json.dumps(asdict(transform.settings))},
+    )

@@ -32,13 +32,20 @@ def label_scores(true: np.ndarray, predicted: np.ndarray) -> pd.DataFrame:
     """Precision, recall, F1 and support of every label ([N, L] 0/1 arrays)."""
     t, p = np.asarray(true, dtype=bool), np.asarray(predicted, dtype=bool)
     if t.shape != p.shape or t.ndim != 2:
-        raise ValueError(f"true, predicted: expected two [spectra, labels] arrays of one "
-                         f"shape, got {t.shape} and {p.shape}")
+        raise ValueError(
+            f"true, predicted: expected two [spectra, labels] arrays of one "
+            f"shape, got {t.shape} and {p.shape}"
+        )
     tp = (t & p).sum(0)
     precision, recall = _ratio(tp, p.sum(0)), _ratio(tp, t.sum(0))
-    return pd.DataFrame({"precision": precision, "recall": recall,
-                         "F1": _ratio(2 * precision * recall, precision + recall),
-                         "support": t.sum(0)})
+    return pd.DataFrame(
+        {
+            "precision": precision,
+            "recall": recall,
+            "F1": _ratio(2 * precision * recall, precision + recall),
+            "support": t.sum(0),
+        }
+    )
 
 
 def weighted_f1(true: np.ndarray, predicted: np.ndarray) -> float:
@@ -61,8 +68,9 @@ def predicted_labels(predictions: xr.Dataset, threshold: float = 0.5) -> np.ndar
     return (predictions["probability"].values > threshold).astype(np.int8)
 
 
-def classification_tables(predictions: Mapping[int, xr.Dataset], model_size: int,
-                          threshold: float = 0.5) -> dict[str, pd.DataFrame]:
+def classification_tables(
+    predictions: Mapping[int, xr.Dataset], model_size: int, threshold: float = 0.5
+) -> dict[str, pd.DataFrame]:
     """``labels``: per label precision, recall, F1, support of the network trained on
     ``model_size`` spectra; ``summary``: per training-set size weighted F1, exact-match
     ratio, micro precision and recall."""
@@ -70,11 +78,13 @@ def classification_tables(predictions: Mapping[int, xr.Dataset], model_size: int
     for n, p in sorted(predictions.items()):
         true, pred = p["true"].values, predicted_labels(p, threshold)
         t, q = true.astype(bool), pred.astype(bool)
-        rows[n] = {"weighted_F1": weighted_f1(true, pred),
-                   "exact_match_ratio": exact_match_ratio(true, pred),
-                   "micro_precision": float(_ratio((t & q).sum(), q.sum())),
-                   "micro_recall": float(_ratio((t & q).sum(), t.sum())),
-                   "spectra": p.sizes["sample"]}
+        rows[n] = {
+            "weighted_F1": weighted_f1(true, pred),
+            "exact_match_ratio": exact_match_ratio(true, pred),
+            "micro_precision": float(_ratio((t & q).sum(), q.sum())),
+            "micro_recall": float(_ratio((t & q).sum(), t.sum())),
+            "spectra": p.sizes["sample"],
+        }
     summary = pd.DataFrame.from_dict(rows, orient="index")
     summary.index.name = "n_train"
     best = predictions[model_size]
@@ -83,9 +93,14 @@ def classification_tables(predictions: Mapping[int, xr.Dataset], model_size: int
     return {"labels": labels, "summary": summary}
 
 
-def plot_classification(predictions: Mapping[int, xr.Dataset], model_size: int,
-                        paths_summary: Sequence[str | Path], paths_labels: Sequence[str | Path],
-                        threshold: float = 0.5, title: str = "") -> None:
+def plot_classification(
+    predictions: Mapping[int, xr.Dataset],
+    model_size: int,
+    paths_summary: Sequence[str | Path],
+    paths_labels: Sequence[str | Path],
+    threshold: float = 0.5,
+    title: str = "",
+) -> None:
     """Weighted F1 and exact-match ratio against the training-set size; per-label precision,
     recall and F1 of the network trained on ``model_size`` spectra."""
     plt = _pyplot()

@@ -37,13 +37,13 @@ def poisson_fisher_information(expected, jacobian, roi=None) -> np.ndarray:
     if jac.shape[:-1] != lam.shape:
         raise ValueError(f"jacobian: expected shape {lam.shape + ('D',)}, got {jac.shape}")
     if (lam < 0).any() or not np.isfinite(lam).all() or not np.isfinite(jac).all():
-        raise ValueError("expected, jacobian: counts must be finite and >= 0, derivatives "
-                         "finite")
+        raise ValueError("expected, jacobian: counts must be finite and >= 0, derivatives finite")
     if roi is not None:
         roi = np.asarray(roi, dtype=bool)
         if roi.shape != lam.shape[-1:]:
-            raise ValueError(f"roi: expected a mask of {lam.shape[-1]} channels, got shape "
-                             f"{roi.shape}")
+            raise ValueError(
+                f"roi: expected a mask of {lam.shape[-1]} channels, got shape {roi.shape}"
+            )
         lam, jac = lam[..., roi], jac[..., roi, :]
     inv = np.divide(1.0, lam, out=np.zeros_like(lam), where=lam > 0)
     return np.einsum("...ij,...i,...ik->...jk", jac, inv, jac)
@@ -62,7 +62,7 @@ def cramer_rao_std(fisher, rtol: float = 1e-12) -> np.ndarray:
     diag = np.diagonal(f, axis1=-2, axis2=-1)
     seen = diag > 0
     scale = np.where(seen, 1.0 / np.sqrt(np.where(seen, diag, 1.0)), 0.0)
-    g = f * scale[..., :, None] * scale[..., None, :]     # unit diagonal where seen
+    g = f * scale[..., :, None] * scale[..., None, :]  # unit diagonal where seen
     mu, v = np.linalg.eigh(g)
     null = mu <= rtol * mu.max(axis=-1, keepdims=True)
     inv_mu = np.where(null, 0.0, 1.0 / np.where(null, 1.0, mu))

@@ -33,8 +33,7 @@ def median_relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
     return np.median(relative_error(estimate, true), axis=0)
 
 
-def roi_mask(n_channels: int, first_channel: int, merge: int,
-             kept_bins: np.ndarray) -> np.ndarray:
+def roi_mask(n_channels: int, first_channel: int, merge: int, kept_bins: np.ndarray) -> np.ndarray:
     """Channels of the region of interest: those summed into a bin that preprocessing kept.
 
     Bin j of the preprocessing holds raw channels first_channel + merge·j … + merge − 1.
@@ -43,8 +42,9 @@ def roi_mask(n_channels: int, first_channel: int, merge: int,
     kept = np.asarray(kept_bins, dtype=np.int64)
     channels = first_channel + merge * kept[:, None] + np.arange(merge)[None, :]
     if channels.size and (channels.min() < 0 or channels.max() >= n_channels):
-        raise ValueError(f"kept_bins: bins reach channel {channels.max()}, the spectra have "
-                         f"{n_channels}")
+        raise ValueError(
+            f"kept_bins: bins reach channel {channels.max()}, the spectra have {n_channels}"
+        )
     mask[channels.ravel()] = True
     return mask
 
@@ -78,8 +78,10 @@ def chi2_profile(chi2: np.ndarray) -> dict[str, float]:
     chi2 = np.asarray(chi2, dtype=np.float64)
     if chi2.size == 0 or not np.isfinite(chi2).all():
         raise ValueError("chi2: expected a non-empty array of finite values")
-    out = {f"p{q}": float(v) for q, v in zip(PERCENTILES, np.percentile(chi2, PERCENTILES),
-                                              strict=True)}
+    out = {
+        f"p{q}": float(v)
+        for q, v in zip(PERCENTILES, np.percentile(chi2, PERCENTILES), strict=True)
+    }
     out.update(mean=float(chi2.mean()), std=float(chi2.std()))
     return out
 
@@ -104,8 +106,7 @@ def acceptance_rate(chi2: np.ndarray, dof: int, alpha: float = 0.05) -> float:
     return float(np.mean(np.asarray(chi2) <= chi2_threshold(dof, alpha)))
 
 
-def coverage_scores(estimate: np.ndarray, uncertainty: np.ndarray,
-                    true: np.ndarray) -> np.ndarray:
+def coverage_scores(estimate: np.ndarray, uncertainty: np.ndarray, true: np.ndarray) -> np.ndarray:
     """γ = (Δy − |ŷ − y₀|) / (Δy + |ŷ − y₀|) in [−1, 1], element-wise ([N, D]).
 
     The rare 0/0 (a zero uncertainty and an exact estimate) counts as γ = 0.
@@ -118,8 +119,9 @@ def coverage_scores(estimate: np.ndarray, uncertainty: np.ndarray,
     return np.where(den > 0, (dy - err) / np.where(den > 0, den, 1.0), 0.0)
 
 
-def interval_coverage(estimate: np.ndarray, uncertainty: np.ndarray, true: np.ndarray,
-                      k: float = 1.0) -> np.ndarray:
+def interval_coverage(
+    estimate: np.ndarray, uncertainty: np.ndarray, true: np.ndarray, k: float = 1.0
+) -> np.ndarray:
     """Share of spectra whose true value lies within ŷ ± k·Δy, per parameter [D]."""
     err = np.abs(np.asarray(estimate, dtype=float) - np.asarray(true, dtype=float))
     return np.mean(err <= k * np.asarray(uncertainty, dtype=float), axis=0)

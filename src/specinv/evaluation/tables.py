@@ -30,8 +30,12 @@ from .metrics import (
 def method_labels(kind: str = "mdn", label: str = "MDN") -> dict[str, str]:
     """Display names of the fit methods for a network of model kind ``kind`` (display name
     ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``."""
-    return {kind: label, "autofit": "Autofit", f"{kind}_autofit": f"{label} + Autofit",
-            f"{kind}_refine": f"{label} + gradient refinement"}
+    return {
+        kind: label,
+        "autofit": "Autofit",
+        f"{kind}_autofit": f"{label} + Autofit",
+        f"{kind}_refine": f"{label} + gradient refinement",
+    }
 
 
 def _network(fit: xr.Dataset) -> tuple[str, str]:
@@ -42,8 +46,10 @@ def _network(fit: xr.Dataset) -> tuple[str, str]:
 
 def mre_table(predictions: Mapping[int, xr.Dataset]) -> pd.DataFrame:
     """MRE per parameter (columns) for every training-set size (rows; Figs. 4–7)."""
-    rows = {n: median_relative_error(p["mean"].values, p["true"].values)
-            for n, p in sorted(predictions.items())}
+    rows = {
+        n: median_relative_error(p["mean"].values, p["true"].values)
+        for n, p in sorted(predictions.items())
+    }
     names = next(iter(predictions.values()))["param"].values.astype(str)
     out = pd.DataFrame.from_dict(rows, orient="index", columns=names)
     out.index.name = "n_train"
@@ -56,12 +62,17 @@ def chi2_profile_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> p
     rows, dof = {}, None
     for label, fit in fits.items():
         dof = int(fit.attrs["dof"])
-        rows[label] = {**chi2_profile(fit["chi2"].values),
-                       "acceptance": acceptance_rate(fit["chi2"].values, dof, alpha),
-                       "spectra": fit.sizes["sample"]}
+        rows[label] = {
+            **chi2_profile(fit["chi2"].values),
+            "acceptance": acceptance_rate(fit["chi2"].values, dof, alpha),
+            "spectra": fit.sizes["sample"],
+        }
     if dof is not None:
-        rows[f"ideal chi2 (nu={dof})"] = {**ideal_chi2_profile(dof), "acceptance": 1 - alpha,
-                                          "spectra": np.nan}
+        rows[f"ideal chi2 (nu={dof})"] = {
+            **ideal_chi2_profile(dof),
+            "acceptance": 1 - alpha,
+            "spectra": np.nan,
+        }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "method"
     return out
@@ -70,17 +81,23 @@ def chi2_profile_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> p
 def coverage_table(predictions: xr.Dataset) -> pd.DataFrame:
     """Per parameter: ACS, empirical 1σ and 2σ coverage and MRE of the MDN (Table 5)."""
     est, std, true = (predictions[k].values for k in ("mean", "std", "true"))
-    out = pd.DataFrame({
-        "ACS": coverage_scores(est, std, true).mean(axis=0),
-        "coverage_1sigma": interval_coverage(est, std, true, 1.0),
-        "coverage_2sigma": interval_coverage(est, std, true, 2.0),
-        "MRE": median_relative_error(est, true)},
-        index=pd.Index(predictions["param"].values.astype(str), name="param"))
+    out = pd.DataFrame(
+        {
+            "ACS": coverage_scores(est, std, true).mean(axis=0),
+            "coverage_1sigma": interval_coverage(est, std, true, 1.0),
+            "coverage_2sigma": interval_coverage(est, std, true, 2.0),
+            "MRE": median_relative_error(est, true),
+        },
+        index=pd.Index(predictions["param"].values.astype(str), name="param"),
+    )
     return out
 
 
-def methods_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05,
-                  more: Mapping[str, xr.Dataset] | None = None) -> pd.DataFrame:
+def methods_table(
+    fits: Mapping[str, xr.Dataset],
+    alpha: float = 0.05,
+    more: Mapping[str, xr.Dataset] | None = None,
+) -> pd.DataFrame:
     """One row per method on the same test spectra: χ² percentiles, acceptance, MRE
     (median over spectra, per parameter and their maximum), simulations per spectrum and
     wall time (NaN for a fit restricted to part of the spectra it was run on: its wall
@@ -94,15 +111,29 @@ def methods_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05,
     rows = {}
     for label, fit in everything.items():
         mre = median_relative_error(fit["estimate"].values, fit["true"].values)
-        row = {k: profile.loc[label, k] for k in ("p5", "p25", "p50", "p75", "p95", "mean",
-                                                   "acceptance")}
-        row.update({"MRE_max": float(mre.max()), "MRE_median": float(np.median(mre)),
-                    "simulations_per_spectrum": float(fit["n_simulations"].mean()),
-                    "wall_seconds": (float("nan") if fit.attrs.get("restricted")
-                                     else float(fit.attrs["wall_seconds"])),
-                    "spectra": fit.sizes["sample"]})
-        row.update({f"MRE {p}": float(v)
-                    for p, v in zip(fit["param"].values.astype(str), mre, strict=True)})
+        row = {
+            k: profile.loc[label, k]
+            for k in ("p5", "p25", "p50", "p75", "p95", "mean", "acceptance")
+        }
+        row.update(
+            {
+                "MRE_max": float(mre.max()),
+                "MRE_median": float(np.median(mre)),
+                "simulations_per_spectrum": float(fit["n_simulations"].mean()),
+                "wall_seconds": (
+                    float("nan")
+                    if fit.attrs.get("restricted")
+                    else float(fit.attrs["wall_seconds"])
+                ),
+                "spectra": fit.sizes["sample"],
+            }
+        )
+        row.update(
+            {
+                f"MRE {p}": float(v)
+                for p, v in zip(fit["param"].values.astype(str), mre, strict=True)
+            }
+        )
         rows[label] = row
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "method"
@@ -132,12 +163,16 @@ def hardware_description() -> str:
 
 
 #: Hardware of the paper's run times (Muzakka et al. 2024, Table 1).
-PAPER_HARDWARE = ("AMD Ryzen Threadripper PRO 5995WX, 64 cores (data, fits); "
-                  "Nvidia RTX A4000 (training)")
+PAPER_HARDWARE = (
+    "AMD Ryzen Threadripper PRO 5995WX, 64 cores (data, fits); Nvidia RTX A4000 (training)"
+)
 
 
-def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
-                  paper_hours: Mapping[str, float] | None = None) -> pd.DataFrame:
+def runtime_table(
+    stages: Mapping[str, Sequence[str | Path]],
+    hardware: str,
+    paper_hours: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """Wall time of every stage (the sum over its jobs' Snakemake benchmark files, in
     seconds and hours; Table 1) and the hardware; with ``paper_hours`` (stage -> hours of
     the paper's Table 1) also the paper's times and the ratio ours / paper (a paper stage
@@ -145,8 +180,11 @@ def runtime_table(stages: Mapping[str, Sequence[str | Path]], hardware: str,
     rows = {}
     for stage, files in stages.items():
         seconds = [float(pd.read_csv(f, sep="\t")["s"].iloc[0]) for f in files]
-        rows[stage] = {"jobs": len(seconds), "seconds": sum(seconds),
-                       "hours": sum(seconds) / 3600.0}
+        rows[stage] = {
+            "jobs": len(seconds),
+            "seconds": sum(seconds),
+            "hours": sum(seconds) / 3600.0,
+        }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out.index.name = "stage"
     out["hardware"] = hardware
@@ -177,13 +215,18 @@ def write_table(table: pd.DataFrame, path: str | Path, float_format: str = "%.6g
 
 
 def _html(table: pd.DataFrame, title: str) -> str:
-    body = table.to_html(float_format=lambda v: f"{v:.4g}", na_rep="", border=0,
-                         classes="specinv-table")
-    style = ("table.specinv-table{border-collapse:collapse;font:13px sans-serif}"
-             ".specinv-table th,.specinv-table td{padding:3px 8px;text-align:right;"
-             "border-bottom:1px solid #ddd}.specinv-table thead th{background:#f2f2f2}")
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{style}</style></head><body>\n{body}\n</body></html>\n")
+    body = table.to_html(
+        float_format=lambda v: f"{v:.4g}", na_rep="", border=0, classes="specinv-table"
+    )
+    style = (
+        "table.specinv-table{border-collapse:collapse;font:13px sans-serif}"
+        ".specinv-table th,.specinv-table td{padding:3px 8px;text-align:right;"
+        "border-bottom:1px solid #ddd}.specinv-table thead th{background:#f2f2f2}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{style}</style></head><body>\n{body}\n</body></html>\n"
+    )
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -199,8 +242,9 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def information_table(information: xr.Dataset,
-                      methods: Mapping[str, xr.Dataset] | None = None) -> pd.DataFrame:
+def information_table(
+    information: xr.Dataset, methods: Mapping[str, xr.Dataset] | None = None
+) -> pd.DataFrame:
     """Per parameter: the information limit of the fitted test spectra and how close each
     method comes to it.
 
@@ -214,24 +258,27 @@ def information_table(information: xr.Dataset,
     """
     rel = information["crlb_std"].values / np.abs(information["true"].values)
     out = pd.DataFrame(
-        {"CRLB_relative_std": np.median(rel, axis=0),
-         "efficient_MRE": [efficient_median_relative_error(col) for col in rel.T],
-         "undetermined": np.isinf(rel).mean(axis=0)},
-        index=pd.Index(information["param"].values.astype(str), name="param"))
+        {
+            "CRLB_relative_std": np.median(rel, axis=0),
+            "efficient_MRE": [efficient_median_relative_error(col) for col in rel.T],
+            "undetermined": np.isinf(rel).mean(axis=0),
+        },
+        index=pd.Index(information["param"].values.astype(str), name="param"),
+    )
     samples = information["sample"].values
     for label, fit in (methods or {}).items():
         shared = np.intersect1d(fit["sample"].values, samples)
         if not len(shared):
             continue
         f = fit.sel(sample=shared)
-        name = f"MRE {label}" + ("" if len(shared) == len(samples)
-                                 else f" ({len(shared)} spectra)")
+        name = f"MRE {label}" + ("" if len(shared) == len(samples) else f" ({len(shared)} spectra)")
         out[name] = median_relative_error(f["estimate"].values, f["true"].values)
     return out
 
 
-def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
-                              model_size: int, common: bool = True) -> dict[str, xr.Dataset]:
+def methods_on_fitted_spectra(
+    mdn: xr.Dataset, fits: Mapping[str, xr.Dataset], model_size: int, common: bool = True
+) -> dict[str, xr.Dataset]:
     """The network's back-simulation (``mdn``: that of any model kind) and every fit by
     display label ("MDN50000", "Autofit", "MDN50000 + Autofit", …): the rows of the
     comparison.
@@ -253,22 +300,31 @@ def methods_on_fitted_spectra(mdn: xr.Dataset, fits: Mapping[str, xr.Dataset],
         if chosen is None or not common or ds.sizes["sample"] == len(chosen):
             return ds
         out = ds.sel(sample=chosen)
-        out.attrs = {**ds.attrs, "restricted": 1}      # a new dict: ds keeps its own
+        out.attrs = {**ds.attrs, "restricted": 1}  # a new dict: ds keeps its own
         return out
 
     kind, label = _network(mdn)
     labels = method_labels(kind, label)
     out = {f"{label}{model_size}": mdn if chosen is None else mdn.sel(sample=chosen)}
-    out.update({f"{label}{model_size} + {labels[m].removeprefix(label + ' + ')}"
-                if m.startswith(f"{kind}_") else labels[m]: restrict(f)
-                for m, f in fits.items()})
+    out.update(
+        {
+            f"{label}{model_size} + {labels[m].removeprefix(label + ' + ')}"
+            if m.startswith(f"{kind}_")
+            else labels[m]: restrict(f)
+            for m, f in fits.items()
+        }
+    )
     return out
 
 
-def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, xr.Dataset],
-                 fits: Mapping[str, xr.Dataset], model_size: int,
-                 alpha: float = 0.05,
-                 information: xr.Dataset | None = None) -> dict[str, pd.DataFrame]:
+def paper_tables(
+    predictions: Mapping[int, xr.Dataset],
+    mdn_fits: Mapping[int, xr.Dataset],
+    fits: Mapping[str, xr.Dataset],
+    model_size: int,
+    alpha: float = 0.05,
+    information: xr.Dataset | None = None,
+) -> dict[str, pd.DataFrame]:
     """Every table of the evaluation.
 
     Args:
@@ -293,12 +349,17 @@ def paper_tables(predictions: Mapping[int, xr.Dataset], mdn_fits: Mapping[int, x
     same = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size)
     own = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size, common=False)
     # methods that fitted more spectra than the comparison shares: also on all of theirs
-    more = {f"{label} (all {ds.sizes['sample']})": ds for label, ds in own.items()
-            if ds.sizes["sample"] > same[label].sizes["sample"]}
-    tables = {"mre": mre_table(predictions),
-              "chi2": chi2_profile_table(chi2_rows, alpha),
-              "coverage": coverage_table(predictions[model_size]),
-              "methods": methods_table(same, alpha, more=more)}
+    more = {
+        f"{label} (all {ds.sizes['sample']})": ds
+        for label, ds in own.items()
+        if ds.sizes["sample"] > same[label].sizes["sample"]
+    }
+    tables = {
+        "mre": mre_table(predictions),
+        "chi2": chi2_profile_table(chi2_rows, alpha),
+        "coverage": coverage_table(predictions[model_size]),
+        "methods": methods_table(same, alpha, more=more),
+    }
     if information is not None:
         tables["information"] = information_table(information, own)
     return tables

@@ -57,18 +57,26 @@ def _normal_equations(jac: torch.Tensor, r: torch.Tensor):
 def _step(jtj: torch.Tensor, g: torch.Tensor, damping: torch.Tensor) -> torch.Tensor:
     """δ [K, D] solving (JᵀJ + λ diag(JᵀJ)) δ = −Jᵀr per row."""
     diag = torch.diagonal(jtj, dim1=1, dim2=2)
-    scale = torch.where(diag > 0, diag, torch.ones_like(diag))        # unconstrained params
+    scale = torch.where(diag > 0, diag, torch.ones_like(diag))  # unconstrained params
     # tiny Tikhonov term against exactly singular systems (parameters without signal)
     a = jtj + torch.diag_embed((damping[:, None] + 1e-12) * scale)
     return torch.linalg.solve(a, -g)
 
 
-def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
-                               max_iterations: int = 20, ftol: float = 1e-6,
-                               chi2_tol: float = 0.0, initial_damping: float = 1e-2,
-                               max_damping: float = 1e8, jacobian: str = "finite-difference",
-                               broyden: bool = True, broyden_retries: int = 1,
-                               progress: bool = False) -> RefinementResult:
+def refine_levenberg_marquardt(
+    problem: SpectrumFitProblem,
+    x0: np.ndarray,
+    *,
+    max_iterations: int = 20,
+    ftol: float = 1e-6,
+    chi2_tol: float = 0.0,
+    initial_damping: float = 1e-2,
+    max_damping: float = 1e8,
+    jacobian: str = "finite-difference",
+    broyden: bool = True,
+    broyden_retries: int = 1,
+    progress: bool = False,
+) -> RefinementResult:
     """Refine the start ``x0`` [B, D] of every spectrum of ``problem``.
 
     Args:
@@ -101,10 +109,17 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
         raise ValueError(f"x0: expected shape ({b}, {d}), got {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("x0: expected finite starting parameters")
-    if (max_iterations < 1 or ftol < 0 or chi2_tol < 0 or broyden_retries < 0
-            or not 0 < initial_damping <= max_damping):
-        raise ValueError("max_iterations >= 1, ftol >= 0, chi2_tol >= 0, broyden_retries "
-                         ">= 0 and 0 < initial_damping <= max_damping expected")
+    if (
+        max_iterations < 1
+        or ftol < 0
+        or chi2_tol < 0
+        or broyden_retries < 0
+        or not 0 < initial_damping <= max_damping
+    ):
+        raise ValueError(
+            "max_iterations >= 1, ftol >= 0, chi2_tol >= 0, broyden_retries "
+            ">= 0 and 0 < initial_damping <= max_damping expected"
+        )
     x = np.clip(x, problem.low, problem.high)
     sims_before = problem.n_simulations.copy()
     rows = np.arange(b)
@@ -112,18 +127,23 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
     chi2 = (cur_r * cur_r).sum(-1).cpu().numpy()
     chi2_start = chi2.copy()
     damping = torch.full((b,), initial_damping, dtype=problem.dtype, device=problem.device)
-    steps = np.zeros(b, dtype=np.int64)        # accepted steps
-    fresh = np.ones(b, dtype=bool)             # Jacobian evaluated (not updated) at x
-    updates = np.zeros(b, dtype=np.int64)      # Broyden updates since the last evaluation
-    failures = np.zeros(b, dtype=np.int64)     # failed steps in a row with an updated one
+    steps = np.zeros(b, dtype=np.int64)  # accepted steps
+    fresh = np.ones(b, dtype=bool)  # Jacobian evaluated (not updated) at x
+    updates = np.zeros(b, dtype=np.int64)  # Broyden updates since the last evaluation
+    failures = np.zeros(b, dtype=np.int64)  # failed steps in a row with an updated one
     active = np.ones(b, dtype=bool)
     converged = np.zeros(b, dtype=bool)
-    with tqdm(total=max_iterations, desc="Levenberg–Marquardt", unit="it", file=sys.stderr,
-              disable=not progress) as bar:
+    with tqdm(
+        total=max_iterations,
+        desc="Levenberg–Marquardt",
+        unit="it",
+        file=sys.stderr,
+        disable=not progress,
+    ) as bar:
         while active.any():
             act = np.nonzero(active)[0]
             sel = torch.as_tensor(act, device=problem.device)
-            if len(act) == b:           # all spectra still going: no copies
+            if len(act) == b:  # all spectra still going: no copies
                 jac_a, r_a, damp_a = cur_j, cur_r, damping
             else:
                 jac_a, r_a, damp_a = (t.index_select(0, sel) for t in (cur_j, cur_r, damping))
@@ -131,8 +151,9 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
             delta = _step(jtj, g, damp_a).cpu().numpy()
             # parameters at a bound that the step pushes outwards are held there, and the
             # step is solved again for the others (a projected step would lose its descent)
-            held = (((x[act] <= problem.low) & (delta < 0))
-                    | ((x[act] >= problem.high) & (delta > 0)))
+            held = ((x[act] <= problem.low) & (delta < 0)) | (
+                (x[act] >= problem.high) & (delta > 0)
+            )
             if held.any():
                 free = torch.as_tensor(~held, dtype=jac_a.dtype, device=problem.device)
                 both = free[:, :, None] * free[:, None, :]
@@ -142,14 +163,20 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
             step = torch.as_tensor(trial - x[act], dtype=problem.dtype, device=problem.device)
             # decrease of χ² that the linear model predicts for the step, where
             # |r + J s|² = χ² + 2 sᵀJᵀr + sᵀJᵀJ s
-            predicted = -(2.0 * (step * g).sum(-1)
-                          + (step[:, None, :] @ jtj @ step[..., None])[:, 0, 0]).cpu().numpy()
+            predicted = (
+                -(2.0 * (step * g).sum(-1) + (step[:, None, :] @ jtj @ step[..., None])[:, 0, 0])
+                .cpu()
+                .numpy()
+            )
             # with a true Jacobian and little damping (the step is nearly Gauss–Newton's),
             # a predicted decrease below the tolerances means the spectrum is at its
             # minimum: it stops without simulating the step
-            at_minimum = (fresh[act] & (damp_a.cpu().numpy() <= initial_damping)
-                          & (predicted >= 0.0)
-                          & ((predicted < chi2_tol) | (predicted < ftol * chi2[act])))
+            at_minimum = (
+                fresh[act]
+                & (damp_a.cpu().numpy() <= initial_damping)
+                & (predicted >= 0.0)
+                & ((predicted < chi2_tol) | (predicted < ftol * chi2[act]))
+            )
             if at_minimum.any():
                 converged[act[at_minimum]] = True
                 active[act[at_minimum]] = False
@@ -158,8 +185,9 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                     continue
                 kt = torch.as_tensor(np.nonzero(keep)[0], device=problem.device)
                 act, sel = act[keep], sel.index_select(0, kt)
-                jac_a, r_a, jtj, g, step = (t.index_select(0, kt)
-                                            for t in (jac_a, r_a, jtj, g, step))
+                jac_a, r_a, jtj, g, step = (
+                    t.index_select(0, kt) for t in (jac_a, r_a, jtj, g, step)
+                )
                 trial, predicted = trial[keep], predicted[keep]
             with torch.no_grad():
                 r_trial = problem.residuals(trial, act)
@@ -187,10 +215,11 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
             # and after the first ``broyden_retries`` failures of an updated Jacobian;
             # evaluated afresh where it failed more often, where the improvement was small or
             # poorly predicted, or everywhere without Broyden updates
-            stale = updates[act] >= d              # D updates in a row: evaluate afresh
+            stale = updates[act] >= d  # D updates in a row: evaluate afresh
             retry = going & ~better & ~fresh[act] & ~stale & (failures[act] < broyden_retries)
-            refresh = going & ((better & (small | poor | stale | (not broyden)))
-                               | (~better & ~fresh[act] & ~retry))
+            refresh = going & (
+                (better & (small | poor | stale | (not broyden))) | (~better & ~fresh[act] & ~retry)
+            )
             update = going & ((better & ~refresh) | retry)
             failures[act[retry]] += 1
             failures[act[better | refresh]] = 0
@@ -198,28 +227,38 @@ def refine_levenberg_marquardt(problem: SpectrumFitProblem, x0: np.ndarray, *,
                 k = torch.as_tensor(np.nonzero(update)[0], device=problem.device)
                 at = sel[k]
                 dk = step[k]
-                mismatch = (r_trial[k] - r_a[k]
-                            - (jac_a.index_select(0, k) @ dk[..., None])[..., 0])
+                mismatch = r_trial[k] - r_a[k] - (jac_a.index_select(0, k) @ dk[..., None])[..., 0]
                 norm2 = (dk * dk).sum(-1).clamp_min(1e-300)
                 cur_j.index_add_(0, at, mismatch[..., None] * (dk / norm2[:, None])[:, None, :])
                 moved = torch.as_tensor(np.nonzero(update & better)[0], device=problem.device)
-                cur_r.index_copy_(0, sel[moved], r_trial[moved])     # retries stay put
+                cur_r.index_copy_(0, sel[moved], r_trial[moved])  # retries stay put
                 fresh[act[update]] = False
                 updates[act[update]] += 1
             if refresh.any():
                 k = np.nonzero(refresh)[0]
                 kt = torch.as_tensor(k, device=problem.device)
-                base = torch.where(torch.as_tensor(better[k], device=problem.device)[:, None],
-                                   r_trial[kt], cur_r[sel[kt]])
-                r_new, j_new = problem.jacobian(x[act[k]], act[k], method=jacobian,
-                                                base=base if jacobian == "finite-difference"
-                                                else None)
+                base = torch.where(
+                    torch.as_tensor(better[k], device=problem.device)[:, None],
+                    r_trial[kt],
+                    cur_r[sel[kt]],
+                )
+                r_new, j_new = problem.jacobian(
+                    x[act[k]],
+                    act[k],
+                    method=jacobian,
+                    base=base if jacobian == "finite-difference" else None,
+                )
                 cur_r.index_copy_(0, sel[kt], r_new)
                 cur_j.index_copy_(0, sel[kt], j_new)
                 fresh[act[k]] = True
                 updates[act[k]] = 0
             bar.n = int(steps[active].max()) if active.any() else max_iterations
             bar.refresh()
-    return RefinementResult(x=x, chi2=chi2, chi2_start=chi2_start, n_iterations=steps,
-                            n_simulations=problem.n_simulations - sims_before,
-                            converged=converged)
+    return RefinementResult(
+        x=x,
+        chi2=chi2,
+        chi2_start=chi2_start,
+        n_iterations=steps,
+        n_simulations=problem.n_simulations - sims_before,
+        converged=converged,
+    )

@@ -260,8 +260,8 @@ def minimize_batched(
         raise ValueError("x0 must be finite (it contains NaN or inf)")
     n_problems, n_dim = x0.shape
     checked_bounds = _validate_bounds(bounds, n_problems, n_dim)
-    budget = 200 * n_dim if max_evaluations is None else _as_count(
-        max_evaluations, "max_evaluations"
+    budget = (
+        200 * n_dim if max_evaluations is None else _as_count(max_evaluations, "max_evaluations")
     )
     run_limit = budget if restart_every is None else _as_count(restart_every, "restart_every")
     xatol = _as_tolerance(xatol, "xatol")
@@ -489,9 +489,11 @@ def minimize_batched(
                 fxr = f_reflect[evaluated]
                 worst = fsim[evaluated, -1]
                 is_expand = kind == _EXPAND
-                take_trial = (is_expand & (fx < fxr)) | (
-                    (kind == _CONTRACT_OUT) & (fx <= fxr)
-                ) | ((kind == _CONTRACT_IN) & (fx < worst))
+                take_trial = (
+                    (is_expand & (fx < fxr))
+                    | ((kind == _CONTRACT_OUT) & (fx <= fxr))
+                    | ((kind == _CONTRACT_IN) & (fx < worst))
+                )
                 take_reflect = is_expand & ~take_trial
                 to_shrink = ~is_expand & ~take_trial
 

@@ -46,26 +46,39 @@ class SpectrumFitProblem:
             costs D + 1).
     """
 
-    def __init__(self, simulate: Simulate, observed: np.ndarray, roi: np.ndarray | None,
-                 low: np.ndarray, high: np.ndarray, *, batch_size: int = 4096,
-                 dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
-                 partial: PartialSimulation | None = None):
+    def __init__(
+        self,
+        simulate: Simulate,
+        observed: np.ndarray,
+        roi: np.ndarray | None,
+        low: np.ndarray,
+        high: np.ndarray,
+        *,
+        batch_size: int = 4096,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device = "cpu",
+        partial: PartialSimulation | None = None,
+    ):
         observed = np.asarray(observed)
         if observed.ndim != 2:
-            raise ValueError(f"observed: expected counts [spectra, channels], got shape "
-                             f"{observed.shape}")
+            raise ValueError(
+                f"observed: expected counts [spectra, channels], got shape {observed.shape}"
+            )
         if not np.isfinite(observed).all() or (observed < 0).any():
             raise ValueError("observed: counts must be finite and >= 0")
         n_channels = observed.shape[1]
         roi = np.ones(n_channels, dtype=bool) if roi is None else np.asarray(roi, dtype=bool)
         if roi.shape != (n_channels,) or not roi.any():
-            raise ValueError(f"roi: expected a boolean mask of {n_channels} channels with at "
-                             f"least one True, got shape {roi.shape}")
+            raise ValueError(
+                f"roi: expected a boolean mask of {n_channels} channels with at "
+                f"least one True, got shape {roi.shape}"
+            )
         self.low = np.asarray(low, dtype=np.float64)
         self.high = np.asarray(high, dtype=np.float64)
         if self.low.shape != self.high.shape or self.low.ndim != 1:
-            raise ValueError(f"low, high: expected two vectors [D], got {self.low.shape} and "
-                             f"{self.high.shape}")
+            raise ValueError(
+                f"low, high: expected two vectors [D], got {self.low.shape} and {self.high.shape}"
+            )
         if not (self.low < self.high).all():
             raise ValueError("low, high: every lower bound must be below its upper bound")
         if batch_size < 1:
@@ -76,23 +89,32 @@ class SpectrumFitProblem:
         self.roi = roi
         index = np.nonzero(roi)[0]
         # a contiguous region of interest is a slice (no copy of the simulated spectra)
-        self._roi_index = (slice(int(index[0]), int(index[-1]) + 1)
-                           if index[-1] - index[0] + 1 == len(index)
-                           else torch.as_tensor(index, device=self.device))
+        self._roi_index = (
+            slice(int(index[0]), int(index[-1]) + 1)
+            if index[-1] - index[0] + 1 == len(index)
+            else torch.as_tensor(index, device=self.device)
+        )
         x = torch.as_tensor(observed[:, roi], dtype=dtype, device=self.device)
-        self._x = x                                         # [B, R]
-        self._inv_w = torch.rsqrt(x + 1.0)                  # 1 / sqrt(x + 1)
+        self._x = x  # [B, R]
+        self._inv_w = torch.rsqrt(x + 1.0)  # 1 / sqrt(x + 1)
         self.n_simulations = np.zeros(len(observed), dtype=np.float64)
         self.partial = partial
         if partial is not None:
             group = np.asarray(partial.parameter_group)
             cost = np.asarray(partial.relative_cost, dtype=np.float64)
-            if (group.shape != self.low.shape or not np.issubdtype(group.dtype, np.integer)
-                    or cost.ndim != 1 or group.min() < 0 or group.max() >= cost.size
-                    or not ((cost >= 0) & (cost <= 1)).all()):
-                raise ValueError(f"partial: expected a group in [0, G) for each of the "
-                                 f"{self.low.size} parameters and G relative costs in [0, 1], "
-                                 f"got groups {group.tolist()} and costs {cost.tolist()}")
+            if (
+                group.shape != self.low.shape
+                or not np.issubdtype(group.dtype, np.integer)
+                or cost.ndim != 1
+                or group.min() < 0
+                or group.max() >= cost.size
+                or not ((cost >= 0) & (cost <= 1)).all()
+            ):
+                raise ValueError(
+                    f"partial: expected a group in [0, G) for each of the "
+                    f"{self.low.size} parameters and G relative costs in [0, 1], "
+                    f"got groups {group.tolist()} and costs {cost.tolist()}"
+                )
 
     @property
     def n_spectra(self) -> int:
@@ -114,8 +136,10 @@ class SpectrumFitProblem:
             simulate = lambda p: self.partial.simulate_from(p, group)  # noqa: E731
         else:
             simulate = self.simulate
-        parts = [simulate(params[i:i + self.batch_size])[:, self._roi_index]
-                 for i in range(0, params.shape[0], self.batch_size)]
+        parts = [
+            simulate(params[i : i + self.batch_size])[:, self._roi_index]
+            for i in range(0, params.shape[0], self.batch_size)
+        ]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def residuals(self, params, rows) -> torch.Tensor:
@@ -135,10 +159,16 @@ class SpectrumFitProblem:
         charged to the spectra ``rows`` [K]; and the rows as an array."""
         p = torch.as_tensor(params, dtype=self.dtype, device=self.device)
         rows = np.asarray(rows, dtype=np.int64)
-        if (p.dim() != 2 or p.shape[1] != self.n_parameters
-                or rows.shape != (p.shape[0] // per_row,) or p.shape[0] % per_row):
-            raise ValueError(f"params, rows: expected [K, {self.n_parameters}] and [K], got "
-                             f"{tuple(p.shape)} and {rows.shape}")
+        if (
+            p.dim() != 2
+            or p.shape[1] != self.n_parameters
+            or rows.shape != (p.shape[0] // per_row,)
+            or p.shape[0] % per_row
+        ):
+            raise ValueError(
+                f"params, rows: expected [K, {self.n_parameters}] and [K], got "
+                f"{tuple(p.shape)} and {rows.shape}"
+            )
         cost = 1.0 if group == 0 else float(self.partial.relative_cost[group])
         np.add.at(self.n_simulations, rows, per_row * cost)
         return self._expected_roi(p, group).view(len(rows), per_row, -1), rows
@@ -156,9 +186,14 @@ class SpectrumFitProblem:
             r = self.residuals(params, rows)
             return (r * r).sum(-1).cpu().numpy().astype(np.float64)
 
-    def jacobian(self, params: np.ndarray, rows, method: str = "finite-difference",
-                 relative_step: float = 1e-6,
-                 base: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def jacobian(
+        self,
+        params: np.ndarray,
+        rows,
+        method: str = "finite-difference",
+        relative_step: float = 1e-6,
+        base: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals r [K, R] and their Jacobian dr/dy [K, R, D] at ``params`` [K, D].
 
         ``method``: ``"finite-difference"`` (forward differences with steps of
@@ -174,23 +209,22 @@ class SpectrumFitProblem:
         k, d = p.shape
         rows = np.asarray(rows, dtype=np.int64)
         if method == "forward-mode":
-            base = torch.as_tensor(np.repeat(p, d, axis=0), dtype=self.dtype,
-                                   device=self.device)
+            base = torch.as_tensor(np.repeat(p, d, axis=0), dtype=self.dtype, device=self.device)
             tangent = torch.eye(d, dtype=self.dtype, device=self.device).repeat(k, 1)
             with torch.no_grad(), forward_ad.dual_level():
                 out = self._residual_groups(forward_ad.make_dual(base, tangent), rows, d)
-                primal, jt = forward_ad.unpack_dual(out)                 # [K, D, R] each
+                primal, jt = forward_ad.unpack_dual(out)  # [K, D, R] each
             return primal[:, 0], jt.transpose(1, 2)
         if method != "finite-difference":
-            raise ValueError(f"method: expected finite-difference or forward-mode, got "
-                             f"{method!r}")
+            raise ValueError(f"method: expected finite-difference or forward-mode, got {method!r}")
         step = relative_step * np.maximum(np.abs(p), 1.0)
-        step = np.where(p + step > self.high, -step, step)          # stay inside the box
-        shifted = np.repeat(p[:, None, :], d + 1, axis=1)            # [K, D+1, D]: row 0 is p
+        step = np.where(p + step > self.high, -step, step)  # stay inside the box
+        shifted = np.repeat(p[:, None, :], d + 1, axis=1)  # [K, D+1, D]: row 0 is p
         idx = np.arange(d)
         shifted[:, 1 + idx, idx] += step
-        h = torch.as_tensor(shifted[:, 1 + idx, idx] - p, dtype=self.dtype,
-                            device=self.device)                      # steps as represented
+        h = torch.as_tensor(
+            shifted[:, 1 + idx, idx] - p, dtype=self.dtype, device=self.device
+        )  # steps as represented
         partial = self._partial_groups()
         whole = np.setdiff1d(idx, np.concatenate([[], *partial.values()]).astype(int))
         # whole spectra: p itself (unless given) and the steps of the other parameters
@@ -198,13 +232,15 @@ class SpectrumFitProblem:
         jac = torch.empty((k, d, self._x.shape[1]), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             if len(simulated):
-                r_all = self._residual_groups(shifted[:, simulated].reshape(-1, d), rows,
-                                              len(simulated))       # [K, ·, R]
+                r_all = self._residual_groups(
+                    shifted[:, simulated].reshape(-1, d), rows, len(simulated)
+                )  # [K, ·, R]
             r0 = r_all[:, 0] if base is None else base.to(self.dtype)
             if len(whole):
                 whole = torch.as_tensor(whole, device=self.device)
-                jac[:, whole] = (r_all[:, len(simulated) - len(whole):] - r0[:, None]
-                                 ) / h[:, whole, None]
+                jac[:, whole] = (r_all[:, len(simulated) - len(whole) :] - r0[:, None]) / h[
+                    :, whole, None
+                ]
             # a group's parameters: differences of the part of the spectrum they change
             # (at p and at each step), dr = −ds / sqrt(x + 1)
             _, w = self._observed(rows)

@@ -38,78 +38,136 @@ def parameter_bounds(technique) -> tuple[np.ndarray, np.ndarray]:
     return np.where(high > low, low, low - pad), np.where(high > low, high, high + pad)
 
 
-def make_problem(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                 settings: FitSettings, device: str | None = None) -> SpectrumFitProblem:
+def make_problem(
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    settings: FitSettings,
+    device: str | None = None,
+) -> SpectrumFitProblem:
     """The χ² problem of the raw test spectra in ``test`` (RoI: the channels of the bins
     the preprocessing kept)."""
     technique = _technique_on(cfg, device)
     counts = test["counts"].values
-    roi = roi_mask(counts.shape[1], transform.settings.first_channel,
-                   transform.settings.merge, transform.kept_bins)
+    roi = roi_mask(
+        counts.shape[1],
+        transform.settings.first_channel,
+        transform.settings.merge,
+        transform.kept_bins,
+    )
     low, high = parameter_bounds(technique)
-    return SpectrumFitProblem(technique.simulate, counts, roi, low, high,
-                              batch_size=settings.batch_size, dtype=technique.dtype,
-                              device=technique.device, partial=technique.partial_simulation())
+    return SpectrumFitProblem(
+        technique.simulate,
+        counts,
+        roi,
+        low,
+        high,
+        batch_size=settings.batch_size,
+        dtype=technique.dtype,
+        device=technique.device,
+        partial=technique.partial_simulation(),
+    )
 
 
 def _technique_on(cfg: DatasetConfig, device: str | None):
     """The technique of the dataset, on ``device`` (None: the data's; float32 on a GPU)."""
     if device is None or device == cfg.device:
         return cfg.technique_instance
-    return cfg.build_technique(device=device,
-                               dtype=cfg.dtype if device == "cpu" else "float32")
+    return cfg.build_technique(device=device, dtype=cfg.dtype if device == "cpu" else "float32")
 
 
-def _result(method: str, test: xr.Dataset, estimate: np.ndarray, start: np.ndarray,
-            chi2: np.ndarray, n_sim: np.ndarray, dof: int, seconds: float,
-            details: Mapping[str, Any]) -> xr.Dataset:
+def _result(
+    method: str,
+    test: xr.Dataset,
+    estimate: np.ndarray,
+    start: np.ndarray,
+    chi2: np.ndarray,
+    n_sim: np.ndarray,
+    dof: int,
+    seconds: float,
+    details: Mapping[str, Any],
+) -> xr.Dataset:
     unit = test["params"].attrs.get("units", "")
     dims = ("sample", "param")
     return xr.Dataset(
-        {"estimate": (dims, estimate, {"long_name": f"{method} estimate", "units": unit}),
-         "start": (dims, start, {"long_name": "starting parameters", "units": unit}),
-         "true": (dims, test["params"].values, {"long_name": "true parameters",
-                                                "units": unit}),
-         "chi2": ("sample", chi2, {"long_name": "chi2 over the region of interest"}),
-         "n_simulations": ("sample", n_sim.astype(np.float64),
-                           {"long_name": "spectra simulated for this fit (a partial "
-                                         "spectrum counts its share of the cost)"})},
+        {
+            "estimate": (dims, estimate, {"long_name": f"{method} estimate", "units": unit}),
+            "start": (dims, start, {"long_name": "starting parameters", "units": unit}),
+            "true": (dims, test["params"].values, {"long_name": "true parameters", "units": unit}),
+            "chi2": ("sample", chi2, {"long_name": "chi2 over the region of interest"}),
+            "n_simulations": (
+                "sample",
+                n_sim.astype(np.float64),
+                {
+                    "long_name": "spectra simulated for this fit (a partial "
+                    "spectrum counts its share of the cost)"
+                },
+            ),
+        },
         coords={"sample": test["sample"].values, "param": test["param"].values},
-        attrs={"method": method, "dof": dof, "wall_seconds": seconds,
-               "details": json.dumps(dict(details), default=str),
-               "data_hash": test.attrs.get("data_hash", "")})
+        attrs={
+            "method": method,
+            "dof": dof,
+            "wall_seconds": seconds,
+            "details": json.dumps(dict(details), default=str),
+            "data_hash": test.attrs.get("data_hash", ""),
+        },
+    )
 
 
-def chi2_of_estimates(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                      estimate: np.ndarray, settings: FitSettings) -> tuple[np.ndarray, int]:
+def chi2_of_estimates(
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    estimate: np.ndarray,
+    settings: FitSettings,
+) -> tuple[np.ndarray, int]:
     """χ² of given estimates (clipped into the prior box, where the forward model is
     defined) and the degrees of freedom."""
     problem = make_problem(cfg, test, transform, settings)
-    chi2 = problem.chi2(np.clip(estimate, problem.low, problem.high),
-                        np.arange(problem.n_spectra))
+    chi2 = problem.chi2(np.clip(estimate, problem.low, problem.high), np.arange(problem.n_spectra))
     return chi2, problem.dof
 
 
-def network_back_simulation(cfg: DatasetConfig, test: xr.Dataset,
-                            transform: SpectrumTransform, predictions: xr.Dataset,
-                            settings: FitSettings) -> xr.Dataset:
+def network_back_simulation(
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    predictions: xr.Dataset,
+    settings: FitSettings,
+) -> xr.Dataset:
     """The network alone: its estimate (the MDN's mixture mean), back-simulated (χ² of the
     estimate); ``method`` is the model kind."""
     t0 = time.perf_counter()
     mean = predictions["mean"].values
     chi2, dof = chi2_of_estimates(cfg, test, transform, mean, settings)
     kind = predictions.attrs.get("model_kind", "mdn")
-    out = _result(kind, test, mean, mean, chi2, np.ones(len(mean)), dof,
-                  time.perf_counter() - t0, {"checkpoint": predictions.attrs.get("checkpoint")})
-    out["std"] = (("sample", "param"), predictions["std"].values,
-                  {"long_name": predictions["std"].attrs.get("long_name", "uncertainty"),
-                   "units": predictions["std"].attrs.get("units", "")})
+    out = _result(
+        kind,
+        test,
+        mean,
+        mean,
+        chi2,
+        np.ones(len(mean)),
+        dof,
+        time.perf_counter() - t0,
+        {"checkpoint": predictions.attrs.get("checkpoint")},
+    )
+    out["std"] = (
+        ("sample", "param"),
+        predictions["std"].values,
+        {
+            "long_name": predictions["std"].attrs.get("long_name", "uncertainty"),
+            "units": predictions["std"].attrs.get("units", ""),
+        },
+    )
     out.attrs["model_label"] = predictions.attrs.get("model_label", kind.upper())
     return out
 
 
-def autofit_start(cfg: DatasetConfig, settings: FitSettings, n: int,
-                  train_mean: np.ndarray | None = None) -> np.ndarray:
+def autofit_start(
+    cfg: DatasetConfig, settings: FitSettings, n: int, train_mean: np.ndarray | None = None
+) -> np.ndarray:
     """The Autofit's fixed start [n, D]: the centre of the prior box (or the training mean)."""
     if settings.autofit_start == "mean":
         if train_mean is None:
@@ -119,57 +177,99 @@ def autofit_start(cfg: DatasetConfig, settings: FitSettings, n: int,
     return np.tile(0.5 * (low + high), (n, 1))
 
 
-def nelder_mead_fits(method: str, cfg: DatasetConfig, test: xr.Dataset,
-                     transform: SpectrumTransform, start: np.ndarray, settings: FitSettings,
-                     progress: bool = True) -> xr.Dataset:
+def nelder_mead_fits(
+    method: str,
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    start: np.ndarray,
+    settings: FitSettings,
+    progress: bool = True,
+) -> xr.Dataset:
     """Autofit (``method="autofit"``, 200·D evaluations) or ML + Autofit (``"<kind>_autofit"``,
     e.g. ``mdn_autofit``, 50·D) of every spectrum in ``test``, all in lockstep."""
-    per_param = (settings.autofit_evaluations_per_parameter if method == "autofit"
-                 else settings.ml_autofit_evaluations_per_parameter)
+    per_param = (
+        settings.autofit_evaluations_per_parameter
+        if method == "autofit"
+        else settings.ml_autofit_evaluations_per_parameter
+    )
     problem = make_problem(cfg, test, transform, settings)
     d = problem.n_parameters
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
     t0 = time.perf_counter()
-    res = minimize_batched(problem.chi2, start, bounds=(problem.low, problem.high),
-                           max_evaluations=per_param * d, restart_every=settings.restart_every,
-                           progress=progress)
+    res = minimize_batched(
+        problem.chi2,
+        start,
+        bounds=(problem.low, problem.high),
+        max_evaluations=per_param * d,
+        restart_every=settings.restart_every,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
-    details = {"max_evaluations": per_param * d, "restart_every": settings.restart_every,
-               "adaptive": True, "n_restarts_mean": float(np.mean(res.n_restarts)),
-               "converged": float(np.mean(res.converged))}
-    return _result(method, test, res.x, start, res.fun, problem.n_simulations, problem.dof,
-                   seconds, details)
+    details = {
+        "max_evaluations": per_param * d,
+        "restart_every": settings.restart_every,
+        "adaptive": True,
+        "n_restarts_mean": float(np.mean(res.n_restarts)),
+        "converged": float(np.mean(res.converged)),
+    }
+    return _result(
+        method, test, res.x, start, res.fun, problem.n_simulations, problem.dof, seconds, details
+    )
 
 
-def refinement_fits(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                    start: np.ndarray, settings: FitSettings, progress: bool = True,
-                    method: str = "mdn_refine") -> xr.Dataset:
+def refinement_fits(
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    start: np.ndarray,
+    settings: FitSettings,
+    progress: bool = True,
+    method: str = "mdn_refine",
+) -> xr.Dataset:
     """Network + gradient refinement: batched Levenberg–Marquardt through the differentiable
     simulator from the network's estimate, all spectra at once."""
     problem = make_problem(cfg, test, transform, settings, device=settings.device)
     t0 = time.perf_counter()
-    res = refine_levenberg_marquardt(problem, start, max_iterations=settings.refine_iterations,
-                                     chi2_tol=settings.refine_chi2_tolerance,
-                                     broyden=settings.refine_broyden,
-                                     jacobian=settings.refine_jacobian, progress=progress)
+    res = refine_levenberg_marquardt(
+        problem,
+        start,
+        max_iterations=settings.refine_iterations,
+        chi2_tol=settings.refine_chi2_tolerance,
+        broyden=settings.refine_broyden,
+        jacobian=settings.refine_jacobian,
+        progress=progress,
+    )
     seconds = time.perf_counter() - t0
-    details = {"max_iterations": settings.refine_iterations,
-               "chi2_tolerance": settings.refine_chi2_tolerance,
-               "broyden": settings.refine_broyden,
-               "jacobian": settings.refine_jacobian, "device": str(problem.device),
-               "iterations_mean": float(res.n_iterations.mean()),
-               "converged": float(res.converged.mean())}
+    details = {
+        "max_iterations": settings.refine_iterations,
+        "chi2_tolerance": settings.refine_chi2_tolerance,
+        "broyden": settings.refine_broyden,
+        "jacobian": settings.refine_jacobian,
+        "device": str(problem.device),
+        "iterations_mean": float(res.n_iterations.mean()),
+        "converged": float(res.converged.mean()),
+    }
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
-    out = _result(method, test, res.x, start, res.chi2, res.n_simulations, problem.dof,
-                  seconds, details)
+    out = _result(
+        method, test, res.x, start, res.chi2, res.n_simulations, problem.dof, seconds, details
+    )
     out["chi2_start"] = ("sample", res.chi2_start, {"long_name": "chi2 at the start"})
-    out["n_iterations"] = ("sample", res.n_iterations, {"long_name": "Levenberg-Marquardt "
-                                                                     "iterations"})
+    out["n_iterations"] = (
+        "sample",
+        res.n_iterations,
+        {"long_name": "Levenberg-Marquardt iterations"},
+    )
     return out
 
 
-def information_limit(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumTransform,
-                      settings: FitSettings, progress: bool = True) -> xr.Dataset:
+def information_limit(
+    cfg: DatasetConfig,
+    test: xr.Dataset,
+    transform: SpectrumTransform,
+    settings: FitSettings,
+    progress: bool = True,
+) -> xr.Dataset:
     """Cramér–Rao bounds of the test spectra at their true parameters over the region of
     interest (:mod:`specinv.evaluation.information`): the smallest standard deviation of
     each parameter that any unbiased fit of these spectra can reach.
@@ -183,25 +283,39 @@ def information_limit(cfg: DatasetConfig, test: xr.Dataset, transform: SpectrumT
     chunk = max(1, settings.batch_size // max(1, problem.n_parameters))
     t0 = time.perf_counter()
     std = np.empty_like(true)
-    with tqdm(total=len(true), desc="Cramer-Rao bounds", unit="spectra", file=sys.stderr,
-              mininterval=2.0, disable=not progress) as bar:
+    with tqdm(
+        total=len(true),
+        desc="Cramer-Rao bounds",
+        unit="spectra",
+        file=sys.stderr,
+        mininterval=2.0,
+        disable=not progress,
+    ) as bar:
         for i in range(0, len(true), chunk):
             rows = np.arange(i, min(i + chunk, len(true)))
             r, jac = problem.jacobian(true[rows], rows, method="forward-mode")
-            fisher = poisson_fisher_information((-r).clamp_min(0).cpu().numpy(),
-                                                (-jac).cpu().numpy())
+            fisher = poisson_fisher_information(
+                (-r).clamp_min(0).cpu().numpy(), (-jac).cpu().numpy()
+            )
             std[rows] = cramer_rao_std(fisher)
             bar.update(len(rows))
     unit = test["params"].attrs.get("units", "")
     return xr.Dataset(
-        {"crlb_std": (("sample", "param"), std,
-                      {"long_name": "Cramér-Rao bound on the standard deviation",
-                       "units": unit}),
-         "true": (("sample", "param"), true, {"long_name": "true parameters",
-                                               "units": unit})},
+        {
+            "crlb_std": (
+                ("sample", "param"),
+                std,
+                {"long_name": "Cramér-Rao bound on the standard deviation", "units": unit},
+            ),
+            "true": (("sample", "param"), true, {"long_name": "true parameters", "units": unit}),
+        },
         coords={"sample": test["sample"].values, "param": test["param"].values},
-        attrs={"dof": problem.dof, "wall_seconds": time.perf_counter() - t0,
-               "data_hash": test.attrs.get("data_hash", "")})
+        attrs={
+            "dof": problem.dof,
+            "wall_seconds": time.perf_counter() - t0,
+            "data_hash": test.attrs.get("data_hash", ""),
+        },
+    )
 
 
 def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
@@ -213,8 +327,13 @@ def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
     return merged
 
 
-def fitted_spectra(ds: xr.Dataset, settings: FitSettings, shard: int | None = None,
-                   n_test: int | None = None, method: str | None = None) -> xr.Dataset:
+def fitted_spectra(
+    ds: xr.Dataset,
+    settings: FitSettings,
+    shard: int | None = None,
+    n_test: int | None = None,
+    method: str | None = None,
+) -> xr.Dataset:
     """The part of a test-split dataset (raw spectra or predictions, sample-aligned) that
     ``method`` fits: the first ``settings.spectra`` (``autofit_spectra``), or a shard of
     them."""

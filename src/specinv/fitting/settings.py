@@ -53,8 +53,7 @@ class FitSettings:
     autofit_spectra: int = _default("autofit_spectra")
     shards: int = _default("shards")
     autofit_evaluations_per_parameter: int = _default("autofit_evaluations_per_parameter")
-    ml_autofit_evaluations_per_parameter: int = _default(
-        "ml_autofit_evaluations_per_parameter")
+    ml_autofit_evaluations_per_parameter: int = _default("ml_autofit_evaluations_per_parameter")
     restart_every: int = _default("restart_every")
     autofit_start: str = _default("autofit_start")
     refine_iterations: int = _default("refine_iterations")
@@ -71,23 +70,32 @@ class FitSettings:
         if unknown:
             raise ConfigError(f"fitting: unknown key(s) {', '.join(unknown)}")
         s = cls(**f)
-        for name in ("shards", "autofit_evaluations_per_parameter",
-                     "ml_autofit_evaluations_per_parameter", "restart_every",
-                     "refine_iterations", "batch_size"):
+        for name in (
+            "shards",
+            "autofit_evaluations_per_parameter",
+            "ml_autofit_evaluations_per_parameter",
+            "restart_every",
+            "refine_iterations",
+            "batch_size",
+        ):
             if getattr(s, name) < 1:
                 raise ConfigError(f"fitting.{name}: expected >= 1, got {getattr(s, name)}")
         if s.refine_chi2_tolerance < 0:
-            raise ConfigError(f"fitting.refine_chi2_tolerance: expected >= 0, got "
-                             f"{s.refine_chi2_tolerance}")
+            raise ConfigError(
+                f"fitting.refine_chi2_tolerance: expected >= 0, got {s.refine_chi2_tolerance}"
+            )
         for name in ("spectra", "autofit_spectra"):
             if getattr(s, name) < 0:
                 raise ConfigError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
         if s.autofit_start not in ("centre", "mean"):
-            raise ConfigError(f"fitting.autofit_start: expected centre or mean, got "
-                             f"{s.autofit_start!r}")
+            raise ConfigError(
+                f"fitting.autofit_start: expected centre or mean, got {s.autofit_start!r}"
+            )
         if s.refine_jacobian not in ("finite-difference", "forward-mode"):
-            raise ConfigError(f"fitting.refine_jacobian: expected finite-difference or "
-                             f"forward-mode, got {s.refine_jacobian!r}")
+            raise ConfigError(
+                f"fitting.refine_jacobian: expected finite-difference or "
+                f"forward-mode, got {s.refine_jacobian!r}"
+            )
         return s
 
     def n_spectra(self, n_test: int, method: str | None = None) -> int:
@@ -97,8 +105,7 @@ class FitSettings:
             n = min(n, self.autofit_spectra)
         return n
 
-    def shard_range(self, shard: int, n_test: int,
-                    method: str | None = None) -> tuple[int, int]:
+    def shard_range(self, shard: int, n_test: int, method: str | None = None) -> tuple[int, int]:
         """[start, stop) of the test spectra fitted by ``method`` in ``shard``."""
         n = self.n_spectra(n_test, method)
         if not 0 <= shard < self.shards:

@@ -59,8 +59,10 @@ class ConvNet(nn.Module):
         layers: list[nn.Module] = []
         channels, length = 1, cfg.input_length
         for f, k, s in zip(cfg.filters, cfg.kernels, cfg.strides, strict=True):
-            layers += [nn.Conv1d(channels, f, k, stride=s, padding=k // 2),
-                       nn.LeakyReLU(cfg.negative_slope)]
+            layers += [
+                nn.Conv1d(channels, f, k, stride=s, padding=k // 2),
+                nn.LeakyReLU(cfg.negative_slope),
+            ]
             channels, length = f, (length + 2 * (k // 2) - k) // s + 1
         self.cnn = nn.Sequential(*layers)
         head: list[nn.Module] = []

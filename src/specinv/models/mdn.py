@@ -79,19 +79,26 @@ class CNNGRUEncoder(nn.Module):
         super().__init__()
         convs, channels, length = [], 1, cfg.input_length
         for f, k, s in zip(cfg.filters, cfg.kernels, cfg.strides, strict=True):
-            convs += [nn.Conv1d(channels, f, k, stride=s, padding=k // 2),
-                      nn.LeakyReLU(cfg.negative_slope)]
+            convs += [
+                nn.Conv1d(channels, f, k, stride=s, padding=k // 2),
+                nn.LeakyReLU(cfg.negative_slope),
+            ]
             channels = f
-            length = (length + 2 * (k // 2) - k) // s + 1      # "same" padding: >= 1
+            length = (length + 2 * (k // 2) - k) // s + 1  # "same" padding: >= 1
         self.cnn = nn.Sequential(*convs)
         self.out_length = length
-        self.gru = nn.GRU(input_size=length, hidden_size=cfg.gru_hidden,
-                          num_layers=cfg.gru_layers, batch_first=True, bidirectional=True)
+        self.gru = nn.GRU(
+            input_size=length,
+            hidden_size=cfg.gru_hidden,
+            num_layers=cfg.gru_layers,
+            batch_first=True,
+            bidirectional=True,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.cnn(x.unsqueeze(1))              # [B, filters, positions]
-        _, h_n = self.gru(features)                      # sequence over the filters
-        return torch.cat([h_n[-2], h_n[-1]], dim=-1)     # last layer, both directions
+        features = self.cnn(x.unsqueeze(1))  # [B, filters, positions]
+        _, h_n = self.gru(features)  # sequence over the filters
+        return torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, both directions
 
 
 class MixtureDensityNetwork(nn.Module):
@@ -119,10 +126,28 @@ class MixtureDensityNetwork(nn.Module):
 
 #: Architectures of the paper (Methods, datasets A, B and C).
 PAPER_ARCHITECTURES = {
-    "A": dict(components=1, filters=(45, 35, 30, 25), kernels=(7, 5, 5, 3),
-              strides=(1, 2, 1, 2), sigma_hidden=(300,), pi_hidden=()),
-    "B": dict(components=8, filters=(55, 50, 45, 35, 30, 25), kernels=(15, 12, 10, 7, 5, 3),
-              strides=(1, 2, 1, 2, 1, 2), sigma_hidden=(800,), pi_hidden=(100,)),
-    "C": dict(components=10, filters=(55, 50, 45, 35, 30, 25), kernels=(15, 12, 10, 7, 5, 3),
-              strides=(1, 2, 1, 2, 1, 2), sigma_hidden=(800,), pi_hidden=(100,)),
+    "A": dict(
+        components=1,
+        filters=(45, 35, 30, 25),
+        kernels=(7, 5, 5, 3),
+        strides=(1, 2, 1, 2),
+        sigma_hidden=(300,),
+        pi_hidden=(),
+    ),
+    "B": dict(
+        components=8,
+        filters=(55, 50, 45, 35, 30, 25),
+        kernels=(15, 12, 10, 7, 5, 3),
+        strides=(1, 2, 1, 2, 1, 2),
+        sigma_hidden=(800,),
+        pi_hidden=(100,),
+    ),
+    "C": dict(
+        components=10,
+        filters=(55, 50, 45, 35, 30, 25),
+        kernels=(15, 12, 10, 7, 5, 3),
+        strides=(1, 2, 1, 2, 1, 2),
+        sigma_hidden=(800,),
+        pi_hidden=(100,),
+    ),
 }

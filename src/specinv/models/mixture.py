@@ -13,11 +13,12 @@ import torch
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def mixture_log_prob(log_pi: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
-                     y: torch.Tensor) -> torch.Tensor:
+def mixture_log_prob(
+    log_pi: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor, y: torch.Tensor
+) -> torch.Tensor:
     """log p(y) [...] of targets ``y`` [..., D] (log-sum-exp over components)."""
     z = (y.unsqueeze(-2) - mu) / sigma
-    log_normal = -0.5 * (z * z + _LOG_2PI) - torch.log(sigma)        # [..., M, D]
+    log_normal = -0.5 * (z * z + _LOG_2PI) - torch.log(sigma)  # [..., M, D]
     return torch.logsumexp(log_pi + log_normal.sum(-1), dim=-1)
 
 
@@ -54,7 +55,6 @@ def mixture_sample(log_pi, mu, sigma, n: int, generator: torch.Generator | None 
     mu_f = mu.reshape(-1, *mu.shape[-2:])
     sig_f = sigma.reshape(-1, *sigma.shape[-2:])
     rows = torch.arange(mu_f.shape[0], device=mu.device)
-    chosen_mu, chosen_sigma = mu_f[rows, comp], sig_f[rows, comp]             # [n, B, D]
-    noise = torch.randn(chosen_mu.shape, generator=generator, dtype=mu.dtype,
-                        device=mu.device)
+    chosen_mu, chosen_sigma = mu_f[rows, comp], sig_f[rows, comp]  # [n, B, D]
+    noise = torch.randn(chosen_mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
     return (chosen_mu + chosen_sigma * noise).reshape(n, *batch, mu.shape[-1])

@@ -58,20 +58,23 @@ class ModelKind:
         m = {k: v for k, v in section.items() if k != "kind"}
         name = m.pop("architecture", None) or cls.default_architecture
         if name not in cls.architectures:
-            raise ConfigError(f"model.architecture: expected one of "
-                              f"{', '.join(cls.architectures)} for model kind {cls.name!r}, "
-                              f"got {name!r}")
+            raise ConfigError(
+                f"model.architecture: expected one of "
+                f"{', '.join(cls.architectures)} for model kind {cls.name!r}, "
+                f"got {name!r}"
+            )
         allowed = {f.name for f in fields(cls.config_class)} - set(cls.size_fields)
         unknown = sorted(set(m) - allowed)
         if unknown:
-            raise ConfigError(f"model: unknown key(s) {', '.join(unknown)} for model kind "
-                              f"{cls.name!r} (expected architecture or one of "
-                              f"{', '.join(sorted(allowed))})")
+            raise ConfigError(
+                f"model: unknown key(s) {', '.join(unknown)} for model kind "
+                f"{cls.name!r} (expected architecture or one of "
+                f"{', '.join(sorted(allowed))})"
+            )
         return {**cls.architectures[name], **m}
 
     @classmethod
-    def build(cls, architecture: Mapping[str, Any], input_length: int,
-              n_targets: int) -> nn.Module:
+    def build(cls, architecture: Mapping[str, Any], input_length: int, n_targets: int) -> nn.Module:
         size = dict(zip(cls.size_fields, (input_length, n_targets), strict=True))
         try:
             cfg = cls.config_class(**{**architecture, **size})
@@ -88,8 +91,13 @@ class ModelKind:
         raise NotImplementedError
 
     @classmethod
-    def prediction(cls, members: Sequence[Any], processed: xr.Dataset,
-                   target_min: np.ndarray, target_max: np.ndarray) -> xr.Dataset:
+    def prediction(
+        cls,
+        members: Sequence[Any],
+        processed: xr.Dataset,
+        target_min: np.ndarray,
+        target_max: np.ndarray,
+    ) -> xr.Dataset:
         """The prediction dataset of every network's outputs on the spectra of
         ``processed`` (several networks: a deep ensemble, pooled)."""
         raise NotImplementedError
@@ -120,8 +128,7 @@ class MDNKind(ModelKind):
     def prediction(cls, members, processed, target_min, target_max):
         """One mixture of all networks' components, each network weighted 1/K: its mean is
         the average of the networks' means, its variance adds their disagreement."""
-        log_pi, mu, sigma = (torch.cat([m[i].double() for m in members], dim=1)
-                             for i in range(3))
+        log_pi, mu, sigma = (torch.cat([m[i].double() for m in members], dim=1) for i in range(3))
         log_pi = log_pi - math.log(len(members))
         scale = torch.as_tensor(target_max - target_min)
         offset = torch.as_tensor(target_min)
@@ -130,17 +137,32 @@ class MDNKind(ModelKind):
         true, unit = _physical(processed)
         dims = ("sample", "component", "param")
         return xr.Dataset(
-            {"log_pi": (dims[:2], log_pi.numpy(), {"long_name": "log mixture weights"}),
-             "mu": (dims, (mu * scale + offset).numpy(), {"long_name": "component means",
-                                                           "units": unit}),
-             "sigma": (dims, (sigma * scale).numpy(),
-                       {"long_name": "component standard deviations", "units": unit}),
-             "mean": (dims[::2], mean.numpy(), {"long_name": "mixture mean", "units": unit}),
-             "std": (dims[::2], std.numpy(), {"long_name": "mixture standard deviation",
-                                              "units": unit}),
-             "true": (dims[::2], true, {"long_name": "true parameters", "units": unit})},
-            coords={"sample": processed["sample"].values, "param": processed["param"].values,
-                    "component": np.arange(log_pi.shape[1])})
+            {
+                "log_pi": (dims[:2], log_pi.numpy(), {"long_name": "log mixture weights"}),
+                "mu": (
+                    dims,
+                    (mu * scale + offset).numpy(),
+                    {"long_name": "component means", "units": unit},
+                ),
+                "sigma": (
+                    dims,
+                    (sigma * scale).numpy(),
+                    {"long_name": "component standard deviations", "units": unit},
+                ),
+                "mean": (dims[::2], mean.numpy(), {"long_name": "mixture mean", "units": unit}),
+                "std": (
+                    dims[::2],
+                    std.numpy(),
+                    {"long_name": "mixture standard deviation", "units": unit},
+                ),
+                "true": (dims[::2], true, {"long_name": "true parameters", "units": unit}),
+            },
+            coords={
+                "sample": processed["sample"].values,
+                "param": processed["param"].values,
+                "component": np.arange(log_pi.shape[1]),
+            },
+        )
 
 
 class CNNKind(ModelKind):
@@ -150,8 +172,15 @@ class CNNKind(ModelKind):
     name, label, task = "cnn", "CNN", "regression"
     config_class = CNNConfig
     size_fields = ("input_length", "n_outputs")
-    architectures = {"default": {}, "small": {"filters": (16, 16, 32), "kernels": (7, 5, 3),
-                                              "strides": (2, 2, 2), "hidden": (64,)}}
+    architectures = {
+        "default": {},
+        "small": {
+            "filters": (16, 16, 32),
+            "kernels": (7, 5, 3),
+            "strides": (2, 2, 2),
+            "hidden": (64,),
+        },
+    }
     default_architecture = "default"
 
     @classmethod
@@ -165,19 +194,28 @@ class CNNKind(ModelKind):
     @classmethod
     def prediction(cls, members, processed, target_min, target_max):
         """The average of the networks' estimates; ``std`` their spread (NaN for one)."""
-        z = torch.stack([m.double() for m in members])                  # [K, N, D]
+        z = torch.stack([m.double() for m in members])  # [K, N, D]
         scale, offset = target_max - target_min, target_min
         mean = z.mean(0).numpy() * scale + offset
-        std = (z.std(0, correction=1).numpy() * scale if len(members) > 1
-               else np.full(mean.shape, np.nan))
+        std = (
+            z.std(0, correction=1).numpy() * scale
+            if len(members) > 1
+            else np.full(mean.shape, np.nan)
+        )
         true, unit = _physical(processed)
         dims = ("sample", "param")
         return xr.Dataset(
-            {"mean": (dims, mean, {"long_name": "estimate", "units": unit}),
-             "std": (dims, std, {"long_name": "spread of the ensemble's estimates",
-                                 "units": unit}),
-             "true": (dims, true, {"long_name": "true parameters", "units": unit})},
-            coords={"sample": processed["sample"].values, "param": processed["param"].values})
+            {
+                "mean": (dims, mean, {"long_name": "estimate", "units": unit}),
+                "std": (
+                    dims,
+                    std,
+                    {"long_name": "spread of the ensemble's estimates", "units": unit},
+                ),
+                "true": (dims, true, {"long_name": "true parameters", "units": unit}),
+            },
+            coords={"sample": processed["sample"].values, "param": processed["param"].values},
+        )
 
 
 class ClassifierKind(CNNKind):
@@ -196,12 +234,21 @@ class ClassifierKind(CNNKind):
         p = torch.stack([torch.sigmoid(m.double()) for m in members]).mean(0).numpy()
         dims = ("sample", "label")
         return xr.Dataset(
-            {"probability": (dims, p, {"long_name": "predicted probability of the label"}),
-             "true": (dims, processed["labels"].values.astype(np.int8),
-                      {"long_name": "1 where the label is present"}),
-             "params": processed["params"].variable},
-            coords={"sample": processed["sample"].values, "label": processed["label"].values,
-                    "param": processed["param"].values})
+            {
+                "probability": (dims, p, {"long_name": "predicted probability of the label"}),
+                "true": (
+                    dims,
+                    processed["labels"].values.astype(np.int8),
+                    {"long_name": "1 where the label is present"},
+                ),
+                "params": processed["params"].variable,
+            },
+            coords={
+                "sample": processed["sample"].values,
+                "label": processed["label"].values,
+                "param": processed["param"].values,
+            },
+        )
 
 
 #: name -> kind; the only place that names every inverse model.
@@ -223,8 +270,12 @@ def model_spec(section: Mapping[str, Any], task: str) -> dict[str, Any]:
     name = section.get("kind") or DEFAULT_KIND[task]
     kind = model_kind(name)
     if kind.task != task:
-        raise ConfigError(f"model.kind: {name!r} solves {kind.task}, the technique needs "
-                          f"{task} (e.g. {DEFAULT_KIND[task]!r})")
+        raise ConfigError(
+            f"model.kind: {name!r} solves {kind.task}, the technique needs "
+            f"{task} (e.g. {DEFAULT_KIND[task]!r})"
+        )
     arch = kind.architecture(section)
-    return {"kind": name, "architecture": {k: list(v) if isinstance(v, tuple) else v
-                                           for k, v in arch.items()}}
+    return {
+        "kind": name,
+        "architecture": {k: list(v) if isinstance(v, tuple) else v for k, v in arch.items()},
+    }

@@ -51,10 +51,19 @@ def technique_class(name: str) -> type[Technique]:
     if not (isinstance(cls, type) and issubclass(cls, Technique)):
         raise ConfigError(f"technique {name!r}: {target} is not a specinv Technique")
     if cls.name != name or cls.task not in TASKS:
-        raise ConfigError(f"technique {name!r}: {target} declares name {cls.name!r} and task "
-                          f"{cls.task!r} (expected {name!r} and one of {', '.join(TASKS)})")
+        raise ConfigError(
+            f"technique {name!r}: {target} declares name {cls.name!r} and task "
+            f"{cls.task!r} (expected {name!r} and one of {', '.join(TASKS)})"
+        )
     return cls
 
 
-__all__ = ["TASKS", "TECHNIQUES", "Axis", "PartialSimulation", "Technique", "available",
-           "technique_class"]
+__all__ = [
+    "TASKS",
+    "TECHNIQUES",
+    "Axis",
+    "PartialSimulation",
+    "Technique",
+    "available",
+    "technique_class",
+]

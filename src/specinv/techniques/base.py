@@ -142,8 +142,10 @@ class Technique(abc.ABC):
     def parameter_attrs(self) -> dict[str, str]:
         """NetCDF attributes of the ``params`` variable."""
         units = set(self.parameter_units)
-        return {"long_name": "parameters of the forward model",
-                "units": units.pop() if len(units) == 1 else "see param_units"}
+        return {
+            "long_name": "parameters of the forward model",
+            "units": units.pop() if len(units) == 1 else "see param_units",
+        }
 
     # ------------------------------------------------------------------ targets
     @property
@@ -172,16 +174,18 @@ class Technique(abc.ABC):
         change the whole spectrum (the default)."""
         return None
 
-    def add_noise(self, expected: np.ndarray, rng: np.random.Generator,
-                  model: str = "poisson") -> np.ndarray:
+    def add_noise(
+        self, expected: np.ndarray, rng: np.random.Generator, model: str = "poisson"
+    ) -> np.ndarray:
         """One noisy spectrum (int32 [C]) of expected counts ``expected`` [C], drawn from the
         spectrum's own generator ``rng``.  ``poisson``: counting noise; ``none``: the
         expected counts rounded."""
         if model == "none":
             return np.rint(expected).astype(np.int32)
         if model != "poisson" or model not in self.noise_models:
-            raise ValueError(f"data.noise: expected one of {', '.join(self.noise_models)}, "
-                             f"got {model!r}")
+            raise ValueError(
+                f"data.noise: expected one of {', '.join(self.noise_models)}, got {model!r}"
+            )
         return rng.poisson(expected).astype(np.int32)
 
     # ------------------------------------------------------------------ spectrum axis

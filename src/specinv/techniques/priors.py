@@ -35,8 +35,15 @@ class Prior:
         return {"law": self.law, "low": self.low, "high": self.high}
 
     @classmethod
-    def parse(cls, spec: Any, default: Prior | None, key: str, *,
-              minimum: float | None = None, what: str = "") -> Prior:
+    def parse(
+        cls,
+        spec: Any,
+        default: Prior | None,
+        key: str,
+        *,
+        minimum: float | None = None,
+        what: str = "",
+    ) -> Prior:
         """A prior from its configuration ``{law, low, high}`` (missing keys from
         ``default``; None is ``default``).  ``minimum``: the smallest allowed bound (e.g. 0
         for an areal density, named ``what``)."""
@@ -52,15 +59,19 @@ class Prior:
         low = spec.get("low", default.low if default else None)
         high = spec.get("high", low if law == "fixed" else (default.high if default else None))
         for name, value in (("low", low), ("high", high)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                    math.isfinite(value)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value))
+            ):
                 raise ConfigError(f"{key}.{name}: expected a finite number, got {value!r}")
             if minimum is not None and value < minimum:
-                raise ConfigError(f"{key}.{name}: expected >= {minimum:g}"
-                                  f"{f' ({what})' if what else ''}, got {value}")
+                raise ConfigError(
+                    f"{key}.{name}: expected >= {minimum:g}"
+                    f"{f' ({what})' if what else ''}, got {value}"
+                )
         if low > high:
-            raise ConfigError(f"{key}: lower bound low={low} is above the upper bound "
-                              f"high={high}")
+            raise ConfigError(f"{key}: lower bound low={low} is above the upper bound high={high}")
         if law == "loguniform" and low <= 0:
             raise ConfigError(f"{key}.low: a loguniform prior needs low > 0, got {low}")
         return cls(law=law, low=float(low), high=float(high))
@@ -76,5 +87,7 @@ def sample_independent(priors, u: np.ndarray) -> np.ndarray:
 
 def prior_box(priors) -> tuple[np.ndarray, np.ndarray]:
     """(low [D], high [D]) of independent priors."""
-    return (np.array([p.low for p in priors], dtype=np.float64),
-            np.array([p.high for p in priors], dtype=np.float64))
+    return (
+        np.array([p.low for p in priors], dtype=np.float64),
+        np.array([p.high for p in priors], dtype=np.float64),
+    )

@@ -44,30 +44,48 @@ class RBSTechnique(Technique):
     task: ClassVar[str] = "regression"
     config_schema: ClassVar[dict] = load_schema(__package__, "rbs.schema.yaml")
     preprocessing_defaults: ClassVar[dict] = {
-        "first_channel": 100, "merge": 4, "log": False, "prune": "variance", "sigmas": 3.0,
-        "savgol": {"window": 7, "polyorder": 2}}
+        "first_channel": 100,
+        "merge": 4,
+        "log": False,
+        "prune": "variance",
+        "sigmas": 3.0,
+        "savgol": {"window": 7, "polyorder": 2},
+    }
     #: the names of Muzakka et al. 2024's tables and figures
     output_names: ClassVar[dict[str, str]] = {
-        "runtimes": "table1_runtimes", "chi2": "table2-4_chi2_profile",
-        "coverage": "table5_coverage", "methods": "table6_methods",
+        "runtimes": "table1_runtimes",
+        "chi2": "table2-4_chi2_profile",
+        "coverage": "table5_coverage",
+        "methods": "table6_methods",
         "mre": "fig4-7_mre_vs_training_size",
         "mre_vs_training_size": "fig4-7_mre_vs_training_size",
-        "prediction_ratio": "fig8-10_prediction_ratio"}
+        "prediction_ratio": "fig8-10_prediction_ratio",
+    }
 
-    def __init__(self, setup: Setup, structure: Sequence[Sequence[str]],
-                 priors: Sequence[Prior] | None = None, *, experiment: Mapping | None = None,
-                 device=None, dtype=None):
+    def __init__(
+        self,
+        setup: Setup,
+        structure: Sequence[Sequence[str]],
+        priors: Sequence[Prior] | None = None,
+        *,
+        experiment: Mapping | None = None,
+        device=None,
+        dtype=None,
+    ):
         self.setup = setup
         self.structure = tuple(tuple(str(n) for n in layer) for layer in structure)
-        self.parameter_names = [f"layer{i + 1}:{n}" for i, layer in enumerate(self.structure)
-                                for n in layer]
+        self.parameter_names = [
+            f"layer{i + 1}:{n}" for i, layer in enumerate(self.structure) for n in layer
+        ]
         self.parameter_units = [AREAL_DENSITY_UNIT] * len(self.parameter_names)
         default = Prior("uniform", 50.0, 5000.0)
-        self.priors = tuple(priors) if priors is not None else (default,) * len(
-            self.parameter_names)
+        self.priors = (
+            tuple(priors) if priors is not None else (default,) * len(self.parameter_names)
+        )
         if len(self.priors) != len(self.parameter_names):
-            raise ValueError(f"priors: expected {len(self.parameter_names)}, got "
-                             f"{len(self.priors)}")
+            raise ValueError(
+                f"priors: expected {len(self.parameter_names)}, got {len(self.priors)}"
+            )
         self._experiment = dict(experiment) if experiment is not None else asdict(setup)
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or (torch.float32 if self.device.type == "cuda" else torch.float64)
@@ -79,8 +97,7 @@ class RBSTechnique(Technique):
 
     # ------------------------------------------------------------------ configuration
     @classmethod
-    def from_config(cls, section: Mapping[str, Any], *, device=None,
-                    dtype=None) -> RBSTechnique:
+    def from_config(cls, section: Mapping[str, Any], *, device=None, dtype=None) -> RBSTechnique:
         """From the ``rbs`` section: ``experiment`` (the keys of an experiment file without
         ``sample``) and ``sample`` (layers of element -> prior, and the default prior)."""
         experiment = section["experiment"]
@@ -89,36 +106,54 @@ class RBSTechnique(Technique):
         except ExperimentError as exc:
             raise ConfigError(f"experiment: {exc}") from None
         sample = section["sample"]
-        default = Prior.parse(sample.get("prior"), Prior("uniform", 50.0, 5000.0),
-                              "sample.prior", minimum=0.0, what="an areal density")
+        default = Prior.parse(
+            sample.get("prior"),
+            Prior("uniform", 50.0, 5000.0),
+            "sample.prior",
+            minimum=0.0,
+            what="an areal density",
+        )
         layers = sample.get("layers")
         if not isinstance(layers, Sequence) or isinstance(layers, str) or not layers:
-            raise ConfigError(f"sample.layers: expected a non-empty list of layers, got "
-                              f"{layers!r}")
+            raise ConfigError(f"sample.layers: expected a non-empty list of layers, got {layers!r}")
         structure, priors = [], []
         for i, layer in enumerate(layers):
             if not isinstance(layer, Mapping) or not layer:
-                raise ConfigError(f"sample.layers[{i}]: expected a mapping of element -> "
-                                  f"prior (or null for sample.prior), got {layer!r}")
+                raise ConfigError(
+                    f"sample.layers[{i}]: expected a mapping of element -> "
+                    f"prior (or null for sample.prior), got {layer!r}"
+                )
             for name, spec in layer.items():
                 try:
                     species(str(name), f"sample.layers[{i}].{name}")
                 except UnknownSpeciesError as exc:
                     raise ConfigError(str(exc)) from None
-                priors.append(Prior.parse(spec, default, f"sample.layers[{i}].{name}",
-                                          minimum=0.0, what="an areal density"))
+                priors.append(
+                    Prior.parse(
+                        spec,
+                        default,
+                        f"sample.layers[{i}].{name}",
+                        minimum=0.0,
+                        what="an areal density",
+                    )
+                )
             structure.append(tuple(str(n) for n in layer))
-        return cls(setup, structure, priors, experiment=experiment, device=device,
-                   dtype=dtype)
+        return cls(setup, structure, priors, experiment=experiment, device=device, dtype=dtype)
 
     def identity(self) -> dict[str, Any]:
-        return {"experiment": self._experiment, "structure": self.structure,
-                "priors": [p.to_dict() for p in self.priors]}
+        return {
+            "experiment": self._experiment,
+            "structure": self.structure,
+            "priors": [p.to_dict() for p in self.priors],
+        }
 
     def describe(self) -> dict[str, Any]:
-        return {"technique": self.name, "setup": asdict(self.setup),
-                "structure": [list(layer) for layer in self.structure],
-                "exit_deg": self.setup.exit_angle_deg}
+        return {
+            "technique": self.name,
+            "setup": asdict(self.setup),
+            "structure": [list(layer) for layer in self.structure],
+            "exit_deg": self.setup.exit_angle_deg,
+        }
 
     # ------------------------------------------------------------------ parameters
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -151,29 +186,39 @@ class RBSTechnique(Technique):
         cost = np.array([sim.reaction_share(li) for li in range(sim.n_layers)])
         return PartialSimulation(
             simulate_from=lambda params, first: sim.simulate(params, first_layer=first),
-            parameter_group=group, relative_cost=cost)
+            parameter_group=group,
+            relative_cost=cost,
+        )
 
     def axis(self) -> Axis:
         det = self.setup.detector
         low = det.channel_energy(np.arange(det.channels, dtype=float))
-        return Axis("energy_keV", low, "energy (keV)",
-                    {"units": "keV", "long_name": "detected energy at the channel's lower edge"})
+        return Axis(
+            "energy_keV",
+            low,
+            "energy (keV)",
+            {"units": "keV", "long_name": "detected energy at the channel's lower edge"},
+        )
 
     # ------------------------------------------------------------------ command line
     @classmethod
     def add_cli(cls, subparsers: argparse._SubParsersAction) -> None:
         sim = subparsers.add_parser(
-            "simulate", help="simulate the spectrum of an experiment file",
+            "simulate",
+            help="simulate the spectrum of an experiment file",
             description="Simulate the expected RBS spectrum of the sample and setup in "
             "EXPERIMENT (YAML or JSON, see README) and write a CSV with columns channel, "
-            "energy_keV (lower channel edge), counts.")
+            "energy_keV (lower channel edge), counts.",
+        )
         sim.add_argument("experiment", type=Path, help="experiment file (.yaml, .yml or .json)")
         sim.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
         sim.add_argument("--plot", type=Path, help="also write a figure (PNG/PDF/SVG)")
-        sim.add_argument("--log", action="store_true",
-                         help="logarithmic counts axis in the plot")
-        sim.add_argument("--noise", action="store_true",
-                         help="counts column with Poisson noise (expected_counts column added)")
+        sim.add_argument("--log", action="store_true", help="logarithmic counts axis in the plot")
+        sim.add_argument(
+            "--noise",
+            action="store_true",
+            help="counts column with Poisson noise (expected_counts column added)",
+        )
         sim.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
         sim.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
         sim.set_defaults(func=simulate_command)
@@ -202,24 +247,40 @@ def simulate_command(args: argparse.Namespace) -> int:
     else:
         columns["counts"] = expected.cpu().numpy()
     with atomic_path(args.output) as tmp:
-        np.savetxt(tmp, np.column_stack(list(columns.values())), delimiter=",",
-                   header=",".join(columns), comments="",
-                   fmt=["%d", "%.6f"] + ["%.10g"] * (len(columns) - 2))
-    print(f"{args.output}: {det.channels} channels, {float(expected.sum()):.6g} counts "
-          f"(simulated in {elapsed:.2f} s on {sim.device})")
+        np.savetxt(
+            tmp,
+            np.column_stack(list(columns.values())),
+            delimiter=",",
+            header=",".join(columns),
+            comments="",
+            fmt=["%d", "%.6f"] + ["%.10g"] * (len(columns) - 2),
+        )
+    print(
+        f"{args.output}: {det.channels} channels, {float(expected.sum()):.6g} counts "
+        f"(simulated in {elapsed:.2f} s on {sim.device})"
+    )
     if args.plot:
         from ..plotting import plot_spectrum
 
-        layers = " / ".join(" ".join(f"{n} {v:g}" for n, v in layer.areal_densities.items())
-                            for layer in exp.layers)
+        layers = " / ".join(
+            " ".join(f"{n} {v:g}" for n, v in layer.areal_densities.items()) for layer in exp.layers
+        )
         s = exp.setup
-        title = (f"{s.ion} {s.beam_energy_keV:g} keV, θ = {s.scattering_deg:g}°: {layers} "
-                 "(1e15 at/cm²)")
+        title = (
+            f"{s.ion} {s.beam_energy_keV:g} keV, θ = {s.scattering_deg:g}°: {layers} (1e15 at/cm²)"
+        )
         curves = {"expected counts": expected.detach().cpu().numpy()}
-        channel_axis = None if det.quadratic_keV_per_channel2 else (det.offset_keV,
-                                                                    det.gain_keV_per_channel)
-        plot_spectrum(energy, curves, args.plot, title=title, log=args.log,
-                      channel_axis=channel_axis,
-                      measured=columns["counts"] if args.noise else None)
+        channel_axis = (
+            None if det.quadratic_keV_per_channel2 else (det.offset_keV, det.gain_keV_per_channel)
+        )
+        plot_spectrum(
+            energy,
+            curves,
+            args.plot,
+            title=title,
+            log=args.log,
+            channel_axis=channel_axis,
+            measured=columns["counts"] if args.noise else None,
+        )
         print(f"{args.plot}: figure written")
     return 0

@@ -8,10 +8,16 @@ from importlib import import_module
 
 from .settings import TrainingSettings, model_settings
 
-_LAZY = {"InverseModel": ".lightning", "ProcessedData": ".lightning",
-         "ResampledNoiseData": ".lightning", "median_relative_error": ".staged",
-         "noise_free_training_spectra": ".staged", "predict": ".staged",
-         "technique_noise": ".staged", "train_staged": ".staged"}
+_LAZY = {
+    "InverseModel": ".lightning",
+    "ProcessedData": ".lightning",
+    "ResampledNoiseData": ".lightning",
+    "median_relative_error": ".staged",
+    "noise_free_training_spectra": ".staged",
+    "predict": ".staged",
+    "technique_noise": ".staged",
+    "train_staged": ".staged",
+}
 
 
 def __getattr__(name: str):

@@ -32,8 +32,15 @@ class InverseModel(pl.LightningModule):
         lr: learning rate; weight_decay: AdamW's decoupled weight decay.
     """
 
-    def __init__(self, kind: str, architecture: Mapping[str, Any], input_length: int,
-                 n_targets: int, lr: float = 1e-3, weight_decay: float = 1e-4):
+    def __init__(
+        self,
+        kind: str,
+        architecture: Mapping[str, Any],
+        input_length: int,
+        n_targets: int,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.kind = model_kind(kind)
@@ -58,8 +65,9 @@ class InverseModel(pl.LightningModule):
         return self.net(batch[0])
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr,
-                                 weight_decay=self.hparams.weight_decay)
+        return torch.optim.AdamW(
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
 
 
 def load_xy(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +82,14 @@ def load_xy(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.
 class ProcessedData(pl.LightningDataModule):
     """Training (the first ``n_train`` spectra) and validation splits as tensors."""
 
-    def __init__(self, train: str, validation: str, n_train: int | None = None,
-                 batch_size: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        train: str,
+        validation: str,
+        n_train: int | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+    ):
         super().__init__()
         self.save_hyperparameters("train", "validation", "n_train", "batch_size", "seed")
         self._train = self._val = None
@@ -98,8 +112,9 @@ class ProcessedData(pl.LightningDataModule):
 
     def train_dataloader(self):
         g = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(self._train, batch_size=self.hparams.batch_size, shuffle=True,
-                          generator=g)
+        return DataLoader(
+            self._train, batch_size=self.hparams.batch_size, shuffle=True, generator=g
+        )
 
     def val_dataloader(self):
         return DataLoader(self._val, batch_size=4 * self.hparams.batch_size)
@@ -118,10 +133,17 @@ class ResampledNoiseData(ProcessedData):
     Use with ``Trainer(reload_dataloaders_every_n_epochs=1)``.
     """
 
-    def __init__(self, train: str, validation: str, expected: np.ndarray,
-                 transform: SpectrumTransform,
-                 add_noise: Callable[[np.ndarray, np.random.Generator], np.ndarray],
-                 n_train: int | None = None, batch_size: int = 256, seed: int = 0):
+    def __init__(
+        self,
+        train: str,
+        validation: str,
+        expected: np.ndarray,
+        transform: SpectrumTransform,
+        add_noise: Callable[[np.ndarray, np.random.Generator], np.ndarray],
+        n_train: int | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+    ):
         super().__init__(train, validation, n_train, batch_size, seed)
         self.add_noise = add_noise
         if n_train is not None and len(expected) != n_train:
@@ -132,8 +154,7 @@ class ResampledNoiseData(ProcessedData):
 
     def noisy_features(self, epoch: int) -> np.ndarray:
         """Preprocessed features of the epoch's noisy copies of the training spectra."""
-        rng = np.random.default_rng([self.hparams.seed, RESAMPLED_NOISE_STREAM, self.stage,
-                                     epoch])
+        rng = np.random.default_rng([self.hparams.seed, RESAMPLED_NOISE_STREAM, self.stage, epoch])
         return self.transform.features(self.add_noise(self.expected, rng))
 
     def train_dataloader(self):
@@ -141,5 +162,9 @@ class ResampledNoiseData(ProcessedData):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         x = torch.as_tensor(self.noisy_features(epoch))
         g = torch.Generator().manual_seed(self.hparams.seed + 7919 * self.stage + epoch)
-        return DataLoader(TensorDataset(x, self._train.tensors[1]),
-                          batch_size=self.hparams.batch_size, shuffle=True, generator=g)
+        return DataLoader(
+            TensorDataset(x, self._train.tensors[1]),
+            batch_size=self.hparams.batch_size,
+            shuffle=True,
+            generator=g,
+        )

@@ -61,11 +61,12 @@ class TrainingSettings:
             raise ConfigError("training.learning_rates: expected a non-empty list of rates > 0")
         for name in ("epochs", "patience", "batch_size", "ensemble"):
             if getattr(settings, name) < 1:
-                raise ConfigError(f"training.{name}: expected >= 1, got "
-                                  f"{getattr(settings, name)}")
+                raise ConfigError(f"training.{name}: expected >= 1, got {getattr(settings, name)}")
         if not 0.0 <= settings.ema_decay < 1.0:
-            raise ConfigError(f"training.ema_decay: expected 0 (off) or a decay in (0, 1), got "
-                             f"{settings.ema_decay}")
+            raise ConfigError(
+                f"training.ema_decay: expected 0 (off) or a decay in (0, 1), got "
+                f"{settings.ema_decay}"
+            )
         return settings
 
 

@@ -57,18 +57,37 @@ def _settings_dict(settings: TrainingSettings) -> dict:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in settings.__dict__.items()}
 
 
-def _stage_fingerprint(previous: dict | None, stage: int, lr: float, n_train: int,
-                       architecture: Mapping[str, Any], settings: TrainingSettings,
-                       data: dict) -> dict:
+def _stage_fingerprint(
+    previous: dict | None,
+    stage: int,
+    lr: float,
+    n_train: int,
+    architecture: Mapping[str, Any],
+    settings: TrainingSettings,
+    data: dict,
+) -> dict:
     """Everything a stage's result depends on, including the previous stage's fingerprint;
     a stage found on disk is reused (or resumed) only if its fingerprint is the same."""
-    kept = {k: v for k, v in _settings_dict(settings).items()
-            if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs",
-                         "ensemble")}
-    return json.loads(json.dumps(
-        {"stage": stage, "learning_rate": lr, "epochs": settings.epochs_per_stage,
-         "n_train": n_train, "architecture": dict(architecture), "settings": kept,
-         "data": data, "previous": previous}, default=str))
+    kept = {
+        k: v
+        for k, v in _settings_dict(settings).items()
+        if k not in ("sizes", "progress_bar", "accelerator", "learning_rates", "epochs", "ensemble")
+    }
+    return json.loads(
+        json.dumps(
+            {
+                "stage": stage,
+                "learning_rate": lr,
+                "epochs": settings.epochs_per_stage,
+                "n_train": n_train,
+                "architecture": dict(architecture),
+                "settings": kept,
+                "data": data,
+                "previous": previous,
+            },
+            default=str,
+        )
+    )
 
 
 def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
@@ -80,15 +99,18 @@ def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
         if found == fingerprint:
             return
         shutil.rmtree(stage_dir)
-        print(f"{stage_dir}: left by a run with other settings or data; trained afresh",
-              file=sys.stderr)
+        print(
+            f"{stage_dir}: left by a run with other settings or data; trained afresh",
+            file=sys.stderr,
+        )
     stage_dir.mkdir(parents=True)
     with atomic_path(record) as tmp:
         tmp.write_text(json.dumps(fingerprint, indent=1))
 
 
-def noise_free_training_spectra(cfg: DatasetConfig, raw_train: str | Path,
-                                n_train: int) -> np.ndarray:
+def noise_free_training_spectra(
+    cfg: DatasetConfig, raw_train: str | Path, n_train: int
+) -> np.ndarray:
     """Noise-free spectra [n_train, C] of the first ``n_train`` samples of the raw training
     split, re-simulated with the dataset's forward model (for ``training.resample_noise``)."""
     if cfg.noise == "none":
@@ -108,10 +130,18 @@ def technique_noise(cfg: DatasetConfig):
     return add_noise
 
 
-def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
-                 n_train: int, model: Mapping[str, Any], settings: TrainingSettings,
-                 callbacks: Sequence[pl.Callback] = (), expected: np.ndarray | None = None,
-                 transform: SpectrumTransform | None = None, add_noise=None) -> dict:
+def train_staged(
+    train: str | Path,
+    validation: str | Path,
+    out_dir: str | Path,
+    n_train: int,
+    model: Mapping[str, Any],
+    settings: TrainingSettings,
+    callbacks: Sequence[pl.Callback] = (),
+    expected: np.ndarray | None = None,
+    transform: SpectrumTransform | None = None,
+    add_noise=None,
+) -> dict:
     """Train (or finish training) an inverse model on the first ``n_train`` spectra.
 
     ``model`` is ``{"kind": ..., "architecture": {...}}`` (:func:`model_settings`).
@@ -128,85 +158,133 @@ def train_staged(train: str | Path, validation: str | Path, out_dir: str | Path,
     pl.seed_everything(settings.seed, workers=True)
     if settings.resample_noise:
         if expected is None or transform is None or add_noise is None:
-            raise ValueError("training.resample_noise needs the noise-free training spectra, "
-                             "the preprocessing transform and the noise model")
-        data = ResampledNoiseData(str(train), str(validation), expected, transform, add_noise,
-                                  n_train, settings.batch_size, settings.seed)
+            raise ValueError(
+                "training.resample_noise needs the noise-free training spectra, "
+                "the preprocessing transform and the noise model"
+            )
+        data = ResampledNoiseData(
+            str(train),
+            str(validation),
+            expected,
+            transform,
+            add_noise,
+            n_train,
+            settings.batch_size,
+            settings.seed,
+        )
     else:
-        data = ProcessedData(str(train), str(validation), n_train, settings.batch_size,
-                             settings.seed)
+        data = ProcessedData(
+            str(train), str(validation), n_train, settings.batch_size, settings.seed
+        )
     model_kind(model["kind"])
-    architecture = {"kind": model["kind"], "architecture": dict(model["architecture"]),
-                    "input_length": data.input_length, "n_targets": data.n_targets}
-    fingerprint_data = {"train": _data_fingerprint(train),
-                        "validation": _data_fingerprint(validation)}
+    architecture = {
+        "kind": model["kind"],
+        "architecture": dict(model["architecture"]),
+        "input_length": data.input_length,
+        "n_targets": data.n_targets,
+    }
+    fingerprint_data = {
+        "train": _data_fingerprint(train),
+        "validation": _data_fingerprint(validation),
+    }
     stages = []
     best_path = None
     fingerprint = None
     for k, lr in enumerate(settings.learning_rates):
         stage_dir = out / f"stage{k + 1}"
-        fingerprint = _stage_fingerprint(fingerprint, k + 1, lr, n_train, architecture,
-                                         settings, fingerprint_data)
+        fingerprint = _stage_fingerprint(
+            fingerprint, k + 1, lr, n_train, architecture, settings, fingerprint_data
+        )
         _clear_stale_stage(stage_dir, fingerprint)
         done = _stage_result(stage_dir)
         data.stage = k
         if done is None:
-            done = _train_stage(stage_dir, data, architecture, lr, best_path, settings,
-                                callbacks)
+            done = _train_stage(stage_dir, data, architecture, lr, best_path, settings, callbacks)
         stages.append(done)
         best_path = done["best_checkpoint"]
     overall = min(stages, key=lambda s: s["best_val_loss"])
     with atomic_path(out / "model.ckpt") as tmp:
         shutil.copyfile(overall["best_checkpoint"], tmp)
-    summary = {"n_train": n_train, "architecture": architecture,
-               "settings": _settings_dict(settings),
-               "stages": stages, "best_val_loss": overall["best_val_loss"],
-               "train_seconds": sum(s["seconds"] for s in stages)}
+    summary = {
+        "n_train": n_train,
+        "architecture": architecture,
+        "settings": _settings_dict(settings),
+        "stages": stages,
+        "best_val_loss": overall["best_val_loss"],
+        "train_seconds": sum(s["seconds"] for s in stages),
+    }
     with atomic_path(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     return summary
 
 
-def _train_stage(stage_dir: Path, data: ProcessedData, architecture: dict, lr: float,
-                 previous_best: str | None, settings: TrainingSettings,
-                 callbacks: Sequence[pl.Callback]) -> dict:
+def _train_stage(
+    stage_dir: Path,
+    data: ProcessedData,
+    architecture: dict,
+    lr: float,
+    previous_best: str | None,
+    settings: TrainingSettings,
+    callbacks: Sequence[pl.Callback],
+) -> dict:
     last = stage_dir / "checkpoints" / "last.ckpt"
     if previous_best is None:
         module = InverseModel(**architecture, lr=lr, weight_decay=settings.weight_decay)
     else:
-        module = InverseModel.load_from_checkpoint(previous_best, lr=lr,
-                                                   weight_decay=settings.weight_decay)
-    checkpoint = ModelCheckpoint(dirpath=stage_dir / "checkpoints", filename="best",
-                                 monitor="val_loss", mode="min", save_top_k=1, save_last=True)
+        module = InverseModel.load_from_checkpoint(
+            previous_best, lr=lr, weight_decay=settings.weight_decay
+        )
+    checkpoint = ModelCheckpoint(
+        dirpath=stage_dir / "checkpoints",
+        filename="best",
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+    )
     # with weight averaging, validation runs on the averaged weights and checkpoints hold
     # them as their state dict (the raw weights ride along for resuming)
-    averaging = ([EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay > 0
-                 else [])
+    averaging = [EMAWeightAveraging(decay=settings.ema_decay)] if settings.ema_decay > 0 else []
     trainer = pl.Trainer(
-        max_epochs=settings.epochs_per_stage, accelerator=settings.accelerator, devices=1,
+        max_epochs=settings.epochs_per_stage,
+        accelerator=settings.accelerator,
+        devices=1,
         logger=CSVLogger(stage_dir.parent, name=stage_dir.name, version=""),
-        callbacks=[checkpoint, EarlyStopping(monitor="val_loss", mode="min",
-                                             patience=settings.patience), *averaging,
-                   *callbacks],
+        callbacks=[
+            checkpoint,
+            EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
+            *averaging,
+            *callbacks,
+        ],
         reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
-        deterministic="warn", enable_progress_bar=settings.progress_bar,
-        enable_model_summary=previous_best is None, log_every_n_steps=10)
+        deterministic="warn",
+        enable_progress_bar=settings.progress_bar,
+        enable_model_summary=previous_best is None,
+        log_every_n_steps=10,
+    )
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training interrupted in {stage_dir}; rerun to resume")
-    result = {"learning_rate": lr, "epochs": trainer.current_epoch,
-              "best_val_loss": float(checkpoint.best_model_score),
-              "best_checkpoint": str(checkpoint.best_model_path),
-              "seconds": time.perf_counter() - t0,
-              "device": str(trainer.strategy.root_device)}
+    result = {
+        "learning_rate": lr,
+        "epochs": trainer.current_epoch,
+        "best_val_loss": float(checkpoint.best_model_score),
+        "best_checkpoint": str(checkpoint.best_model_path),
+        "seconds": time.perf_counter() - t0,
+        "device": str(trainer.strategy.root_device),
+    }
     with atomic_path(stage_dir / "done.json") as tmp:
         tmp.write_text(json.dumps(result, indent=1))
     return result
 
 
-def predict(checkpoints: str | Path | Sequence[str | Path], processed: str | Path,
-            transform: SpectrumTransform, batch_size: int = 1024) -> xr.Dataset:
+def predict(
+    checkpoints: str | Path | Sequence[str | Path],
+    processed: str | Path,
+    transform: SpectrumTransform,
+    batch_size: int = 1024,
+) -> xr.Dataset:
     """Predictions for every spectrum of a preprocessed split, in physical units, with the
     true targets for comparison (the format of the model's kind, e.g. mixture parameters,
     mean and standard deviation for the MDN).
@@ -220,27 +298,42 @@ def predict(checkpoints: str | Path | Sequence[str | Path], processed: str | Pat
         raise ValueError("checkpoints: expected at least one")
     ds = read_dataset(processed)
     loader = DataLoader(TensorDataset(torch.as_tensor(ds["x"].values)), batch_size=batch_size)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     members, kinds = [], set()
     for checkpoint in checkpoints:
         module = InverseModel.load_from_checkpoint(str(checkpoint), map_location="cpu")
         kinds.add(module.hparams.kind)
         batches = trainer.predict(module, dataloaders=loader)
-        members.append(tuple(torch.cat(t) for t in zip(*batches, strict=True))
-                       if isinstance(batches[0], tuple) else torch.cat(batches))
+        members.append(
+            tuple(torch.cat(t) for t in zip(*batches, strict=True))
+            if isinstance(batches[0], tuple)
+            else torch.cat(batches)
+        )
     if len(kinds) != 1:
         raise ValueError(f"checkpoints: an ensemble needs one model kind, got {sorted(kinds)}")
     kind = model_kind(kinds.pop())
     out = kind.prediction(members, ds, transform.target_min, transform.target_max)
-    out.attrs = {**ds.attrs, "checkpoint": ", ".join(str(c) for c in checkpoints),
-                 "ensemble": len(members), "model_kind": kind.name, "model_label": kind.label}
+    out.attrs = {
+        **ds.attrs,
+        "checkpoint": ", ".join(str(c) for c in checkpoints),
+        "ensemble": len(members),
+        "model_kind": kind.name,
+        "model_label": kind.label,
+    }
     return out
 
 
 def median_relative_error(predictions: xr.Dataset) -> dict[str, float]:
     """Median over the spectra of |mean − true| / true, per parameter."""
     rel = np.abs(predictions["mean"].values - predictions["true"].values) / np.abs(
-        predictions["true"].values)
-    return dict(zip(predictions["param"].values.tolist(), np.median(rel, axis=0).tolist(),
-                    strict=True))
+        predictions["true"].values
+    )
+    return dict(
+        zip(predictions["param"].values.tolist(), np.median(rel, axis=0).tolist(), strict=True)
+    )

@@ -55,8 +55,14 @@ STRAGGLINGS = ("none", "bohr")
 GEOMETRIES = ("IBM", "Cornell", "general")
 
 
-def _number(value: Any, key: str, *, positive: bool = False, nonnegative: bool = False,
-            integer: bool = False) -> float:
+def _number(
+    value: Any,
+    key: str,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    integer: bool = False,
+) -> float:
     if isinstance(value, str):
         # YAML 1.1 reads 1.0e13 (no sign in the exponent) as a string
         try:
@@ -95,7 +101,8 @@ class PhysicsOptions:
         _choice(self.straggling, "physics.straggling", STRAGGLINGS)
         if not isinstance(self.nuclear_stopping, bool):
             raise ExperimentError(
-                f"physics.nuclear_stopping: expected true or false, got {self.nuclear_stopping!r}")
+                f"physics.nuclear_stopping: expected true or false, got {self.nuclear_stopping!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -130,8 +137,9 @@ class Numerics:
         r = _number(self.piece_relative_width, "numerics.piece_relative_width", positive=True)
         if r > 1:
             raise ExperimentError(f"numerics.piece_relative_width: expected <= 1, got {r}")
-        n = _number(self.max_nodes_per_layer, "numerics.max_nodes_per_layer", positive=True,
-                    integer=True)
+        n = _number(
+            self.max_nodes_per_layer, "numerics.max_nodes_per_layer", positive=True, integer=True
+        )
         if n < 2:
             raise ExperimentError(f"numerics.max_nodes_per_layer: expected >= 2, got {n}")
         c = _number(self.gaussian_cutoff_sigmas, "numerics.gaussian_cutoff_sigmas", positive=True)
@@ -140,8 +148,12 @@ class Numerics:
         m = _number(self.isotope_merge_sigmas, "numerics.isotope_merge_sigmas", nonnegative=True)
         if m > 1:
             raise ExperimentError(f"numerics.isotope_merge_sigmas: expected <= 1, got {m}")
-        g = _number(self.grid_points_per_decade, "numerics.grid_points_per_decade",
-                    positive=True, integer=True)
+        g = _number(
+            self.grid_points_per_decade,
+            "numerics.grid_points_per_decade",
+            positive=True,
+            integer=True,
+        )
         if g < 10:
             raise ExperimentError(f"numerics.grid_points_per_decade: expected >= 10, got {g}")
 
@@ -161,22 +173,28 @@ class Detector:
 
     def __post_init__(self):
         _number(self.channels, "detector.channels", positive=True, integer=True)
-        _number(self.gain_keV_per_channel, "detector.calibration.gain_keV_per_channel",
-                positive=True)
+        _number(
+            self.gain_keV_per_channel, "detector.calibration.gain_keV_per_channel", positive=True
+        )
         _number(self.offset_keV, "detector.calibration.offset_keV")
-        q = _number(self.quadratic_keV_per_channel2,
-                    "detector.calibration.quadratic_keV_per_channel2")
+        q = _number(
+            self.quadratic_keV_per_channel2, "detector.calibration.quadratic_keV_per_channel2"
+        )
         _number(self.resolution_fwhm_keV, "detector.resolution_fwhm_keV", positive=True)
         slope_end = self.gain_keV_per_channel + 2.0 * q * self.channels
         if slope_end <= 0:
             raise ExperimentError(
                 "detector.calibration: the quadratic term makes the calibration decrease "
-                f"before channel {self.channels}; expected gain + 2*quadratic*channels > 0")
+                f"before channel {self.channels}; expected gain + 2*quadratic*channels > 0"
+            )
 
     def channel_energy(self, chi):
         """Energy (keV) at channel coordinate χ (channel i spans χ ∈ [i, i+1))."""
-        return self.offset_keV + self.gain_keV_per_channel * chi + (
-            self.quadratic_keV_per_channel2 * chi * chi)
+        return (
+            self.offset_keV
+            + self.gain_keV_per_channel * chi
+            + (self.quadratic_keV_per_channel2 * chi * chi)
+        )
 
     def channel_coordinate(self, energy_keV):
         """Inverse calibration χ(E) (accepts floats, numpy arrays and torch tensors)."""
@@ -223,18 +241,21 @@ class Setup:
         if not 0.0 <= alpha < 90.0:
             raise ExperimentError(
                 f"geometry.incidence_deg: expected 0 <= alpha < 90 (beam entering through the "
-                f"surface), got {alpha}")
+                f"surface), got {alpha}"
+            )
         if not 0.0 < theta < 180.0:
             raise ExperimentError(f"geometry.scattering_deg: expected 0 < theta < 180, got {theta}")
         beta = self.exit_angle_deg
         if not 0.0 <= beta < 90.0:
             raise ExperimentError(
                 f"geometry.exit_deg: the detector must see the surface (0 <= beta < 90), got "
-                f"beta = {beta:.6g} deg (alpha={alpha}, theta={theta}, type={self.geometry})")
+                f"beta = {beta:.6g} deg (alpha={alpha}, theta={theta}, type={self.geometry})"
+            )
         cut = _number(self.energy_cutoff_keV, "energy_cutoff_keV", positive=True)
         if cut >= e0:
             raise ExperimentError(
-                f"energy_cutoff_keV: expected below the beam energy {e0} keV, got {cut}")
+                f"energy_cutoff_keV: expected below the beam energy {e0} keV, got {cut}"
+            )
         if not isinstance(self.physics, PhysicsOptions):
             raise ExperimentError("physics: expected a PhysicsOptions")
 
@@ -243,9 +264,14 @@ class Setup:
         """Exit angle β from the surface normal, degrees."""
         if self.exit_deg is not None:
             return _number(self.exit_deg, "geometry.exit_deg")
-        return math.degrees(exit_angle(math.radians(self.incidence_deg),
-                                       math.radians(self.scattering_deg), self.geometry,
-                                       math.radians(self.azimuth_deg)))
+        return math.degrees(
+            exit_angle(
+                math.radians(self.incidence_deg),
+                math.radians(self.scattering_deg),
+                self.geometry,
+                math.radians(self.azimuth_deg),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -259,8 +285,9 @@ class Layer:
         return float(sum(self.areal_densities.values()))
 
 
-def validate_layers(layers: Sequence[Mapping[str, Any]],
-                    key: str = "sample.layers") -> tuple[Layer, ...]:
+def validate_layers(
+    layers: Sequence[Mapping[str, Any]], key: str = "sample.layers"
+) -> tuple[Layer, ...]:
     """Check a list of layers (element/isotope names, finite non-negative areal densities)."""
     if not isinstance(layers, Sequence) or isinstance(layers, (str, bytes)) or not layers:
         raise ExperimentError(f"{key}: expected a non-empty list of layers, got {layers!r}")
@@ -270,15 +297,17 @@ def validate_layers(layers: Sequence[Mapping[str, Any]],
         if not isinstance(layer, Mapping) or not layer:
             raise ExperimentError(
                 f"{lkey}: expected a mapping of element -> areal density (1e15 at/cm2), "
-                f"got {layer!r}")
+                f"got {layer!r}"
+            )
         clean = {}
         for name, value in layer.items():
             try:
                 species(str(name), f"{lkey}.{name}")
             except UnknownSpeciesError as exc:
                 raise ExperimentError(str(exc)) from None
-            clean[str(name)] = _number(value, f"{lkey}.{name} (areal density, 1e15 at/cm2)",
-                                       nonnegative=True)
+            clean[str(name)] = _number(
+                value, f"{lkey}.{name} (areal density, 1e15 at/cm2)", nonnegative=True
+            )
         out.append(Layer(clean))
     return tuple(out)
 
@@ -332,7 +361,8 @@ def _check_keys(section: Mapping, allowed: Sequence[str], where: str) -> None:
     if unknown:
         raise ExperimentError(
             f"{where}: unknown key(s) {', '.join(map(str, unknown))}; expected some of "
-            f"{', '.join(allowed)}")
+            f"{', '.join(allowed)}"
+        )
 
 
 def _get(section: Mapping, key: str, where: str, default: Any = ...):
@@ -350,38 +380,55 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     beam = _section(data, "beam")
     _check_keys(beam, ["ion", "energy_keV", "energy_spread_fwhm_keV"], "beam")
     geo = _section(data, "geometry")
-    _check_keys(geo, ["type", "incidence_deg", "scattering_deg", "exit_deg", "azimuth_deg"],
-                "geometry")
+    _check_keys(
+        geo, ["type", "incidence_deg", "scattering_deg", "exit_deg", "azimuth_deg"], "geometry"
+    )
     det = _section(data, "detector")
-    _check_keys(det, ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr"],
-                "detector")
+    _check_keys(
+        det, ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr"], "detector"
+    )
     cal = _section(det, "calibration")
-    _check_keys(cal, ["offset_keV", "gain_keV_per_channel", "quadratic_keV_per_channel2"],
-                "detector.calibration")
+    _check_keys(
+        cal,
+        ["offset_keV", "gain_keV_per_channel", "quadratic_keV_per_channel2"],
+        "detector.calibration",
+    )
     phys = _section(data, "physics", required=False)
     _check_keys(phys, ["screening", "straggling", "nuclear_stopping"], "physics")
     num = _section(data, "numerics", required=False)
-    _check_keys(num, ["piece_width_keV", "piece_relative_width", "max_nodes_per_layer",
-                      "gaussian_cutoff_sigmas",
-                      "isotope_merge_sigmas", "grid_points_per_decade"],
-                "numerics")
+    _check_keys(
+        num,
+        [
+            "piece_width_keV",
+            "piece_relative_width",
+            "max_nodes_per_layer",
+            "gaussian_cutoff_sigmas",
+            "isotope_merge_sigmas",
+            "grid_points_per_decade",
+        ],
+        "numerics",
+    )
 
     if "fluence_times_solid_angle_sr" in data:
         if "fluence" in data:
             raise ExperimentError(
                 "fluence: give either fluence (with detector.solid_angle_msr) or "
-                "fluence_times_solid_angle_sr, not both")
-        q_omega = _number(data["fluence_times_solid_angle_sr"], "fluence_times_solid_angle_sr",
-                          positive=True)
+                "fluence_times_solid_angle_sr, not both"
+            )
+        q_omega = _number(
+            data["fluence_times_solid_angle_sr"], "fluence_times_solid_angle_sr", positive=True
+        )
     else:
         fluence = _number(_get(data, "fluence", "experiment"), "fluence", positive=True)
-        omega = _number(_get(det, "solid_angle_msr", "detector"), "detector.solid_angle_msr",
-                        positive=True)
+        omega = _number(
+            _get(det, "solid_angle_msr", "detector"), "detector.solid_angle_msr", positive=True
+        )
         q_omega = fluence * omega * 1e-3
 
     detector = Detector(
-        channels=_number(_get(det, "channels", "detector"), "detector.channels",
-                         positive=True, integer=True),
+        channels=_number(
+            _get(det, "channels", "detector"), "detector.channels", positive=True, integer=True
+        ),
         gain_keV_per_channel=_get(cal, "gain_keV_per_channel", "detector.calibration"),
         offset_keV=cal.get("offset_keV", 0.0),
         quadratic_keV_per_channel2=cal.get("quadratic_keV_per_channel2", 0.0),
@@ -404,8 +451,17 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     )
 
 
-_TOP_KEYS = ["beam", "geometry", "detector", "fluence", "fluence_times_solid_angle_sr",
-             "energy_cutoff_keV", "physics", "numerics", "sample"]
+_TOP_KEYS = [
+    "beam",
+    "geometry",
+    "detector",
+    "fluence",
+    "fluence_times_solid_angle_sr",
+    "energy_cutoff_keV",
+    "physics",
+    "numerics",
+    "sample",
+]
 
 
 def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
@@ -433,8 +489,9 @@ def load_experiment(path: str | Path) -> Experiment:
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ExperimentError(f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                              f"{exc}") from None
+        raise ExperimentError(
+            f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
+        ) from None
     try:
         return experiment_from_dict(data)
     except ExperimentError as exc:

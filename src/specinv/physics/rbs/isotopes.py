@@ -74,8 +74,9 @@ def _isotope(el, mass_number: int, context: str, name: str) -> Isotope:
             f"{context}: unknown isotope {name!r} (periodictable knows e.g. {known} ...)"
         )
     iso = el[mass_number]
-    return Isotope(Z=el.number, A=mass_number, mass_u=float(iso.mass), abundance=1.0,
-                   symbol=el.symbol)
+    return Isotope(
+        Z=el.number, A=mass_number, mass_u=float(iso.mass), abundance=1.0, symbol=el.symbol
+    )
 
 
 def _split_name(name: str) -> tuple[str, int | None]:
@@ -114,8 +115,13 @@ def species(name: str, context: str = "species") -> Species:
         )
     total = sum(iso.abundance for _, iso in natural)
     isotopes = tuple(
-        Isotope(Z=el.number, A=a, mass_u=float(iso.mass), abundance=float(iso.abundance) / total,
-                symbol=el.symbol)
+        Isotope(
+            Z=el.number,
+            A=a,
+            mass_u=float(iso.mass),
+            abundance=float(iso.abundance) / total,
+            symbol=el.symbol,
+        )
         for a, iso in natural
     )
     return Species(name=el.symbol, Z=el.number, symbol=el.symbol, isotopes=isotopes)

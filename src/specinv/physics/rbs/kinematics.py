@@ -68,9 +68,17 @@ class RutherfordChannel:
         # σ_cm(θ_cm) = (Z1 Z2 e² / (4 E_cm))² / sin⁴(θ_cm/2); lab = cm · dΩcm/dΩlab
         jacobian = abs(math.sin(th_cm) ** 2 / (math.sin(theta) ** 2 * math.cos(th_cm - theta)))
         coef_cm2 = (z1 * z2 * E2_KEV_CM / 4.0) ** 2 / math.sin(th_cm / 2.0) ** 4 * jacobian
-        return cls(z1=z1, z2=z2, m1=m1, m2=m2, theta=theta, branch=branch,
-                   kinematic_factor=ks[branch], theta_cm=th_cm,
-                   rutherford_keV2_mb=coef_cm2 / MILLIBARN_CM2)
+        return cls(
+            z1=z1,
+            z2=z2,
+            m1=m1,
+            m2=m2,
+            theta=theta,
+            branch=branch,
+            kinematic_factor=ks[branch],
+            theta_cm=th_cm,
+            rutherford_keV2_mb=coef_cm2 / MILLIBARN_CM2,
+        )
 
     @property
     def cm_fraction(self) -> float:
@@ -90,8 +98,12 @@ def andersen_factor(channel: RutherfordChannel, energy_keV):
     F = (1 + V/2)² / (1 + V + (V / (2 sin(θ_cm/2)))²)²,  V = V1/E_cm,
     V1 = 0.04873 keV · Z1 Z2 sqrt(Z1^(2/3) + Z2^(2/3)).
     """
-    v1 = ANDERSEN_V1_KEV * channel.z1 * channel.z2 * math.sqrt(
-        channel.z1 ** (2.0 / 3.0) + channel.z2 ** (2.0 / 3.0))
+    v1 = (
+        ANDERSEN_V1_KEV
+        * channel.z1
+        * channel.z2
+        * math.sqrt(channel.z1 ** (2.0 / 3.0) + channel.z2 ** (2.0 / 3.0))
+    )
     v = v1 / (energy_keV * channel.cm_fraction)
     half = 2.0 * math.sin(channel.theta_cm / 2.0)
     den = 1.0 + v + (v / half) ** 2
@@ -101,7 +113,8 @@ def andersen_factor(channel: RutherfordChannel, energy_keV):
 def lecuyer_factor(channel: RutherfordChannel, energy_keV):
     """L'Ecuyer et al. (1979) screening correction F = 1 − 0.04873 keV · Z1 Z2^(4/3) / E_cm."""
     return 1.0 - LECUYER_KEV * channel.z1 * channel.z2 ** (4.0 / 3.0) / (
-        energy_keV * channel.cm_fraction)
+        energy_keV * channel.cm_fraction
+    )
 
 
 SCREENING = {"none": None, "andersen": andersen_factor, "lecuyer": lecuyer_factor}
@@ -131,8 +144,9 @@ def exit_angle(incidence: float, scattering: float, geometry: str, azimuth: floa
     elif geometry == "Cornell":
         cos_beta = -math.cos(scattering) * math.cos(incidence)
     elif geometry == "general":
-        cos_beta = (-math.cos(scattering) * math.cos(incidence)
-                    + math.sin(scattering) * math.sin(incidence) * math.cos(azimuth))
+        cos_beta = -math.cos(scattering) * math.cos(incidence) + math.sin(scattering) * math.sin(
+            incidence
+        ) * math.cos(azimuth)
     else:
         raise ValueError(f"geometry: expected IBM, Cornell or general, got {geometry!r}")
     return math.acos(max(-1.0, min(1.0, cos_beta)))

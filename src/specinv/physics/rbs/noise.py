@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 
-def poisson_noise(expected: torch.Tensor, generator: torch.Generator | None = None,
-                  seed: int | None = None) -> torch.Tensor:
+def poisson_noise(
+    expected: torch.Tensor, generator: torch.Generator | None = None, seed: int | None = None
+) -> torch.Tensor:
     """Draw Poisson counts with the given expected values.
 
     Pass either a ``torch.Generator`` (on the tensor's device) or an integer ``seed``; with

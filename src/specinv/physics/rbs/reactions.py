@@ -52,8 +52,9 @@ def _lab_coefficient(ch: RutherfordChannel) -> float:
     return ch.rutherford_keV2_mb / ch.cm_fraction**2
 
 
-def _merge(layer: int, parameter: int, element: str,
-           members: Sequence[tuple[Isotope, RutherfordChannel]]) -> Reaction:
+def _merge(
+    layer: int, parameter: int, element: str, members: Sequence[tuple[Isotope, RutherfordChannel]]
+) -> Reaction:
     weights = [iso.abundance * _lab_coefficient(ch) for iso, ch in members]
     ks = [ch.kinematic_factor for _, ch in members]
     total_w = sum(weights)
@@ -67,13 +68,27 @@ def _merge(layer: int, parameter: int, element: str,
         label = main[0].label + branch
     else:
         label = f"{element}({','.join(str(iso.A) for iso, _ in members)}){branch}"
-    return Reaction(layer=layer, parameter=parameter, label=label, abundance=abundance,
-                    kinematic_factor=k_mean, kinematic_variance=k_var,
-                    rutherford_lab_keV2_mb=coef, channel=main[1])
+    return Reaction(
+        layer=layer,
+        parameter=parameter,
+        label=label,
+        abundance=abundance,
+        kinematic_factor=k_mean,
+        kinematic_variance=k_var,
+        rutherford_lab_keV2_mb=coef,
+        channel=main[1],
+    )
 
 
-def layer_reactions(layer: int, parameter: int, element: Species, z1: int, m1: float,
-                    theta: float, max_k_std: float = 0.0) -> list[Reaction]:
+def layer_reactions(
+    layer: int,
+    parameter: int,
+    element: Species,
+    z1: int,
+    m1: float,
+    theta: float,
+    max_k_std: float = 0.0,
+) -> list[Reaction]:
     """Scattering channels of ``element`` in ``layer`` for an ion (z1, m1) into angle θ.
 
     Isotopes (of one kinematic branch) are merged greedily in order of K while the
@@ -92,8 +107,11 @@ def layer_reactions(layer: int, parameter: int, element: Species, z1: int, m1: f
         group: list[tuple[Isotope, RutherfordChannel]] = []
         for m in members:
             trial = group + [m]
-            if group and math.sqrt(_merge(layer, parameter, element.symbol,
-                                          trial).kinematic_variance) > max_k_std:
+            if (
+                group
+                and math.sqrt(_merge(layer, parameter, element.symbol, trial).kinematic_variance)
+                > max_k_std
+            ):
                 out.append(_merge(layer, parameter, element.symbol, group))
                 trial = [m]
             group = trial

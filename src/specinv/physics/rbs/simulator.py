@@ -85,8 +85,14 @@ class RBSSimulator:
         dtype: float64 by default on CPU, float32 by default on CUDA.
     """
 
-    def __init__(self, setup: Setup, structure: Sequence[Sequence[str]], *,
-                 device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        setup: Setup,
+        structure: Sequence[Sequence[str]],
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ):
         self.setup = setup
         self.structure = tuple(tuple(str(n) for n in layer) for layer in structure)
         if not self.structure or any(len(layer) == 0 for layer in self.structure):
@@ -132,21 +138,23 @@ class RBSSimulator:
         if e_lo < 1.2 * _GRID_E_MIN:
             raise ExperimentError(
                 f"energy_cutoff_keV: {s.energy_cutoff_keV} keV is below the stopping tables "
-                f"(at least {1.34 * _GRID_E_MIN * m1:.3g} keV for {s.ion})")
+                f"(at least {1.34 * _GRID_E_MIN * m1:.3g} keV for {s.ion})"
+            )
         i_lo = int(math.floor(math.log(e_lo / _GRID_E_MIN) / grid.step))
         i_hi = int(math.ceil(math.log(e_hi / _GRID_E_MIN) / grid.step)) + 2
         if i_hi >= grid.size:
             raise ExperimentError(
                 f"beam.energy_keV: {s.beam_energy_keV} keV is above the stopping tables "
-                f"({_GRID_E_MIN * 10 ** _GRID_DECADES * m1 / 1000:.3g} MeV for {s.ion})")
+                f"({_GRID_E_MIN * 10**_GRID_DECADES * m1 / 1000:.3g} MeV for {s.ion})"
+            )
         self._u0 = math.log(_GRID_E_MIN * m1) + i_lo * grid.step
         self._grid_size = i_hi - i_lo + 1
         self._h = grid.step
-        energies = m1 * grid.values()[i_lo:i_hi + 1]
+        energies = m1 * grid.values()[i_lo : i_hi + 1]
 
         stop = np.empty((n_sp, energies.size))
         for j, spc in enumerate(sp):
-            table = electronic_stopping_table(z1, spc.Z, grid)[i_lo:i_hi + 1]
+            table = electronic_stopping_table(z1, spc.Z, grid)[i_lo : i_hi + 1]
             if s.physics.nuclear_stopping:
                 table = table + species_nuclear_stopping(z1, m1, spc, energies)
             stop[j] = table * 1e-3  # eV/TFU -> keV/TFU
@@ -177,18 +185,19 @@ class RBSSimulator:
 
         dev, dt = self.device, self.dtype
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
-        self._stop_species = as_t(stop)                      # [S, G]
+        self._stop_species = as_t(stop)  # [S, G]
         self._n_species = n_sp
         # stopping, its u-derivative and Bohr's ω² of every species, mixed with the atom
         # fractions (Bragg's rule is linear, and so is the derivative).  Products and sums
         # here and below are element-wise torch operations, not matrix products: BLAS
         # kernels (MKL on AMD processors, for one) round a row differently depending on
         # how many rows the product has, and a spectrum must not depend on its batch.
-        self._species_tables = torch.cat([self._stop_species, _du(self._stop_species, self._h),
-                                          as_t(omega2)[:, None]], 1)        # [S, 2G + 1]
+        self._species_tables = torch.cat(
+            [self._stop_species, _du(self._stop_species, self._h), as_t(omega2)[:, None]], 1
+        )  # [S, 2G + 1]
         # parameter d -> its (layer, species) column of the amounts [B, L·S]
         self._amount_columns = torch.as_tensor(columns, dtype=torch.long, device=dev)
-        self._default_fraction = as_t(default_fraction)      # [L, S]
+        self._default_fraction = as_t(default_fraction)  # [L, S]
         self._grid_energy = as_t(energies)
         r = self.reactions
         order = sorted(range(len(r)), key=lambda i: -r[i].layer)
@@ -206,23 +215,30 @@ class RBSSimulator:
             ch = x.channel
             k = x.kinematic_factor
             if scr == "andersen":
-                a = ANDERSEN_V1_KEV * ch.z1 * ch.z2 * math.sqrt(
-                    ch.z1 ** (2 / 3) + ch.z2 ** (2 / 3)) / ch.cm_fraction
+                a = (
+                    ANDERSEN_V1_KEV
+                    * ch.z1
+                    * ch.z2
+                    * math.sqrt(ch.z1 ** (2 / 3) + ch.z2 ** (2 / 3))
+                    / ch.cm_fraction
+                )
                 half = 2.0 * math.sin(ch.theta_cm / 2.0)
                 screening = (a, (a / half) ** 2)
             elif scr == "lecuyer":
                 screening = (LECUYER_KEV * ch.z1 * ch.z2 ** (4 / 3) / ch.cm_fraction, 0.0)
             else:
                 screening = (0.0, 0.0)
-            constants.append((math.log(k), k * k, x.kinematic_variance, k,
-                              x.rutherford_lab_keV2_mb, *screening))
-        self._r_constants = as_t(constants)                                # [R, 7]
-        self._top_state = torch.tensor([[math.log(s.beam_energy_keV),
-                                         math.log(s.energy_cutoff_keV)]], dtype=dt, device=dev)
-        self._direction = torch.tensor([-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=dt,
-                                       device=dev)
-        self._newton_weights = torch.tensor([1.0, self.cos_in / self.cos_out], dtype=dt,
-                                            device=dev)
+            constants.append(
+                (math.log(k), k * k, x.kinematic_variance, k, x.rutherford_lab_keV2_mb, *screening)
+            )
+        self._r_constants = as_t(constants)  # [R, 7]
+        self._top_state = torch.tensor(
+            [[math.log(s.beam_energy_keV), math.log(s.energy_cutoff_keV)]], dtype=dt, device=dev
+        )
+        self._direction = torch.tensor(
+            [-1.0 / self.cos_in, 1.0 / self.cos_out], dtype=dt, device=dev
+        )
+        self._newton_weights = torch.tensor([1.0, self.cos_in / self.cos_out], dtype=dt, device=dev)
 
         # detector
         det = s.detector
@@ -247,8 +263,7 @@ class RBSSimulator:
         """
         scr = self.setup.physics.screening
         if scr == "andersen":
-            ratio = (energy + 0.5 * screen_a) / torch.addcmul(screen_b, energy,
-                                                                energy + screen_a)
+            ratio = (energy + 0.5 * screen_a) / torch.addcmul(screen_b, energy, energy + screen_a)
             return rutherford * ratio * ratio
         sigma = rutherford / (energy * energy)
         if scr == "lecuyer":
@@ -257,9 +272,12 @@ class RBSSimulator:
 
     def _layer_composition(self, params: torch.Tensor):
         batch = params.shape[0]
-        amounts = params.new_zeros(batch, self.n_layers * self._n_species).index_add(
-            1, self._amount_columns, params).view(batch, self.n_layers, self._n_species)
-        thickness = amounts.sum(-1)                                       # [B, L]
+        amounts = (
+            params.new_zeros(batch, self.n_layers * self._n_species)
+            .index_add(1, self._amount_columns, params)
+            .view(batch, self.n_layers, self._n_species)
+        )
+        thickness = amounts.sum(-1)  # [B, L]
         empty = thickness <= 0
         fraction = amounts / torch.where(empty, 1.0, thickness)[..., None]
         return thickness, torch.where(empty[..., None], self._default_fraction, fraction)
@@ -273,8 +291,10 @@ class RBSSimulator:
 
     def _check_layer(self, first_layer) -> int:
         if not (isinstance(first_layer, int | np.integer) and 0 <= first_layer < self.n_layers):
-            raise ValueError(f"first_layer: expected an integer layer index in [0, "
-                             f"{self.n_layers - 1}], got {first_layer!r}")
+            raise ValueError(
+                f"first_layer: expected an integer layer index in [0, "
+                f"{self.n_layers - 1}], got {first_layer!r}"
+            )
         return int(first_layer)
 
     def simulate(self, areal_densities, first_layer: int = 0) -> torch.Tensor:
@@ -300,27 +320,32 @@ class RBSSimulator:
         if single:
             params = params[None]
         if params.dim() != 2 or params.shape[1] != self.n_parameters:
-            raise ValueError(f"areal_densities: expected shape [B, {self.n_parameters}] "
-                             f"({', '.join(self.parameter_names)}), got {tuple(params.shape)}")
+            raise ValueError(
+                f"areal_densities: expected shape [B, {self.n_parameters}] "
+                f"({', '.join(self.parameter_names)}), got {tuple(params.shape)}"
+            )
         with torch.no_grad():
             bad = ~torch.isfinite(params) | (params < 0)
             if bool(bad.any()):
                 b, d = (int(x) for x in torch.nonzero(bad)[0])
                 raise ValueError(
                     f"areal_densities[{b}, {d}] ({self.parameter_names[d]}): expected a finite "
-                    f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}")
+                    f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}"
+                )
         # blocks of samples whose working set (tables of every layer, nodes of every
         # channel) fits in cache; the result does not depend on the blocking
         per_sample = n_reactions * 16 + self.n_layers * self._grid_size
         chunk = max(1, _TARGET_ELEMENTS // per_sample)
-        if n_reactions == 0:                 # nothing scatters back from these layers
+        if n_reactions == 0:  # nothing scatters back from these layers
             out = params.new_zeros(params.shape[0], self.setup.detector.channels)
             return out[0] if single else out
         # without derivatives to track, inference mode saves a fifth of the time on small batches
         tracked = params.requires_grad or forward_ad.unpack_dual(params).tangent is not None
         with contextlib.nullcontext() if tracked else torch.inference_mode():
-            parts = [self._simulate(params[i:i + chunk], n_reactions)
-                     for i in range(0, params.shape[0], chunk)]
+            parts = [
+                self._simulate(params[i : i + chunk], n_reactions)
+                for i in range(0, params.shape[0], chunk)
+            ]
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return out[0] if single else out
 
@@ -329,14 +354,20 @@ class RBSSimulator:
         batch = params.shape[0]
         n_layers, size = self.n_layers, self._grid_size
         with _stage("tables"):
-            thickness, fraction = self._layer_composition(params)        # [B, L], [B, L, S]
-            mixed = (fraction.unsqueeze(-1) * self._species_tables).sum(-2).view(
-                batch * n_layers, -1)
-            tab = LayerTables.build(mixed[:, :size], mixed[:, -1], self._u0, self._h,
-                                    stopping_slope=mixed[:, size:2 * size],
-                                    energy=self._grid_energy)
+            thickness, fraction = self._layer_composition(params)  # [B, L], [B, L, S]
+            mixed = (
+                (fraction.unsqueeze(-1) * self._species_tables).sum(-2).view(batch * n_layers, -1)
+            )
+            tab = LayerTables.build(
+                mixed[:, :size],
+                mixed[:, -1],
+                self._u0,
+                self._h,
+                stopping_slope=mixed[:, size : 2 * size],
+                energy=self._grid_energy,
+            )
         with _stage("layer_tops"):
-            u_top, v_top, u_need = self._layer_tops(tab, thickness)      # [B, L+1] ×2, [B, L]
+            u_top, v_top, u_need = self._layer_tops(tab, thickness)  # [B, L+1] ×2, [B, L]
 
         # one "run" of depth nodes per (reaction, sample); deepest layers first, so that the
         # particles that still have to cross layer m always form a prefix of the node list
@@ -344,13 +375,16 @@ class RBSSimulator:
             runs = self._runs(batch, fraction, u_top, v_top, n_reactions)
             u_need_run = u_need.take(runs.row)
             u_bot, u_x_bot, top = self._useful_range(
-                tab, runs, u_top.take(runs.row + runs.sample + 1), u_need_run)
+                tab, runs, u_top.take(runs.row + runs.sample + 1), u_need_run
+            )
             run_of, u_in = self._place_nodes(runs, u_bot, u_x_bot, u_need_run)
             # per node: the run's constants and its (R, S, T) at the top of the layer
-            v_rel = runs.v_top / (top[:, 1] * top[:, 1])                  # v / S² at the top
-            (lnk, k2, kvar, k, rutherford, screen_a, screen_b, scale, r_top, _, t_top,
-             v_rel) = torch.cat([runs.constants, top, v_rel[:, None]], 1).index_select(
-                0, run_of).unbind(1)
+            v_rel = runs.v_top / (top[:, 1] * top[:, 1])  # v / S² at the top
+            (lnk, k2, kvar, k, rutherford, screen_a, screen_b, scale, r_top, _, t_top, v_rel) = (
+                torch.cat([runs.constants, top, v_rel[:, None]], 1)
+                .index_select(0, run_of)
+                .unbind(1)
+            )
             row = runs.row.index_select(0, run_of)
             # (R, S, T) at the beam energy, at K·E and (for the piece below each node, in
             # the node's row) at the mid-point energy of the piece
@@ -358,8 +392,9 @@ class RBSSimulator:
             e_mid = 0.5 * (e_in[1:] + e_in[:-1])
             u_mid = torch.cat([torch.log(e_mid), u_in[-1:]])
             u_scat = u_in + lnk
-            here, scat, mid = tab.lookup(row[:, None], torch.stack([u_in, u_scat, u_mid], 1)
-                                         ).unbind(1)
+            here, scat, mid = tab.lookup(
+                row[:, None], torch.stack([u_in, u_scat, u_mid], 1)
+            ).unbind(1)
             r_here, s_beam, t_here = here.unbind(1)
         with _stage("exit_paths"):
             # beam energy variance at the node: non-statistical broadening and straggling
@@ -367,7 +402,8 @@ class RBSSimulator:
             v_in = s_beam * s_beam * torch.addcmul(v_rel, tab.omega2.take(row), t_top - t_here)
             depth_out = (r_top - r_here) * (self.cos_in / self.cos_out)
             u_det, variance, gain, s_start, inside = self._follow(
-                tab, thickness, runs, run_of, row, u_scat, k2 * v_in, depth_out, scat)
+                tab, thickness, runs, run_of, row, u_scat, k2 * v_in, depth_out, scat
+            )
             spread = e_in * gain
             variance = torch.addcmul(variance, kvar, spread * spread)
 
@@ -376,16 +412,21 @@ class RBSSimulator:
             sigma_in = self._cross_section(rutherford, screen_a, screen_b, e_in)
             # dE_det/dx along the normal, times cos α
             dedx = gain * torch.addcmul(s_start * (self.cos_in / self.cos_out), k, s_beam)
-            density = torch.where(inside, scale * sigma_in / dedx, 0.0)     # counts/keV
-            same_run = run_of[1:] == run_of[:-1]                          # piece j: nodes j, j+1
+            density = torch.where(inside, scale * sigma_in / dedx, 0.0)  # counts/keV
+            same_run = run_of[1:] == run_of[:-1]  # piece j: nodes j, j+1
             g_in = sigma_in / s_beam
-            g_mid = self._cross_section(rutherford[1:], screen_a[1:], screen_b[1:],
-                                        e_mid) / mid[:-1, 1]
-            counts = (scale[1:] * (1.0 / 6.0)) * (e_in[:-1] - e_in[1:]) * (
-                torch.add(g_in[:-1] + g_in[1:], g_mid, alpha=4.0))
+            g_mid = (
+                self._cross_section(rutherford[1:], screen_a[1:], screen_b[1:], e_mid) / mid[:-1, 1]
+            )
+            counts = (
+                (scale[1:] * (1.0 / 6.0))
+                * (e_in[:-1] - e_in[1:])
+                * (torch.add(g_in[:-1] + g_in[1:], g_mid, alpha=4.0))
+            )
             counts = torch.where(same_run & inside[1:] & inside[:-1], counts, 0.0)
-        return self._assemble(batch, runs.sample.index_select(0, run_of), u_det, variance,
-                              density, counts, same_run)
+        return self._assemble(
+            batch, runs.sample.index_select(0, run_of), u_det, variance, density, counts, same_run
+        )
 
     def _assemble(self, batch, sample, u_det, variance, density, counts, same_run):
         """Channel spectrum [B, C] of the piecewise-linear densities of all runs.
@@ -397,13 +438,13 @@ class RBSSimulator:
         det = self.setup.detector
         chi = det.channel_coordinate(torch.exp(u_det))
         if det.quadratic_keV_per_channel2 == 0.0:
-            dens_ch = density * det.gain_keV_per_channel                  # counts/channel
-            var_ch = (variance + self._var_det) * (1.0 / det.gain_keV_per_channel ** 2)
+            dens_ch = density * det.gain_keV_per_channel  # counts/channel
+            var_ch = (variance + self._var_det) * (1.0 / det.gain_keV_per_channel**2)
         else:
             local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
             dens_ch = density * local_gain
             var_ch = (variance + self._var_det) / (local_gain * local_gain)  # channel²
-        width = chi[:-1] - chi[1:]                                        # >= 0 within a run
+        width = chi[:-1] - chi[1:]  # >= 0 within a run
         ok = same_run & (width > 0)
         inv_w = ok.to(width.dtype) / torch.where(ok, width, 1.0)
         mean = counts * inv_w
@@ -413,9 +454,17 @@ class RBSSimulator:
         ends = torch.nn.functional.pad(torch.stack([mean - half, mean + half, slope]), (1, 1))
         jump = ends[0, :-1] - ends[1, 1:]
         kink = ends[2, :-1] - ends[2, 1:]
-        cum = smoothed_cumulative(chi - self._edge0, jump, kink, var_ch, sample, batch,
-                                  self._n_edges, self.setup.numerics.gaussian_cutoff_sigmas)
-        spectrum = torch.diff(cum, dim=1)[:, -self._edge0:det.channels - self._edge0]
+        cum = smoothed_cumulative(
+            chi - self._edge0,
+            jump,
+            kink,
+            var_ch,
+            sample,
+            batch,
+            self._n_edges,
+            self.setup.numerics.gaussian_cutoff_sigmas,
+        )
+        spectrum = torch.diff(cum, dim=1)[:, -self._edge0 : det.channels - self._edge0]
         # differences of the cumulative counts leave ±1e-10 rounding where there is nothing
         return spectrum.clamp(min=0.0).to(self.dtype) * self._above_cutoff
 
@@ -429,7 +478,7 @@ class RBSSimulator:
         base = torch.arange(0, batch * n_layers, n_layers, device=self.device)[:, None]
         # column 0: the beam going in; column 1: the cut-off energy carried back in
         state = self._top_state.expand(batch, 2)
-        path = thickness[..., None] * self._direction                    # [B, L, 2]
+        path = thickness[..., None] * self._direction  # [B, L, 2]
         omega2 = tab.omega2.view(batch, n_layers)
         var = torch.full((batch,), self._var_beam, dtype=self.dtype, device=self.device)
         states, variances = [state], [var]
@@ -440,11 +489,10 @@ class RBSSimulator:
             _, s_in, t_in = before[:, 0].unbind(-1)
             _, s_out, t_out = after[:, 0].unbind(-1)
             ratio = s_out / s_in
-            var = torch.addcmul(ratio * ratio * var, omega2[:, li] * s_out * s_out,
-                                t_in - t_out)
+            var = torch.addcmul(ratio * ratio * var, omega2[:, li] * s_out * s_out, t_in - t_out)
             states.append(state)
             variances.append(var)
-        states = torch.stack(states, 1)                                   # [B, L+1, 2]
+        states = torch.stack(states, 1)  # [B, L+1, 2]
         return states[..., 0], torch.stack(variances, 1), states[:, :-1, 1]
 
     def _runs(self, batch, fraction, u_top, v_top, n_reactions) -> _Runs:
@@ -455,15 +503,22 @@ class RBSSimulator:
         sample = torch.arange(batch, device=self.device).repeat(len(order))
         layer = self._r_layer.index_select(0, reaction)
         row = layer.add(sample, alpha=self.n_layers)
-        conc = (fraction.reshape(-1).take(
-            self._r_species.index_select(0, reaction).add(sample, alpha=fraction[0].numel()))
-            * self._r_abundance.index_select(0, reaction))
+        conc = fraction.reshape(-1).take(
+            self._r_species.index_select(0, reaction).add(sample, alpha=fraction[0].numel())
+        ) * self._r_abundance.index_select(0, reaction)
         constants = self._r_constants.index_select(0, reaction)
         # column 7 of the constants: Q·Ω·c (counts per mb/sr per TFU of the isotope)
         scale = conc * self._yield_scale
-        top = row + sample                            # index in [B, L+1] of the layer top
-        return _Runs(reaction, sample, layer, row, u_top.take(top), v_top.take(top),
-                     torch.cat([constants, scale[:, None]], 1))
+        top = row + sample  # index in [B, L+1] of the layer top
+        return _Runs(
+            reaction,
+            sample,
+            layer,
+            row,
+            u_top.take(top),
+            v_top.take(top),
+            torch.cat([constants, scale[:, None]], 1),
+        )
 
     def _place_nodes(self, runs: _Runs, u_bot, u_x_bot, u_need):
         """Run index and ln(beam energy) of all nodes (flat, run by run).
@@ -491,19 +546,34 @@ class RBSSimulator:
         top, bot = e_ends.unbind(1)
         drop = top - bot
         e_hi = torch.exp(runs.u_hi)
-        (start, inv_pieces, xi_top, dxi, top, inv_drop, falls, e_hi, de) = torch.stack(
-            [start, 1.0 / pieces, xi_top, xi_bot - xi_top, top, 1.0 / drop.clamp_min(1e-30),
-             (drop > 0).to(self.dtype), e_hi, torch.exp(u_bot) - e_hi], 1).index_select(
-            0, run_of).unbind(1)
-        frac = (torch.arange(len(run_of), dtype=self.dtype, device=self.device) - start
-                ) * inv_pieces
-        e_det = node_coordinate_inverse(torch.addcmul(xi_top, frac, dxi)
-                                        * num.piece_relative_width, knee)
+        (start, inv_pieces, xi_top, dxi, top, inv_drop, falls, e_hi, de) = (
+            torch.stack(
+                [
+                    start,
+                    1.0 / pieces,
+                    xi_top,
+                    xi_bot - xi_top,
+                    top,
+                    1.0 / drop.clamp_min(1e-30),
+                    (drop > 0).to(self.dtype),
+                    e_hi,
+                    torch.exp(u_bot) - e_hi,
+                ],
+                1,
+            )
+            .index_select(0, run_of)
+            .unbind(1)
+        )
+        frac = (
+            torch.arange(len(run_of), dtype=self.dtype, device=self.device) - start
+        ) * inv_pieces
+        e_det = node_coordinate_inverse(
+            torch.addcmul(xi_top, frac, dxi) * num.piece_relative_width, knee
+        )
         frac = torch.where(falls > 0, (top - e_det) * inv_drop, frac)
         return run_of, torch.log(torch.addcmul(e_hi, frac.clamp(0.0, 1.0), de))
 
-    def _follow(self, tab: LayerTables, thickness, runs: _Runs, run_of, row, u, v, path,
-                before):
+    def _follow(self, tab: LayerTables, thickness, runs: _Runs, run_of, row, u, v, path, before):
         """Follow particles just after the scattering (ln energy ``u``, energy variance
         ``v``; one per node, node i belongs to run ``run_of[i]`` in table row ``row[i]``,
         nodes ordered by run) out of the sample: first ``path`` TFU through the rest of the
@@ -513,8 +583,11 @@ class RBSSimulator:
         n_layers = self.n_layers
         u, v, gain, s_start, inside = tab.cross(row, u, v, path, before=before)
         # deeper layers come first in the node list
-        nodes_per_layer = torch.zeros(n_layers, dtype=torch.long, device=self.device).index_add(
-            0, runs.layer.index_select(0, run_of), torch.ones_like(run_of)).tolist()
+        nodes_per_layer = (
+            torch.zeros(n_layers, dtype=torch.long, device=self.device)
+            .index_add(0, runs.layer.index_select(0, run_of), torch.ones_like(run_of))
+            .tolist()
+        )
         path_out = thickness * (1.0 / self.cos_out)
         n = 0
         for m in range(n_layers - 2, -1, -1):
@@ -541,7 +614,7 @@ class RBSSimulator:
         than 1e-6 in ln E.
         """
         c = self.cos_in / self.cos_out
-        weights = self._newton_weights                                    # (1, c)
+        weights = self._newton_weights  # (1, c)
         u_hi = runs.u_hi
         n = len(u_hi)
         lnk = runs.constants[:, 0]
@@ -549,18 +622,18 @@ class RBSSimulator:
         # one look-up for the target and both ends of the bracket: points (a, b) with
         # φ = R(a) + c R(b) at (E_need, E_hi), the bottom and the top of the layer
         points = torch.stack([u_need, u_lo + lnk, u_hi + lnk, u_hi, u_lo, u_hi], 1).view(n, 2, 3)
-        vals = tab.lookup(runs.row.view(n, 1, 1), points)                 # [n, 2, 3, 3]
+        vals = tab.lookup(runs.row.view(n, 1, 1), points)  # [n, 2, 3, 3]
         rng = vals[..., 0]
-        phi = torch.add(rng[:, 0], rng[:, 1], alpha=c)                    # [n, 3]
+        phi = torch.add(rng[:, 0], rng[:, 1], alpha=c)  # [n, 3]
         target = phi[:, 0]
         f_lo, f_hi = (phi[:, 1:] - phi[:, :1]).unbind(1)
         # dφ/du = K E/S(K E) + c E/S(E)
         df_hi = (torch.exp(points[..., 2]) / vals[:, :, 2, 1] * weights).sum(-1)
-        shift = torch.stack([lnk, torch.zeros_like(lnk)], 1)              # at K·E and E
+        shift = torch.stack([lnk, torch.zeros_like(lnk)], 1)  # at K·E and E
         rows2 = runs.row[:, None]
 
-        none = f_hi <= 0                                 # nothing of this layer gets out
-        full = f_lo >= 0                                 # the whole layer contributes
+        none = f_hi <= 0  # nothing of this layer gets out
+        full = f_lo >= 0  # the whole layer contributes
         lo, hi = u_lo, u_hi
         # start with a Newton step from the top of the layer (φ is smooth there), else the
         # secant of the bracket
@@ -580,8 +653,9 @@ class RBSSimulator:
             x = torch.where((step >= lo) & (step <= hi), step, 0.5 * (lo + hi))
         u_bot = torch.where(none, u_hi, torch.where(full, u_lo, x))
         # exit energy at the layer top from the layer bottom: R(K E_lo) − c (R(E_hi) − R(E_lo))
-        u_x_full, _ = tab.invert(runs.row, torch.add(phi[:, 1], rng[:, 1, 0], alpha=-c),
-                                 values=False)
+        u_x_full, _ = tab.invert(
+            runs.row, torch.add(phi[:, 1], rng[:, 1, 0], alpha=-c), values=False
+        )
         u_x_bot = torch.where(full, u_x_full, u_need)
         return u_bot, torch.where(none, u_hi + lnk, u_x_bot), vals[:, 1, 0]
 
@@ -592,10 +666,10 @@ class _Runs(NamedTuple):
     reaction: torch.Tensor
     sample: torch.Tensor
     layer: torch.Tensor
-    row: torch.Tensor            # table row: sample · L + layer
-    u_hi: torch.Tensor           # ln beam energy at the top of the layer
-    v_top: torch.Tensor          # beam energy variance there
-    constants: torch.Tensor      # [n_runs, 8]: the reaction's constants and Q·Ω·c
+    row: torch.Tensor  # table row: sample · L + layer
+    u_hi: torch.Tensor  # ln beam energy at the top of the layer
+    v_top: torch.Tensor  # beam energy variance there
+    constants: torch.Tensor  # [n_runs, 8]: the reaction's constants and Q·Ω·c
 
 
 def _stage(name: str):
@@ -614,5 +688,6 @@ def node_coordinate(energy_keV: torch.Tensor, knee_keV: float) -> torch.Tensor:
 def node_coordinate_inverse(xi: torch.Tensor, knee_keV: float) -> torch.Tensor:
     """Energy (keV) of a :func:`node_coordinate` value."""
     ln_knee = math.log(knee_keV)
-    return torch.where(xi < ln_knee, torch.exp(xi.clamp(max=ln_knee)),
-                       knee_keV * (1.0 + xi - ln_knee))
+    return torch.where(
+        xi < ln_knee, torch.exp(xi.clamp(max=ln_knee)), knee_keV * (1.0 + xi - ln_knee)
+    )

@@ -36,9 +36,16 @@ _INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
 _CHUNK_ELEMENTS = 1 << 17
 
 
-def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tensor,
-                        variance: torch.Tensor, sample: torch.Tensor, n_samples: int,
-                        n_edges: int, cutoff: float = 5.0) -> torch.Tensor:
+def smoothed_cumulative(
+    chi: torch.Tensor,
+    jump: torch.Tensor,
+    kink: torch.Tensor,
+    variance: torch.Tensor,
+    sample: torch.Tensor,
+    n_samples: int,
+    n_edges: int,
+    cutoff: float = 5.0,
+) -> torch.Tensor:
     """Cumulative counts F at the integer edges 0 … n_edges−1 of the channel grid.
 
     Args:
@@ -60,13 +67,14 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     # which other spectra share the batch
     if n_samples > 1:
         order = torch.argsort(sample, stable=True)
-        chi, jump, kink, variance, sample = (x.index_select(0, order)
-                                             for x in (chi, jump, kink, variance, sample))
+        chi, jump, kink, variance, sample = (
+            x.index_select(0, order) for x in (chi, jump, kink, variance, sample)
+        )
     base = chi.detach().floor()
     i = base.long()
     t = chi - base
     sigma = variance.sqrt()
-    need = (cutoff * sigma.detach()).ceil() + 1.0        # half-width of each node's window
+    need = (cutoff * sigma.detach()).ceil() + 1.0  # half-width of each node's window
     sizes = _window_sizes(int(need.max()) if need.numel() else 1)
     # edges 0 … n_edges−1, one extra edge that collects everything beyond the grid, and on
     # both sides a margin that takes any window sticking out of the grid (discarded)
@@ -74,12 +82,20 @@ def smoothed_cumulative(chi: torch.Tensor, jump: torch.Tensor, kink: torch.Tenso
     width = margin + n_edges + 1 + margin
     out = torch.zeros(n_samples, width, dtype=torch.float64, device=chi.device)
     with torch.profiler.record_function("rbs.spectrum_global"):
-        _global_part(out[:, margin:margin + n_edges + 1], t.double(), i, jump.double(),
-                     kink.double(), variance.double(), sample, n_edges)
+        _global_part(
+            out[:, margin : margin + n_edges + 1],
+            t.double(),
+            i,
+            jump.double(),
+            kink.double(),
+            variance.double(),
+            sample,
+            n_edges,
+        )
     with torch.profiler.record_function("rbs.spectrum_local"):
         base = sample * width + margin + i.clamp(-margin // 2, n_edges + margin // 2)
         _local_part(out.view(-1), base, t, jump, kink, variance, sigma, need, sizes)
-    return out[:, margin:margin + n_edges]
+    return out[:, margin : margin + n_edges]
 
 
 def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
@@ -92,7 +108,7 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
     """
     active = (jump != 0) | (kink != 0)
     bucket = torch.bucketize(need, need.new_tensor(sizes))
-    bucket = torch.where(active, bucket, len(sizes))             # inactive nodes: no bucket
+    bucket = torch.where(active, bucket, len(sizes))  # inactive nodes: no bucket
     counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()
     # per node and half window (below the node: offsets o ≤ 0, sign s = +1; above: o ≥ 1,
     # s = −1), in units of x = |u|/√2 = |o|·inv + s·t·inv: the constants of _add_local
@@ -106,7 +122,7 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
     # is fast, then transposed once)
     columns = torch.stack([t_inv, -t_inv, inv, inv, p, p, s, s, q, -q]).view(5, 2, -1)
     columns = columns.transpose(1, 2).contiguous()
-    if counts[0] != len(bucket):        # more than one window size: sort by window size
+    if counts[0] != len(bucket):  # more than one window size: sort by window size
         order = torch.argsort(bucket, stable=True)
         columns, base = columns.index_select(1, order), base.index_select(0, order)
     start = 0
@@ -133,17 +149,24 @@ def _global_part(out, t, i, jump, kink, variance, sample, n_edges):
     n_samples, width = out.shape
     one_t = 1.0 - t
     half_kink = 0.5 * kink
-    weights = torch.stack([half_kink * variance,                    # step: H(j − χ)
-                           jump * one_t, jump * t,                  # (j − χ)₊
-                           half_kink * one_t * one_t, kink * (0.5 + t * one_t),
-                           half_kink * t * t])                      # (j − χ)₊²/2
+    weights = torch.stack(
+        [
+            half_kink * variance,  # step: H(j − χ)
+            jump * one_t,
+            jump * t,  # (j − χ)₊
+            half_kink * one_t * one_t,
+            kink * (0.5 + t * one_t),
+            half_kink * t * t,
+        ]
+    )  # (j − χ)₊²/2
     # edge of each weight (clamped into the extra last edge), in the row of its kind
     kind = torch.tensor([0, 1, 1, 2, 2, 2], device=t.device)[:, None] * width
     shift = torch.tensor([1, 1, 2, 1, 2, 3], device=t.device)[:, None]
-    index = (i + shift).clamp_(max=n_edges) + kind                 # [6, N]
+    index = (i + shift).clamp_(max=n_edges) + kind  # [6, N]
     rows = max(1, _CHUNK_ELEMENTS // (3 * width))
-    bounds = torch.searchsorted(sample, torch.arange(0, n_samples + rows, rows,
-                                                     device=t.device)).tolist()
+    bounds = torch.searchsorted(
+        sample, torch.arange(0, n_samples + rows, rows, device=t.device)
+    ).tolist()
     for c, b0 in enumerate(range(0, n_samples, rows)):
         b1 = min(b0 + rows, n_samples)
         n0, n1 = bounds[c], bounds[c + 1]
@@ -152,9 +175,9 @@ def _global_part(out, t, i, jump, kink, variance, sample, n_edges):
             target = target - b0 * 3 * width
         d = torch.zeros((b1 - b0) * 3 * width, dtype=t.dtype, device=t.device)
         d = d.scatter_add(0, target.reshape(-1), weights[:, n0:n1].reshape(-1)).view(
-            b1 - b0, 3, width)
-        out[b0:b1] = torch.cumsum(d[:, 0] + torch.cumsum(d[:, 1] + torch.cumsum(d[:, 2], 1), 1),
-                                  1)
+            b1 - b0, 3, width
+        )
+        out[b0:b1] = torch.cumsum(d[:, 0] + torch.cumsum(d[:, 1] + torch.cumsum(d[:, 2], 1), 1), 1)
 
 
 def _window_sizes(largest: int) -> list[int]:
@@ -180,12 +203,11 @@ def _add_local(flat, offsets, distance, columns, base):
 
     evaluated with a handful of fused multiply-adds per window element.
     """
-    t_inv, inv, p, s, q = columns.unsqueeze(-1)                         # [n, 2, 1] each
-    x = torch.addcmul(t_inv, distance, inv)                             # [n, 2, size]
+    t_inv, inv, p, s, q = columns.unsqueeze(-1)  # [n, 2, 1] each
+    x = torch.addcmul(t_inv, distance, inv)  # [n, 2, size]
     gauss = torch.exp(torch.mul(x, x).neg_())
     poly = torch.addcmul(q * 0.5, torch.addcmul(s, q, x), x)
-    local = torch.addcmul(gauss * torch.addcmul(p, q, x, value=-_INV_SQRT_PI), torch.erfc(x),
-                          poly)
+    local = torch.addcmul(gauss * torch.addcmul(p, q, x, value=-_INV_SQRT_PI), torch.erfc(x), poly)
     index = (base.view(-1, 1, 1) + offsets).view(-1)
     local = local.view(-1)
     flat.index_add_(0, index, local if local.dtype == flat.dtype else local.to(flat.dtype))

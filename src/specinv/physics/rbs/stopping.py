@@ -63,20 +63,23 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("specinv"))
 
 
-def _lunasrim_electronic(z1: int, z2: int, energies_keV_per_u: np.ndarray,
-                         phase: int) -> np.ndarray:
+def _lunasrim_electronic(
+    z1: int, z2: int, energies_keV_per_u: np.ndarray, phase: int
+) -> np.ndarray:
     os.environ.setdefault("LUNASRIM_NO_NATIVE_MATH", "1")
     from lunasrim import data_files
     from lunasrim import stopping as srim
 
     data = data_files.load_scoef()
     # lunasrim takes E and the ion mass but only uses E/m; any mass gives the same table
-    return np.array([srim.electronic_stopping(z1, 1.0, z2, float(e), phase, data)
-                     for e in energies_keV_per_u])
+    return np.array(
+        [srim.electronic_stopping(z1, 1.0, z2, float(e), phase, data) for e in energies_keV_per_u]
+    )
 
 
-def electronic_stopping_table(z1: int, z2: int, grid: LogGrid = DEFAULT_GRID,
-                              phase: int = 0) -> np.ndarray:
+def electronic_stopping_table(
+    z1: int, z2: int, grid: LogGrid = DEFAULT_GRID, phase: int = 0
+) -> np.ndarray:
     """SRIM-2013 electronic stopping of ion Z1 in element Z2 on ``grid``, eV/TFU.
 
     ``phase`` 0 is SRIM's solid-target stopping, 1 its gas-target stopping.  The table
@@ -85,8 +88,13 @@ def electronic_stopping_table(z1: int, z2: int, grid: LogGrid = DEFAULT_GRID,
     for name, z in (("ion Z1", z1), ("target Z2", z2)):
         if not 1 <= z <= 92:
             raise ValueError(f"SRIM-2013 stopping: {name} = {z} outside 1..92")
-    path = cache_dir() / "stopping" / (
-        f"srim2013_lunasrim-{LUNASRIM_VERSION}_z1-{z1}_z2-{z2}_phase-{phase}_grid-{grid.key}.npy")
+    path = (
+        cache_dir()
+        / "stopping"
+        / (
+            f"srim2013_lunasrim-{LUNASRIM_VERSION}_z1-{z1}_z2-{z2}_phase-{phase}_grid-{grid.key}.npy"
+        )
+    )
     if path.exists():
         table = np.load(path)
         if table.shape == (grid.size,):
@@ -121,5 +129,7 @@ def zbl_nuclear_stopping(z1: int, m1: float, z2: int, m2: float, energy_keV) -> 
 
 def species_nuclear_stopping(z1: int, m1: float, sp: Species, energy_keV) -> np.ndarray:
     """Abundance-weighted ZBL nuclear stopping of an element or isotope, eV/TFU."""
-    return sum(iso.abundance * zbl_nuclear_stopping(z1, m1, iso.Z, iso.mass_u, energy_keV)
-               for iso in sp.isotopes)
+    return sum(
+        iso.abundance * zbl_nuclear_stopping(z1, m1, iso.Z, iso.mass_u, energy_keV)
+        for iso in sp.isotopes
+    )

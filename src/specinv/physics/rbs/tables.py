@@ -71,12 +71,19 @@ class LayerTables:
     offsets: torch.Tensor
     range_top: torch.Tensor
     omega2: torch.Tensor
-    pos0: torch.Tensor           # 0-dim: −u0/h, the grid position of u = 0
-    zero: torch.Tensor           # 0-dim: 0
+    pos0: torch.Tensor  # 0-dim: −u0/h, the grid position of u = 0
+    zero: torch.Tensor  # 0-dim: 0
 
     @classmethod
-    def build(cls, stopping: torch.Tensor, omega2: torch.Tensor, u0: float, h: float,
-              stopping_slope: torch.Tensor | None = None, energy: torch.Tensor | None = None):
+    def build(
+        cls,
+        stopping: torch.Tensor,
+        omega2: torch.Tensor,
+        u0: float,
+        h: float,
+        stopping_slope: torch.Tensor | None = None,
+        energy: torch.Tensor | None = None,
+    ):
         """Tables from the stopping [N, G] (keV/TFU) on the grid E_i = exp(u0 + i h).
 
         ``stopping_slope`` is dS/du on the same grid (by default: finite differences of
@@ -85,8 +92,9 @@ class LayerTables:
         """
         rows, size = stopping.shape
         if energy is None:
-            energy = torch.exp(u0 + h * torch.arange(size, dtype=stopping.dtype,
-                                                     device=stopping.device))
+            energy = torch.exp(
+                u0 + h * torch.arange(size, dtype=stopping.dtype, device=stopping.device)
+            )
         ds = _du(stopping, h) if stopping_slope is None else stopping_slope
         g_r = energy / stopping  # dR/du
         g_t = g_r / (stopping * stopping)  # dT/du
@@ -107,8 +115,9 @@ class LayerTables:
         dr = r_flat[1:] - r_flat[:-1]
         inv_dr = 1.0 / dr
         a, b = dr / m_flat[:-1], dr / m_flat[1:]
-        u_start = (u0 + h * torch.arange(size, dtype=stopping.dtype, device=stopping.device)
-                   ).repeat(rows)[:-1]
+        u_start = (
+            u0 + h * torch.arange(size, dtype=stopping.dtype, device=stopping.device)
+        ).repeat(rows)[:-1]
         inverse = torch.stack([-r_flat[:-1] * inv_dr, inv_dr, 1.0 - a, a + b - 2.0, u_start], -1)
         range_top = rng[:, -1]
         step = range_top.detach().double() + 1.0
@@ -118,9 +127,19 @@ class LayerTables:
         # search for it (right side) still lands in the row's last interval
         sorted_range[:, -1] += 0.5
         pos0 = torch.tensor(-u0 / h, dtype=stopping.dtype, device=stopping.device)
-        return cls(u0=u0, h=h, size=size, coef=coef, inverse=inverse,
-                   sorted_range=sorted_range.view(-1), offsets=offsets, range_top=range_top,
-                   omega2=omega2, pos0=pos0, zero=torch.zeros_like(pos0))
+        return cls(
+            u0=u0,
+            h=h,
+            size=size,
+            coef=coef,
+            inverse=inverse,
+            sorted_range=sorted_range.view(-1),
+            offsets=offsets,
+            range_top=range_top,
+            omega2=omega2,
+            pos0=pos0,
+            zero=torch.zeros_like(pos0),
+        )
 
     # ------------------------------------------------------------------ look-ups
     def _evaluate(self, q: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -171,11 +190,19 @@ class LayerTables:
         # (dT/dR = 1/S²).
         r_at, s_at, t_at = self._evaluate(q, t.clamp(0.0, 1.0)).unbind(-1)
         dr = r - r_at
-        return (torch.addcmul(u, dr, s_at / torch.exp(u)),
-                torch.stack([r, s_at, torch.addcdiv(t_at, dr, s_at * s_at)], -1))
+        return (
+            torch.addcmul(u, dr, s_at / torch.exp(u)),
+            torch.stack([r, s_at, torch.addcdiv(t_at, dr, s_at * s_at)], -1),
+        )
 
-    def cross(self, row: torch.Tensor, u: torch.Tensor, variance: torch.Tensor,
-              path: torch.Tensor, before: torch.Tensor | None = None):
+    def cross(
+        self,
+        row: torch.Tensor,
+        u: torch.Tensor,
+        variance: torch.Tensor,
+        path: torch.Tensor,
+        before: torch.Tensor | None = None,
+    ):
         """Move particles of energy exp(u) and energy variance ``variance`` along ``path``
         TFU of table ``row`` (same shape as ``u``); ``before`` may hold ``lookup(row, u)``
         when the caller has it already.
@@ -190,6 +217,7 @@ class LayerTables:
         u_out, after = self.invert(row, rng)
         _, s_out, t_out = after.unbind(-1)
         ratio = s_out / s_in
-        var_out = torch.addcmul(ratio * ratio * variance, self.omega2.take(row) * s_out * s_out,
-                                t_in - t_out)
+        var_out = torch.addcmul(
+            ratio * ratio * variance, self.omega2.take(row) * s_out * s_out, t_in - t_out
+        )
         return u_out, var_out, ratio, s_in, rng >= 0.0
