@@ -16,7 +16,7 @@ predictions = {n: read_dataset(p) for n, p in zip(par.sizes, inp.predictions, st
 if plan.regression:
     tables = paper_tables(
         predictions=predictions,
-        mdn_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.network, strict=True)},
+        network_fits={n: read_dataset(p) for n, p in zip(par.sizes, inp.network, strict=True)},
         fits={m: read_dataset(p) for m, p in zip(par.methods, inp.fits, strict=True)},
         model_size=par.model_size,
         alpha=ev["alpha"],

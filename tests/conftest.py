@@ -94,3 +94,29 @@ def tiny_processed(tmp_path_factory) -> Path:
             processed_dataset(split_dataset(merged, split), transform), root / f"{split}.nc"
         )
     return root
+
+
+def run_snakemake(*args: str, cwd: Path):
+    """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
+    plug-in techniques importable; returns the completed process."""
+    import subprocess
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]
+        ),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--directory",
+        str(cwd),
+        "--cores",
+        "2",
+        *args,
+    ]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)

@@ -3,10 +3,7 @@ whole workflows of a regression and a multi-label technique through the same rul
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import run_snakemake
 from specinv.config import ConfigError, validate_config
 from specinv.data import dataset_config, read_dataset, sample_parameters, simulate_shard
 from specinv.plan import workflow_plan
@@ -89,26 +87,7 @@ def test_plans_follow_the_task():
 
 def run_workflow(tmp_path: Path, config: str) -> Path:
     shutil.copy(DATA / config, tmp_path / config)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(
-            [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]
-        ),
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(tmp_path),
-        "--cores",
-        "2",
-        "--configfile",
-        config,
-    ]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    r = run_snakemake("--configfile", config, cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp_path / "results" / yaml.safe_load((DATA / config).read_text())["name"]
 

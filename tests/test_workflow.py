@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
+from conftest import run_snakemake
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "tests" / "data" / "tiny.yaml"
 
@@ -20,19 +22,7 @@ pytest.importorskip("snakemake")
 
 
 def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(REPO / "Snakefile"),
-        "--directory",
-        str(cwd),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
+    return run_snakemake(*args, cwd=cwd)
 
 
 def workdir(tmp_path: Path) -> Path:

@@ -319,7 +319,7 @@ def methods_on_fitted_spectra(
 
 def paper_tables(
     predictions: Mapping[int, xr.Dataset],
-    mdn_fits: Mapping[int, xr.Dataset],
+    network_fits: Mapping[int, xr.Dataset],
     fits: Mapping[str, xr.Dataset],
     model_size: int,
     alpha: float = 0.05,
@@ -328,11 +328,11 @@ def paper_tables(
     """Every table of the evaluation.
 
     Args:
-        predictions: MDN predictions of the test split per training-set size.
-        mdn_fits: their back-simulations (χ² of the mean) per size.
+        predictions: the network's predictions of the test split per training-set size.
+        network_fits: their back-simulations (χ² of the mean) per size.
         fits: fit results per method (``autofit``, ``mdn_autofit``, ``mdn_refine``), all
             on the same (first) test spectra.
-        model_size: the training-set size of the MDN the fits start from.
+        model_size: the training-set size of the network the fits start from.
         information: Cramér–Rao bounds of the fitted test spectra
             (:func:`specinv.fitting.runner.information_limit`), or None.
 
@@ -342,12 +342,12 @@ def paper_tables(
         (Table 6 and the comparison of all methods on the same spectra); with
         ``information`` also ``information`` (:func:`information_table`).
     """
-    kind, label = _network(mdn_fits[model_size])
+    kind, label = _network(network_fits[model_size])
     labels = method_labels(kind, label)
-    chi2_rows = {f"{label}{n}": mdn_fits[n] for n in sorted(mdn_fits)}
+    chi2_rows = {f"{label}{n}": network_fits[n] for n in sorted(network_fits)}
     chi2_rows.update({labels[m]: f for m, f in fits.items()})
-    same = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size)
-    own = methods_on_fitted_spectra(mdn_fits[model_size], fits, model_size, common=False)
+    same = methods_on_fitted_spectra(network_fits[model_size], fits, model_size)
+    own = methods_on_fitted_spectra(network_fits[model_size], fits, model_size, common=False)
     # methods that fitted more spectra than the comparison shares: also on all of theirs
     more = {
         f"{label} (all {ds.sizes['sample']})": ds

@@ -76,7 +76,6 @@ class Technique(abc.ABC):
         preprocessing_defaults: the technique's values of the ``preprocessing`` keys a
             configuration leaves out (see :class:`~specinv.data.PreprocessSettings`).
         noise_models: values of ``data.noise`` the technique supports besides ``none``.
-        model_label: short label of the parameters' estimates in tables ("areal density").
 
     Instance attributes set by the constructor: ``parameter_names``, ``parameter_units``,
     ``device`` and ``dtype`` (of the tensors :meth:`simulate` takes).
