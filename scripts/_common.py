@@ -14,7 +14,12 @@ def start(snakemake):
     logging.basicConfig(
         stream=log, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
     )
-    # Lightning's advertising tips (e.g. about litmodels) are not for job logs
+    # Lightning, when imported before this, logs to the terminal: send it to the log too
+    for name in ("pytorch_lightning", "lightning_fabric"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler):
+                handler.setStream(log)
+    # and its advertising tips (e.g. about litlogger) are not for job logs
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )

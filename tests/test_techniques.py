@@ -113,6 +113,8 @@ def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
     assert (refined["chi2"] < refined["chi2_start"]).any()
     for name in ("chi2", "coverage", "mre", "information_limit", "runtimes"):
         assert (res / f"tables/{name}.csv").exists(), name
+    coverage = pd.read_csv(res / "tables/coverage.csv", index_col=0)
+    assert coverage["ACS"].isna().all() and coverage["MRE"].notna().all()  # no std: no score
     for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
     assert not (tmp_path / "results" / "example").exists()  # no example file: none

@@ -255,6 +255,8 @@ def test_bad_training_settings():
         model_settings({"model": {"gru_hiden": 3}})
     with pytest.raises(ValueError, match="model.kind: 'classifier' solves multilabel"):
         model_settings({"model": {"kind": "classifier"}}, "regression")
+    with pytest.raises(ValueError, match="filters, kernels and strides need the same"):
+        model_settings({"model": {"filters": [8, 8, 8]}})
     with pytest.raises(ValueError, match="model.kind: expected one of mdn, cnn, classifier"):
         model_settings({"model": {"kind": "svm"}})
     config = yaml.safe_load(TINY.read_text())

@@ -121,6 +121,9 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     assert raw["counts"].dtype == np.int32  # raw noisy counts kept for χ²
     log = (wd / "logs/tiny/simulate/shard-0.log").read_text()
     assert "spectra" in log and "shard 1/3" in log  # progress in the logs
+    train_log = (wd / "logs/tiny/train/n60-member0.log").read_text()
+    assert "best validation loss" in train_log and "Tip:" not in train_log  # no adverts
+    assert "GPU available" in train_log  # Lightning's own lines go to the job's log too
     assert (wd / "results/example/spectrum.png").stat().st_size > 10_000
     # predictions, fits, tables and figures of the evaluation
     import pandas as pd

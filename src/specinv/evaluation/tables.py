@@ -79,13 +79,18 @@ def chi2_profile_table(fits: Mapping[str, xr.Dataset], alpha: float = 0.05) -> p
 
 
 def coverage_table(predictions: xr.Dataset) -> pd.DataFrame:
-    """Per parameter: ACS, empirical 1σ and 2σ coverage and MRE of the MDN (Table 5)."""
+    """Per parameter: ACS, empirical 1σ and 2σ coverage and MRE of the network (Table 5).
+
+    A network without an uncertainty (a point-estimating CNN alone: ``std`` NaN) gets NaN
+    scores, not a coverage of zero."""
     est, std, true = (predictions[k].values for k in ("mean", "std", "true"))
+    has_std = np.isfinite(std).all(axis=0)
+    safe = np.where(np.isfinite(std), std, 0.0)
     out = pd.DataFrame(
         {
-            "ACS": coverage_scores(est, std, true).mean(axis=0),
-            "coverage_1sigma": interval_coverage(est, std, true, 1.0),
-            "coverage_2sigma": interval_coverage(est, std, true, 2.0),
+            "ACS": np.where(has_std, coverage_scores(est, safe, true).mean(axis=0), np.nan),
+            "coverage_1sigma": np.where(has_std, interval_coverage(est, safe, true, 1.0), np.nan),
+            "coverage_2sigma": np.where(has_std, interval_coverage(est, safe, true, 2.0), np.nan),
             "MRE": median_relative_error(est, true),
         },
         index=pd.Index(predictions["param"].values.astype(str), name="param"),

@@ -71,7 +71,12 @@ class ModelKind:
                 f"{cls.name!r} (expected architecture or one of "
                 f"{', '.join(sorted(allowed))})"
             )
-        return {**cls.architectures[name], **m}
+        arch = {**cls.architectures[name], **m}
+        try:  # the fields' own checks, before any training starts (the sizes are the data's)
+            cls.config_class(**arch, **dict.fromkeys(cls.size_fields, 1))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model ({cls.name}, architecture {name}): {exc}") from None
+        return arch
 
     @classmethod
     def build(cls, architecture: Mapping[str, Any], input_length: int, n_targets: int) -> nn.Module:
