@@ -252,6 +252,7 @@ def _set(path: str, value):
         (_set("data.threads", 2), {}),
         (_set("training.progress_bar", True), {}),
         (_set("fitting.batch_size", 100), {}),
+        (_set("evaluation.threshold", 0.7), {}),  # read by multi-label evaluations only
         # a default written out is the same configuration
         (_set("fitting.restart_every", 30), {}),
         (_set("preprocessing.merge", 4), {}),

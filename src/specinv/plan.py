@@ -145,7 +145,15 @@ class WorkflowPlan:
         t = self.dataset.technique
         fitting = c["fitting"]
         evaluation = c["evaluation"]
-        shared_eval = {"model_size": self.model_size, "sizes": self.train_sizes}
+        shared_eval = {
+            "model_size": self.model_size,
+            "sizes": self.train_sizes,
+            "methods": self.fit_methods,
+        }
+        # the regression evaluation reads the test level and the ratio figure's sample; the
+        # classification its threshold
+        table_keys = ("alpha",) if self.regression else ("threshold",)
+        figure_keys = ("ratio_samples", "seed") if self.regression else ()
         out = {
             "data": {"technique": t, t: c[t], "data": {k: c["data"][k] for k in DATA_KEYS}},
             "preprocessing": {"settings": asdict(self.preprocessing), "task": self.task},
@@ -155,19 +163,10 @@ class WorkflowPlan:
                     k: v for k, v in c["training"].items() if k not in TRAINING_EXECUTION_KEYS
                 },
             },
-            "tables": {
-                **shared_eval,
-                "alpha": evaluation["alpha"],
-                "threshold": evaluation["threshold"],
-                "methods": self.fit_methods,
-            },
+            "tables": {**shared_eval, **{k: evaluation[k] for k in table_keys}},
             "figures": {
                 **shared_eval,
-                "alpha": evaluation["alpha"],
-                "threshold": evaluation["threshold"],
-                "ratio_samples": evaluation["ratio_samples"],
-                "seed": evaluation["seed"],
-                "methods": self.fit_methods,
+                **{k: evaluation[k] for k in (*table_keys, *figure_keys)},
             },
             "runtimes": {"paper_runtimes_h": evaluation["paper_runtimes_h"]},
         }
