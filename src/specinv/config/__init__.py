@@ -70,7 +70,7 @@ def validate_config(config: Mapping[str, Any], *, in_place: bool = False) -> dic
     name = out.get("technique")
     if isinstance(name, str):
         for old, new in _MOVED.items():
-            if old in out and name not in out:
+            if old in out:
                 raise ConfigError(
                     f"{old}: this section is now part of the technique's section "
                     f"({new.format(technique=name)}); move it there"
