@@ -60,6 +60,19 @@ def test_the_technique_gives_its_preprocessing_defaults():
             lambda c: c["rbs"]["experiment"]["beam"].update(energy_keV=-5),
             "rbs.experiment.beam.energy_keV: expected a value > 0, got -5",
         ),
+        (
+            lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
+            "rbs.sample.layers[1].D: lower bound low=900 is above the upper bound high=100",
+        ),
+        (lambda c: c["data"]["sizes"].update({"validation": -3}), "data.sizes.validation"),
+        (
+            lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
+            "rbs.experiment: geometry.incidence_deg",
+        ),
+        (
+            lambda c: c["rbs"]["experiment"]["beam"].update({"energy_kev": 5}),
+            "rbs.experiment.beam: unknown key(s) 'energy_kev'",
+        ),
         (lambda c: c["training"].update(sizes=[30, 30]), "training.sizes: expected distinct"),
         (lambda c: c["training"].update(sizes=[30, 6000]), "training.sizes: 6000 is larger"),
         (lambda c: c["evaluation"].update(model_size=45), "evaluation.model_size: 45 is not"),

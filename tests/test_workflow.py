@@ -313,26 +313,17 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path, tiny_run):
         (lambda c: c["data"]["sizes"].update({"train": "many"}), "many"),  # type
         (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
         (
-            lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
-            "sample.layers[1].D: lower bound low=900 is above the upper bound high=100",
-        ),
-        (lambda c: c["data"]["sizes"].update({"validation": -3}), "-3"),  # negative
-        (
-            lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
-            "geometry.incidence_deg",
-        ),
-        (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_kev": 5}), "energy_kev"),
-        (
             lambda c: c.update({"preprocessing": {"savgol": {"window": 4}}}),
             "preprocessing.savgol.window",
         ),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, change, message):
+    """The workflow stops before any job (every other bad value: tests/test_config.py)."""
     wd = workdir(tmp_path)
     config = yaml.safe_load(TINY.read_text())
     change(config)
-    # replace the default config itself (a --configfile would be merged into it)
+    # replace the default config itself (as a user editing config/config.yaml would)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     r = snakemake(cwd=wd)
     assert r.returncode != 0
