@@ -196,6 +196,7 @@ def test_test_split_does_not_change_with_the_training_size():
 @pytest.mark.parametrize(
     ("configfile", "data_hash"),
     [
+        ("config/config.yaml", "73eac8a74d837a69"),
         ("tests/data/tiny.yaml", "3419dad8a87219c5"),
         ("config/paper/rbs_A.yaml", "120e59f73d6f2c00"),
         ("config/paper/rbs_B.yaml", "5ea5149882aaebaf"),
