@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .config import ConfigError
     from .techniques import available, technique_class
 
-    parser = argparse.ArgumentParser(prog="specinv", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="specinv",
+        description="The specinv command line: one group of verbs per technique "
+        "(specinv <technique> <verb> --help).",
+    )
     parser.add_argument("--version", action="version", version=f"specinv {__version__}")
     techniques = parser.add_subparsers(dest="technique", required=True)
     for name in available():
