@@ -125,6 +125,12 @@ def plot_classification(
     ax.set_xticks(x, lab.index, rotation=45 if len(lab) > 8 else 0)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"score (threshold {threshold:g})")
-    ax.legend(fontsize=8)
+    # below the axes: the bars fill the panel
+    ax.legend(
+        fontsize=8,
+        ncol=3,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 if len(lab) <= 8 else -0.25),
+    )
     ax.set_title(f"{title} (trained on {model_size} spectra)".strip())
     _save(fig, paths_labels)
