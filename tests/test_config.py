@@ -60,11 +60,20 @@ def test_the_technique_gives_its_preprocessing_defaults():
             lambda c: c["rbs"]["experiment"]["beam"].update(energy_keV=-5),
             "rbs.experiment.beam.energy_keV: expected a value > 0, got -5",
         ),
+        (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
         (
-            lambda c: c["rbs"]["sample"]["layers"][1].update({"D": {"low": 900, "high": 100}}),
-            "rbs.sample.layers[1].D: lower bound low=900 is above the upper bound high=100",
+            lambda c: c["rbs"]["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
+            "sample.layers[1].W: lower bound low=900 is above the upper bound high=100",
         ),
-        (lambda c: c["data"]["sizes"].update({"validation": -3}), "data.sizes.validation"),
+        (
+            lambda c: c["rbs"]["sample"]["layers"][0].update(
+                {"W": {"law": "loguniform", "low": 0, "high": 10}}
+            ),
+            "sample.layers[0].W.low",
+        ),
+        (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_keV": -1}), "beam.energy_keV"),
+        (lambda c: c["data"]["sizes"].update({"test": -5}), "data.sizes.test"),
+        (lambda c: c["data"].update({"shards": 1000}), "data.shards"),
         (
             lambda c: c["rbs"]["experiment"]["geometry"].update({"incidence_deg": 95}),
             "rbs.experiment: geometry.incidence_deg",

@@ -11,7 +11,6 @@ import yaml
 
 from specinv.data import (
     SPLITS,
-    ConfigError,
     PreprocessSettings,
     SpectrumTransform,
     dataset_config,
@@ -150,33 +149,6 @@ def test_transform_rejects_bad_spectra(tmp_path, bad, message):
     )
     with pytest.raises(ValueError, match=message):
         t.features(bad)
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (lambda c: c["rbs"]["sample"]["layers"][0].update({"Qx": None}), "unknown element 'Qx'"),
-        (
-            lambda c: c["rbs"]["sample"]["layers"][1].update({"W": {"low": 900, "high": 100}}),
-            "sample.layers[1].W: lower bound low=900 is above the upper bound high=100",
-        ),
-        (
-            lambda c: c["rbs"]["sample"]["layers"][0].update(
-                {"W": {"law": "loguniform", "low": 0, "high": 10}}
-            ),
-            "sample.layers[0].W.low",
-        ),
-        (lambda c: c["rbs"]["experiment"]["beam"].update({"energy_keV": -1}), "beam.energy_keV"),
-        (lambda c: c["data"]["sizes"].update({"test": -5}), "data.sizes.test"),
-        (lambda c: c["data"].update({"shards": 1000}), "data.shards"),
-    ],
-)
-def test_bad_configs_name_the_key(change, message):
-    config = tiny_config()
-    change(config)
-    with pytest.raises(ConfigError) as info:
-        dataset_config(config)
-    assert message in str(info.value)
 
 
 def test_test_split_does_not_change_with_the_training_size():
