@@ -1,7 +1,7 @@
 """Preprocessing of spectra for the networks: fitted on the training split only, saved, and
 re-applied unchanged to validation, test and any new (e.g. measured) spectrum.
 
-Steps (following Muzakka et al. 2024 for RBS; every step is a setting, and each technique
+Steps (following Muzakka et al. 2024; every step is a setting, and each technique
 gives its own defaults, ``Technique.preprocessing_defaults``):
 
 1. region of interest: drop the first ``first_channel`` channels;
@@ -106,7 +106,7 @@ def preprocess_settings(
     config: Mapping[str, Any], technique_defaults: Mapping[str, Any] | None = None
 ) -> PreprocessSettings:
     """The preprocessing of a workflow configuration: its ``preprocessing`` section over the
-    technique's defaults (``technique_defaults``, e.g. ``RBSTechnique.preprocessing_defaults``)
+    technique's defaults (``technique_defaults``: ``Technique.preprocessing_defaults``)
     over the neutral ones.  Raises :class:`~specinv.config.ConfigError` naming the key."""
     return PreprocessSettings.from_section(
         _merged(
