@@ -209,7 +209,7 @@ def minimize_batched(
     here, so a run never exceeds its ``maxfev`` and the total never exceeds
     ``max_evaluations``.
 
-    **Restarts** (the "Autofit" of RBS fitting codes). With ``restart_every``, a problem runs
+    **Restarts** (the paper's "Autofit"). With ``restart_every``, a problem runs
     SciPy's NM repeatedly: each run has ``maxfev = min(restart_every, remaining budget)`` and
     starts with a fresh initial simplex around the previous run's result ``x`` (SciPy's
     ``res.x``, the best vertex of its final simplex, whose value is never worse than that of
