@@ -48,7 +48,7 @@ def processed(tiny_processed) -> Path:
     return tiny_processed
 
 
-def train(processed: Path, out: Path, training: TrainingSettings, model=SMALL_NET, **kw):
+def train_small(processed: Path, out: Path, training: TrainingSettings, model=SMALL_NET, **kw):
     """Staged training on the first 200 spectra of the tiny processed data."""
     return train_staged(
         processed / "train.nc",
@@ -70,7 +70,7 @@ def settings(**kw) -> TrainingSettings:
 
 def test_staged_training_and_prediction(processed, tmp_path):
     out = tmp_path / "model"
-    summary = train(processed, out, settings())
+    summary = train_small(processed, out, settings())
     assert (out / "model.ckpt").exists() and (out / "summary.json").exists()
     assert [s["epochs"] for s in summary["stages"]] == [3, 3]
     assert summary["stages"][1]["learning_rate"] == 5e-4
@@ -99,7 +99,7 @@ def test_an_ensemble_pools_its_networks_into_one_mixture(processed, tmp_path):
         member = ensemble.member(k)
         assert member.seed == 5 + k and member.ensemble == 2
         out = tmp_path / f"member{k}"
-        train(processed, out, member)
+        train_small(processed, out, member)
         paths.append(out / "model.ckpt")
         single.append(predict(paths[-1], processed / "test.nc", transform))
     pooled = predict(paths, processed / "test.nc", transform)
@@ -148,8 +148,8 @@ def test_noise_resampled_every_epoch(processed, tmp_path):
         np.abs(first - transform.features(np.rint(expected).astype(np.int32))).mean() / 3
     )
     with pytest.raises(ValueError, match="resample_noise"):
-        train(processed, tmp_path / "m", settings(resample_noise=True))
-    summary = train(
+        train_small(processed, tmp_path / "m", settings(resample_noise=True))
+    summary = train_small(
         processed,
         tmp_path / "m",
         settings(resample_noise=True, epochs=4),
@@ -207,7 +207,7 @@ def test_weight_averaging_is_what_is_validated_and_kept(processed, tmp_path):
     """With ``ema_decay`` the checkpoints' weights are the moving average (not the last
     optimizer iterate), and the validation loss logged is that of the average."""
     out = tmp_path / "model"
-    train(processed, out, settings(ema_decay=0.9, learning_rates=(1e-3,), epochs=3))
+    train_small(processed, out, settings(ema_decay=0.9, learning_rates=(1e-3,), epochs=3))
     ckpt = torch.load(out / "stage1" / "checkpoints" / "last.ckpt", weights_only=False)
     averaged, raw = ckpt["state_dict"], ckpt["current_model_state"]
     assert averaged.keys() == raw.keys()
@@ -284,7 +284,7 @@ def test_point_regression_cnn_trains_and_predicts(processed, tmp_path, kind, ens
     paths = []
     for k in range(ensemble):
         out = tmp_path / f"member{k}"
-        summary = train(processed, out, settings(epochs=4, seed=k), model=net)
+        summary = train_small(processed, out, settings(epochs=4, seed=k), model=net)
         assert summary["architecture"]["kind"] == kind and np.isfinite(summary["best_val_loss"])
         paths.append(out / "model.ckpt")
     pred = predict(paths, processed / "test.nc", transform)
