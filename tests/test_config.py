@@ -86,7 +86,7 @@ def test_the_technique_gives_its_preprocessing_defaults():
         (lambda c: c["training"].update(sizes=[30, 6000]), "training.sizes: 6000 is larger"),
         (lambda c: c["evaluation"].update(model_size=45), "evaluation.model_size: 45 is not"),
         (lambda c: c["model"].update(kind="classifier"), "model.kind: 'classifier' solves"),
-        (lambda c: c["fitting"].update(shards=9), "fitting.shards: 9 shards for 8 fitted"),
+        (lambda c: c["fitting"].update(shards=9), "fitting.shards: 9 fit jobs for 8 fitted"),
     ],
 )
 def test_bad_configurations_name_the_key(change, message):

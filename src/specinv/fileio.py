@@ -34,3 +34,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def check_output_path(path: str | Path, key: str) -> Path:
+    """Refuse an output path that cannot be written as a file (a folder, or a parent that is
+    a file) before any work starts.
+
+    Raises:
+        ConfigError: naming ``key`` and the path.
+    """
+    from .config.errors import ConfigError
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{key}: {str(path)!r} is a folder; expected a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"{key}: {str(parent)!r} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ConfigError(f"{key}: cannot write in {str(parent)!r} (permission denied)")
+            break
+    return path

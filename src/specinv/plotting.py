@@ -7,7 +7,29 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_path
+from .fileio import atomic_path, check_output_path
+
+
+def check_figure_path(path: str | Path, key: str) -> Path:
+    """Refuse a figure path whose suffix matplotlib cannot write (or that cannot be written
+    as a file) before any work starts.
+
+    Raises:
+        ConfigError: naming ``key``, the suffix and the formats that are supported.
+    """
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from .config.errors import ConfigError
+
+    path = check_output_path(path, key)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in formats:
+        raise ConfigError(
+            f"{key}: cannot write a figure as {path.name!r}; expected a name ending in one of "
+            f"{', '.join('.' + f for f in sorted(formats))}"
+        )
+    return path
 
 
 def plot_spectrum(

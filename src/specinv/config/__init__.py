@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from .errors import ConfigError
+from .files import check_tree, load_mapping_file
 from .schema import load_schema, validate
 
 #: Top-level keys of the generic schema.
@@ -65,7 +66,8 @@ def validate_config(config: Mapping[str, Any], *, in_place: bool = False) -> dic
     from ..techniques import technique_class
 
     if not isinstance(config, Mapping):
-        raise ConfigError(f"config: expected a mapping of sections, got {config!r}")
+        raise ConfigError(f"config: expected a mapping of sections, got {config!r:.200}")
+    check_tree(config)  # before anything walks it: no alias bombs, no deep nesting
     out: MutableMapping = config if in_place else copy.deepcopy(dict(config))
     name = out.get("technique")
     if isinstance(name, str):
@@ -107,6 +109,8 @@ __all__ = [
     "GENERIC_SECTIONS",
     "ConfigError",
     "canonical",
+    "check_tree",
+    "load_mapping_file",
     "schema_default",
     "validate",
     "validate_config",

@@ -2,13 +2,15 @@
 
 The schema is the one source of defaults: a key missing from a configuration gets the
 ``default`` of its schema entry (recursively, so a missing section with ``default: {}``
-gets its own keys' defaults too).  Errors name the key as a dotted path.
+gets its own keys' defaults too).  Where the schema expects a number, a string that spells
+one (``"1.7e11"``: YAML 1.1 readers such as Snakemake's leave exponents without a dot as
+strings) is replaced by the number.  Errors name the key as a dotted path.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, MutableSequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -17,19 +19,41 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from .errors import ConfigError
+from .files import as_number
+
+
+def _wants_number(schema: Any) -> bool:
+    """Whether a (sub)schema's own ``type`` admits numbers."""
+    if not isinstance(schema, Mapping):
+        return False
+    kinds = schema.get("type", ())
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    return "number" in kinds or "integer" in kinds
 
 
 def _with_defaults(validator_class):
+    """A validator that fills in defaults and reads number strings as numbers."""
     properties = validator_class.VALIDATORS["properties"]
+    items = validator_class.VALIDATORS["items"]
 
     def set_defaults(validator, props, instance, schema):
         if isinstance(instance, MutableMapping):
             for key, sub in props.items():
                 if isinstance(sub, Mapping) and "default" in sub and key not in instance:
                     instance[key] = copy.deepcopy(sub["default"])
+                elif key in instance and _wants_number(sub):
+                    # YAML 1.1 (Snakemake's reader) leaves 1.7e11 and 1e-3 as strings
+                    instance[key] = as_number(instance[key])
         yield from properties(validator, props, instance, schema)
 
-    return validators.extend(validator_class, {"properties": set_defaults})
+    def numbers_in_items(validator, sub, instance, schema):
+        if isinstance(instance, MutableSequence) and _wants_number(sub):
+            instance[:] = [as_number(v) for v in instance]
+        yield from items(validator, sub, instance, schema)
+
+    return validators.extend(
+        validator_class, {"properties": set_defaults, "items": numbers_in_items}
+    )
 
 
 _DefaultingValidator = _with_defaults(Draft202012Validator)
@@ -80,7 +104,9 @@ def _explain(error) -> str:
     if v in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
         op = {"minimum": ">=", "exclusiveMinimum": ">", "maximum": "<=", "exclusiveMaximum": "<"}[v]
         return f"expected a value {op} {error.validator_value}, got {error.instance!r}"
-    return f"{error.message} (got {error.instance!r})"
+    if v == "pattern":
+        return f"expected text matching {error.validator_value}, got {error.instance!r}"
+    return f"{error.message} (got {error.instance!r:.200})"
 
 
 @cache

@@ -14,10 +14,13 @@ import abc
 import argparse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
+
+from ..config.errors import ConfigError
 
 #: The tasks a technique's network can solve; they decide which evaluation the workflow runs.
 TASKS = ("regression", "multilabel")
@@ -203,3 +206,18 @@ class Technique(abc.ABC):
         """Add the technique's verbs (``specinv <name> <verb>``); each sets ``func``.  The
         default adds none."""
         return None
+
+    @classmethod
+    def check_example(cls, path: str | Path) -> None:
+        """Check a file for ``specinv <name> simulate`` (the workflow's ``example``) before
+        any job runs.
+
+        Raises:
+            ConfigError: naming the file, the key and what was expected.  The default
+                raises for every file: a technique without a ``simulate`` verb has no
+                example.
+        """
+        raise ConfigError(
+            f"example.experiment: technique {cls.name!r} has no `specinv {cls.name} simulate` "
+            f"command; expected null, got {str(path)!r}"
+        )

@@ -200,6 +200,16 @@ class RBSTechnique(Technique):
             {"units": "keV", "long_name": "detected energy at the channel's lower edge"},
         )
 
+    @classmethod
+    def check_example(cls, path: str | Path) -> None:
+        """An experiment file for ``specinv rbs simulate`` (ConfigError naming the key)."""
+        from ..physics.rbs import load_experiment
+
+        try:
+            load_experiment(path)
+        except ExperimentError as exc:
+            raise ConfigError(f"example.experiment: {exc}") from None
+
     # ------------------------------------------------------------------ command line
     @classmethod
     def add_cli(cls, subparsers: argparse._SubParsersAction) -> None:
@@ -219,22 +229,42 @@ class RBSTechnique(Technique):
             action="store_true",
             help="counts column with Poisson noise (expected_counts column added)",
         )
-        sim.add_argument("--seed", type=int, default=0, help="seed of the Poisson noise")
+        sim.add_argument(
+            "--seed", type=seed_argument, default=0, help="seed of the Poisson noise (0 … 2**63-1)"
+        )
         sim.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
         sim.set_defaults(func=simulate_command)
 
 
-def simulate_command(args: argparse.Namespace) -> int:
-    """``specinv rbs simulate``: one experiment file -> CSV (and a figure)."""
-    from ..fileio import atomic_path
-    from ..physics.rbs import load_experiment, poisson_noise
+def seed_argument(text: str) -> int:
+    """An argparse type: a seed, a whole number in 0 … 2**63 − 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected 0 … 2**63-1, got {text}")
+    return value
 
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """``specinv rbs simulate``: one experiment file -> CSV (and a figure).  Every option is
+    checked before the simulation starts."""
+    from ..devices import check_device
+    from ..fileio import atomic_path, check_output_path
+    from ..physics.rbs import load_experiment, poisson_noise
+    from ..plotting import check_figure_path
+
+    check_output_path(args.output, "-o/--output")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
+    device = check_device(args.device, "--device")
     try:
         exp = load_experiment(args.experiment)
     except ExperimentError as exc:
         raise ConfigError(str(exc)) from None
     t0 = time.perf_counter()
-    sim = RBSSimulator.from_experiment(exp, device=args.device)
+    sim = RBSSimulator.from_experiment(exp, device=device)
     expected = sim.simulate(exp.areal_densities)
     elapsed = time.perf_counter() - t0
     det = exp.setup.detector

@@ -33,15 +33,14 @@ file (when known), the key and what was expected.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from ...config.errors import ConfigError
+from ...config.files import as_number, load_mapping_file
 from .isotopes import UnknownSpeciesError, ion, species
 from .kinematics import exit_angle
 
@@ -63,12 +62,8 @@ def _number(
     nonnegative: bool = False,
     integer: bool = False,
 ) -> float:
-    if isinstance(value, str):
-        # YAML 1.1 reads 1.0e13 (no sign in the exponent) as a string
-        try:
-            value = float(value.strip())
-        except ValueError:
-            raise ExperimentError(f"{key}: expected a number, got {value!r}") from None
+    # a quoted number ("3000"), or 3e3 read by a YAML 1.1 parser, is a number
+    value = as_number(value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ExperimentError(f"{key}: expected a number, got {value!r}")
     if not math.isfinite(value):
@@ -429,26 +424,48 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
         channels=_number(
             _get(det, "channels", "detector"), "detector.channels", positive=True, integer=True
         ),
-        gain_keV_per_channel=_get(cal, "gain_keV_per_channel", "detector.calibration"),
-        offset_keV=cal.get("offset_keV", 0.0),
-        quadratic_keV_per_channel2=cal.get("quadratic_keV_per_channel2", 0.0),
-        resolution_fwhm_keV=_get(det, "resolution_fwhm_keV", "detector"),
+        gain_keV_per_channel=_number(
+            _get(cal, "gain_keV_per_channel", "detector.calibration"),
+            "detector.calibration.gain_keV_per_channel",
+        ),
+        offset_keV=_number(cal.get("offset_keV", 0.0), "detector.calibration.offset_keV"),
+        quadratic_keV_per_channel2=_number(
+            cal.get("quadratic_keV_per_channel2", 0.0),
+            "detector.calibration.quadratic_keV_per_channel2",
+        ),
+        resolution_fwhm_keV=_number(
+            _get(det, "resolution_fwhm_keV", "detector"), "detector.resolution_fwhm_keV"
+        ),
     )
+    exit_deg = geo.get("exit_deg")
     return Setup(
         ion=str(beam.get("ion", "4He")),
-        beam_energy_keV=_get(beam, "energy_keV", "beam"),
-        beam_spread_fwhm_keV=beam.get("energy_spread_fwhm_keV", 0.0),
+        beam_energy_keV=_number(_get(beam, "energy_keV", "beam"), "beam.energy_keV"),
+        beam_spread_fwhm_keV=_number(
+            beam.get("energy_spread_fwhm_keV", 0.0), "beam.energy_spread_fwhm_keV"
+        ),
         geometry=geo.get("type", "IBM"),
-        incidence_deg=geo.get("incidence_deg", 0.0),
-        scattering_deg=_get(geo, "scattering_deg", "geometry"),
-        exit_deg=geo.get("exit_deg"),
-        azimuth_deg=geo.get("azimuth_deg", 0.0),
+        incidence_deg=_number(geo.get("incidence_deg", 0.0), "geometry.incidence_deg"),
+        scattering_deg=_number(_get(geo, "scattering_deg", "geometry"), "geometry.scattering_deg"),
+        exit_deg=None if exit_deg is None else _number(exit_deg, "geometry.exit_deg"),
+        azimuth_deg=_number(geo.get("azimuth_deg", 0.0), "geometry.azimuth_deg"),
         detector=detector,
         fluence_times_solid_angle_sr=q_omega,
-        energy_cutoff_keV=_get(data, "energy_cutoff_keV", "experiment"),
+        energy_cutoff_keV=_number(
+            _get(data, "energy_cutoff_keV", "experiment"), "energy_cutoff_keV"
+        ),
         physics=PhysicsOptions(**phys),
-        numerics=Numerics(**num),
+        numerics=Numerics(
+            **{
+                k: _number(v, f"numerics.{k}", integer=k in _INTEGER_NUMERICS)
+                for k, v in num.items()
+            }
+        ),
     )
+
+
+#: the keys of ``numerics`` that are whole numbers
+_INTEGER_NUMERICS = ("max_nodes_per_layer", "grid_points_per_decade")
 
 
 _TOP_KEYS = [
@@ -479,19 +496,14 @@ def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
 def load_experiment(path: str | Path) -> Experiment:
     """Read an experiment from a YAML (``.yaml``/``.yml``) or JSON (``.json``) file.
 
-    Errors name the file, the key and what was expected.
+    The file is read strictly (:func:`specinv.config.files.load_mapping_file`: UTF-8 text, no
+    duplicate keys, bounded nesting and aliases, YAML 1.2 numbers such as ``3e3``).  Errors
+    name the file, the key and what was expected.
     """
-    path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ExperimentError(f"{path}: cannot read experiment file ({exc.strerror})") from None
-    try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ExperimentError(
-            f"{path}: malformed {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}"
-        ) from None
+        data = load_mapping_file(path, "experiment file (YAML or JSON)")
+    except ConfigError as exc:
+        raise ExperimentError(str(exc)) from None
     try:
         return experiment_from_dict(data)
     except ExperimentError as exc:
