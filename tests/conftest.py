@@ -96,13 +96,15 @@ def tiny_processed(tmp_path_factory) -> Path:
     return root
 
 
-def run_snakemake(*args: str, cwd: Path):
+def run_snakemake(*args: str, cwd: Path, path: str | None = None):
     """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
-    plug-in techniques importable; returns the completed process."""
+    plug-in techniques importable (and ``path`` as PATH if given); returns the completed
+    process."""
     import subprocess
 
     env = {
         **os.environ,
+        **({"PATH": path} if path is not None else {}),
         "PYTHONPATH": os.pathsep.join(
             [str(PLUGINS), *filter(None, [os.environ.get("PYTHONPATH")])]
         ),

@@ -4,6 +4,7 @@ configuration errors that stop it before any job runs."""
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -21,8 +22,8 @@ TINY = REPO / "tests" / "data" / "tiny.yaml"
 pytest.importorskip("snakemake")
 
 
-def snakemake(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run_snakemake(*args, cwd=cwd)
+def snakemake(*args: str, cwd: Path, path: str | None = None) -> subprocess.CompletedProcess:
+    return run_snakemake(*args, cwd=cwd, path=path)
 
 
 def workdir(tmp_path: Path) -> Path:
@@ -304,6 +305,42 @@ def test_rerun_resumes_without_redoing_finished_shards(tmp_path, tiny_run):
     # and the result equals an uninterrupted run
     for f in ("data/spectra.nc", "processed/test.nc"):
         assert md5(wd / "results/tiny" / f) == md5(tiny_run / "results/tiny" / f)
+
+
+@pytest.mark.slow
+def test_a_truncated_shard_is_removed_and_simulated_again(tmp_path, tiny_run):
+    wd = workdir(tmp_path)
+    shards = [wd / f"results/tiny/data/shards/shard-{s}-of-3.nc" for s in range(3)]
+    r = snakemake(*(str(p.relative_to(wd)) for p in shards), "--configfile", "tiny.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    shards[1].write_bytes(shards[1].read_bytes()[:2000])  # a crash or a full disk
+    r = snakemake("results/tiny/data/spectra.nc", "--configfile", "tiny.yaml", cwd=wd)
+    assert r.returncode != 0
+    log = (wd / "logs/tiny/merge_shards.log").read_text()
+    assert f"{shards[1].relative_to(wd)}: not a readable dataset (truncated or damaged" in log
+    assert "the file was removed: run the same command again" in log
+    assert not shards[1].exists()
+    r = snakemake("results/tiny/data/spectra.nc", "--configfile", "tiny.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    stats = next(x for x in (r.stdout + r.stderr).splitlines() if x.startswith("simulate_shard"))
+    assert int(stats.split()[-1]) == 1  # only the removed one
+    name = "results/tiny/data/spectra.nc"
+    assert md5(wd / name) == md5(tiny_run / name)
+
+
+def test_the_workflow_needs_no_environment_bin_folder_on_path(tmp_path):
+    """``/path/to/venv/bin/python -m snakemake`` without activating the environment: the
+    jobs call the library through the same interpreter, not a `specinv` on PATH."""
+    wd = workdir(tmp_path)
+    path = os.pathsep.join(
+        d
+        for d in os.environ["PATH"].split(os.pathsep)
+        if d and not (Path(d) / "specinv").exists() and not (Path(d) / "snakemake").exists()
+    )
+    assert shutil.which("specinv", path=path) is None
+    r = snakemake("results/example/spectrum.csv", "--configfile", "tiny.yaml", cwd=wd, path=path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (wd / "results/example/spectrum.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,12 @@ and the order of the keys in a file does not matter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, canonical, validate_config
+from .config import ConfigError, canonical, load_mapping_file, validate_config
 from .data.config import DatasetConfig, dataset_config
 from .data.preprocess import PreprocessSettings, preprocess_settings
 from .fitting.settings import FIT_METHODS, FitSettings, method_name
@@ -138,6 +139,19 @@ class WorkflowPlan:
     def example(self) -> str | None:
         return self.config["example"]["experiment"]
 
+    # ------------------------------------------------------------------ checks
+    def check_devices(self) -> None:
+        """ConfigError naming the key of a device the run asks for that this machine lacks
+        (for jobs that run here; a cluster's GPU nodes are checked by the jobs themselves)."""
+        from .devices import check_device
+
+        c = self.config
+        check_device(c["data"]["device"], "data.device")
+        if self.regression:
+            check_device(c["fitting"]["device"], "fitting.device")
+        if c["training"]["accelerator"] in ("gpu", "cuda"):
+            check_device(c["training"]["accelerator"], "training.accelerator")
+
     # ------------------------------------------------------------------ parameters
     def params(self) -> dict[str, str]:
         """Step -> the canonical text of exactly the configuration that step reads."""
@@ -175,17 +189,31 @@ class WorkflowPlan:
         return {k: canonical(v) for k, v in out.items()}
 
 
-def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> WorkflowPlan:
-    """Validate a workflow configuration and plan the run.
+def workflow_plan(
+    config: Mapping[str, Any],
+    *,
+    in_place: bool = False,
+    files: Sequence[str | Path] = (),
+    check_devices: bool = False,
+) -> WorkflowPlan:
+    """Validate a workflow configuration and plan the run: every check that can be made
+    before a job runs is made here.
 
     Args:
         in_place: fill the schema's defaults into ``config`` itself (Snakemake's ``config``).
+        files: the configuration files ``config`` was read from; each is read again
+            strictly (:func:`specinv.config.load_mapping_file`: UTF-8 text, no duplicate
+            keys, bounded nesting and aliases), which a YAML reader does not check.
+        check_devices: also check that the devices the configuration asks for (CUDA) exist
+            on this machine (for a run whose jobs execute here, not on a cluster's nodes).
 
     Raises:
         ConfigError: naming the key, what was expected and what was found.
     """
     from .techniques import technique_class
 
+    for path in files:
+        load_mapping_file(path, "workflow configuration file")
     config = validate_config(config, in_place=in_place)
     dataset = dataset_config(config)
     cls = technique_class(dataset.technique)
@@ -193,6 +221,12 @@ def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> Workf
     training = TrainingSettings.from_config(config)
     model = model_settings(config, cls.task)
     fitting = FitSettings.from_config(config)
+    for split, use in (("validation", "early stopping"), ("test", "the evaluation")):
+        if dataset.sizes[split] < 1:
+            raise ConfigError(
+                f"data.sizes.{split}: the workflow needs at least one {split} spectrum (for "
+                f"{use}), got {dataset.sizes[split]}"
+            )
     n_train = dataset.sizes["train"]
     sizes = list(training.sizes) or [n_train]
     for n in sizes:
@@ -206,15 +240,18 @@ def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> Workf
             f"evaluation.model_size: {model_size} is not one of training.sizes "
             f"({', '.join(map(str, sizes))})"
         )
-    if dataset.sizes["test"] < 1:
-        raise ConfigError("data.sizes.test: the evaluation needs at least one test spectrum")
     if cls.task == "regression":
         fitted = fitting.n_spectra(dataset.sizes["test"], "autofit")
         if fitted < fitting.shards:
             raise ConfigError(
-                f"fitting.shards: {fitting.shards} shards for {fitted} fitted spectra"
+                f"fitting.shards: {fitting.shards} fit jobs for {fitted} fitted spectra "
+                "(fitting.spectra, data.sizes.test); expected at most one job per spectrum"
             )
-    return WorkflowPlan(
+    technique = dataset.technique_instance
+    _check_input_bins(technique.n_channels, preprocessing, config["preprocessing"])
+    if config["example"]["experiment"] is not None:
+        cls.check_example(config["example"]["experiment"])
+    plan = WorkflowPlan(
         config=config,
         dataset=dataset,
         task=cls.task,
@@ -226,3 +263,31 @@ def workflow_plan(config: Mapping[str, Any], *, in_place: bool = False) -> Workf
         model_size=model_size,
         output_names=dict(cls.output_names),
     )
+    if check_devices:
+        plan.check_devices()
+    return plan
+
+
+def _check_input_bins(
+    n_channels: int, settings: PreprocessSettings, section: Mapping[str, Any]
+) -> None:
+    """ConfigError if dropping and merging channels leaves no bin of a spectrum of
+    ``n_channels`` (the networks take any length; pruning is checked on the data)."""
+
+    def origin(key: str) -> str:
+        return "" if key in section else " (the technique's default)"
+
+    first, merge = settings.first_channel, settings.merge
+    if first >= n_channels:
+        raise ConfigError(
+            f"preprocessing.first_channel: {first}{origin('first_channel')} drops every "
+            f"channel of the technique's {n_channels}-channel spectra; expected below "
+            f"{n_channels}"
+        )
+    bins = (n_channels - first) // merge
+    if bins < 1:
+        raise ConfigError(
+            f"preprocessing.merge: {merge}{origin('merge')} channels per bin leave no bin of "
+            f"the {n_channels - first} channels from preprocessing.first_channel {first} on; "
+            f"expected at most {n_channels - first}"
+        )

@@ -8,8 +8,16 @@ from specinv.data import SPLITS
 from specinv.plan import workflow_plan
 
 try:
-    # fills the schemas' defaults into `config`
-    PLAN = workflow_plan(config, in_place=True)
+    # fills the schemas' defaults into `config`; re-reads the configuration files strictly;
+    # checks the devices asked for where the jobs run here (not in a cluster's jobs, which
+    # plan again on their nodes)
+    PLAN = workflow_plan(
+        config,
+        in_place=True,
+        files=workflow.configfiles,
+        check_devices=workflow.local_exec
+        and not (workflow.remote_exec or workflow.subprocess_exec),
+    )
 except ConfigError as exc:
     raise WorkflowError(f"invalid configuration: {exc}") from None
 

@@ -1,5 +1,6 @@
-# A single spectrum from a file of the technique (`specinv <technique> simulate FILE`): a
-# smoke test of the forward model (example.experiment; none when null).
+# A single spectrum from a file of the technique (`specinv <technique> simulate FILE`, run in
+# the workflow's own interpreter): a smoke test of the forward model (example.experiment;
+# none when null).
 
 
 if PLAN.example:
@@ -22,8 +23,5 @@ if PLAN.example:
         resources:
             mem_mb=2000,
             runtime=10,
-        params:
-            technique=DATASET.technique,
-        shell:
-            "specinv {params.technique} simulate {input} -o {output.csv} "
-            "--plot {output.png} > {log} 2>&1"
+        script:
+            "../../scripts/example_simulate.py"

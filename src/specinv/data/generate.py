@@ -171,10 +171,37 @@ def simulate_shard(
     return xr.Dataset(data, coords=coords, attrs=params.attrs)
 
 
-def merge_shards(shards: Sequence[xr.Dataset | str | Path], progress: bool = True) -> xr.Dataset:
-    """Concatenate shards (datasets or files) along ``sample``; every index must appear once."""
+class CorruptShardError(OSError):
+    """A shard file that cannot be read (truncated by a crash or a full disk, or damaged)."""
+
+
+def _read_shard(path: str | Path, remove_corrupt: bool) -> xr.Dataset:
+    try:
+        return read_dataset(path)
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) or not remove_corrupt:
+            raise
+        Path(path).unlink(missing_ok=True)
+        raise CorruptShardError(
+            f"{path}: not a readable dataset (truncated or damaged: {exc.__cause__ or exc}); "
+            "the file was removed: run the same command again to simulate this shard anew "
+            "(its spectra depend only on the seed and their indices, so the data are the same)"
+        ) from None
+
+
+def merge_shards(
+    shards: Sequence[xr.Dataset | str | Path],
+    progress: bool = True,
+    remove_corrupt: bool = False,
+) -> xr.Dataset:
+    """Concatenate shards (datasets or files) along ``sample``; every index must appear once.
+
+    Args:
+        remove_corrupt: delete a shard file that cannot be read before raising
+            :class:`CorruptShardError`, so that rerunning the workflow simulates it again.
+    """
     parts = [
-        read_dataset(s) if isinstance(s, (str, Path)) else s
+        _read_shard(s, remove_corrupt) if isinstance(s, (str, Path)) else s
         for s in tqdm(
             shards,
             desc="reading shards",

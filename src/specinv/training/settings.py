@@ -40,6 +40,7 @@ class TrainingSettings:
 
     @property
     def epochs_per_stage(self) -> int:
+        """Epochs of every stage (``epochs`` is a multiple of the number of stages)."""
         return max(1, self.epochs // len(self.learning_rates))
 
     def member(self, index: int) -> TrainingSettings:
@@ -62,6 +63,14 @@ class TrainingSettings:
         for name in ("epochs", "patience", "batch_size", "ensemble"):
             if getattr(settings, name) < 1:
                 raise ConfigError(f"training.{name}: expected >= 1, got {getattr(settings, name)}")
+        stages = len(settings.learning_rates)
+        if settings.epochs % stages:
+            low = max(stages, settings.epochs - settings.epochs % stages)
+            raise ConfigError(
+                f"training.epochs: {settings.epochs} epochs cannot be split evenly over the "
+                f"{stages} stages of training.learning_rates; expected a multiple of {stages} "
+                f"(e.g. {low} or {low + stages})"
+            )
         if not 0.0 <= settings.ema_decay < 1.0:
             raise ConfigError(
                 f"training.ema_decay: expected 0 (off) or a decay in (0, 1), got "
