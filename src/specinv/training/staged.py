@@ -9,7 +9,11 @@ finished stage leaves ``done.json``.  Rerunning after an interruption skips fini
 stages and resumes the interrupted one from its last checkpoint (optimizer, epoch and
 early-stopping state included) — but only stages whose recorded fingerprint (settings,
 architecture, data hash and preprocessing, and the previous stage's fingerprint) is that
-of the current run; others are trained afresh.
+of the current run; others are trained afresh.  A resumed training ends with the weights of
+an uninterrupted one (exactly, on the CPU): the data order, the resampled noise and the
+global generators (dropout) of every epoch depend on (seed, stage, epoch) only
+(:mod:`specinv.training.lightning`), the optimizer, the weight average and the callbacks'
+states come from the checkpoint.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
 from ..fileio import atomic_path
 from ..models import model_kind
-from .lightning import InverseModel, ProcessedData, ResampledNoiseData
+from .lightning import EpochSeeding, InverseModel, ProcessedData, ResampledNoiseData
 from .settings import TrainingSettings, model_settings  # noqa: F401 (re-exported)
 
 
@@ -199,7 +203,9 @@ def train_staged(
         done = _stage_result(stage_dir)
         data.stage = k
         if done is None:
-            done = _train_stage(stage_dir, data, architecture, lr, best_path, settings, callbacks)
+            done = _train_stage(
+                stage_dir, k, data, architecture, lr, best_path, settings, callbacks
+            )
         stages.append(done)
         best_path = done["best_checkpoint"]
     overall = min(stages, key=lambda s: s["best_val_loss"])
@@ -220,6 +226,7 @@ def train_staged(
 
 def _train_stage(
     stage_dir: Path,
+    stage: int,
     data: ProcessedData,
     architecture: dict,
     lr: float,
@@ -254,6 +261,7 @@ def _train_stage(
             checkpoint,
             EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
             *averaging,
+            EpochSeeding(settings.seed, stage),
             *callbacks,
         ],
         reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
