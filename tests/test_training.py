@@ -395,3 +395,28 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(
             )
             for key in ("epochs", "best_val_loss"):
                 assert got[key] == expected[key], (k, key)
+            metrics = f"stage{k}/metrics.csv"
+            pd.testing.assert_frame_equal(
+                pd.read_csv(out / metrics), pd.read_csv(reference / metrics)
+            )
+
+
+def test_a_resumed_stage_keeps_the_metrics_of_the_epochs_before_the_kill(processed, tmp_path):
+    """Killed after the validation of epoch 2 (its row logged, its checkpoint not written)
+    and resumed from epoch 1's checkpoint: metrics.csv keeps the rows of epochs 0 and 1 as
+    they were, drops epoch 2's, and then has exactly one row set (validation, training) per
+    epoch — the file of an uninterrupted training."""
+    training = settings(learning_rates=(1e-3,), epochs=4)
+    out, reference = tmp_path / "killed", tmp_path / "uninterrupted"
+    with pytest.raises(_Killed):
+        train_small(processed, out, training, callbacks=[_Kill(1, 2, "validated")])
+    before = pd.read_csv(out / "stage1" / "metrics.csv")
+    assert before.loc[before["val_loss"].notna(), "epoch"].tolist() == [0, 1, 2]
+    train_small(processed, out, training)
+    after = pd.read_csv(out / "stage1" / "metrics.csv")
+    for column in ("val_loss", "train_loss"):
+        assert after.loc[after[column].notna(), "epoch"].tolist() == [0, 1, 2, 3], column
+    kept = before[before["epoch"] <= 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(after[after["epoch"] <= 1].reset_index(drop=True), kept)
+    train_small(processed, reference, training)
+    pd.testing.assert_frame_equal(after, pd.read_csv(reference / "stage1" / "metrics.csv"))

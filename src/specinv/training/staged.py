@@ -18,6 +18,7 @@ states come from the checkpoint.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -32,6 +33,7 @@ import torch
 import xarray as xr
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..config import ConfigError
@@ -110,6 +112,43 @@ def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
     stage_dir.mkdir(parents=True)
     with atomic_path(record) as tmp:
         tmp.write_text(json.dumps(fingerprint, indent=1))
+
+
+class _StageLogger(CSVLogger):
+    """The CSV log of a stage, ``stage_dir/metrics.csv``, continued when the stage resumes.
+
+    Lightning's CSV writer starts its folder afresh (removing ``metrics.csv``); resuming
+    from a checkpoint of epoch ``last_epoch``, this logger writes back the rows of the
+    epochs up to ``last_epoch`` as they were (read when it is made) and drops those of later
+    epochs, which the resumed training logs again; so the file has one row set per epoch.
+    """
+
+    def __init__(self, stage_dir: Path, last_epoch: int | None = None):
+        super().__init__(stage_dir.parent, name=stage_dir.name, version="")
+        self._kept = None
+        metrics = stage_dir / "metrics.csv"
+        if last_epoch is not None and metrics.exists():
+            with open(metrics, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
+                self._kept = (list(reader.fieldnames or []), rows)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        writer = super().experiment
+        if self._kept is not None:
+            header, rows = self._kept
+            with atomic_path(writer.metrics_file_path) as tmp:
+                with open(tmp, "w", newline="") as f:
+                    out = csv.DictWriter(f, fieldnames=header)
+                    out.writeheader()
+                    out.writerows(rows)
+            # the writer appends to an existing file under the header it knows
+            writer.metrics_keys = list(header)
+        return writer
 
 
 def noise_free_training_spectra(
@@ -235,6 +274,11 @@ def _train_stage(
     callbacks: Sequence[pl.Callback],
 ) -> dict:
     last = stage_dir / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.exists() else None
+    # the epoch of the checkpoint (written at the end of an epoch) the stage resumes from
+    last_epoch = (
+        torch.load(last, map_location="cpu", weights_only=False)["epoch"] if resume else None
+    )
     if previous_best is None:
         module = InverseModel(**architecture, lr=lr, weight_decay=settings.weight_decay)
     else:
@@ -256,7 +300,7 @@ def _train_stage(
         max_epochs=settings.epochs_per_stage,
         accelerator=settings.accelerator,
         devices=1,
-        logger=CSVLogger(stage_dir.parent, name=stage_dir.name, version=""),
+        logger=_StageLogger(stage_dir, last_epoch),
         callbacks=[
             checkpoint,
             EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
@@ -271,7 +315,7 @@ def _train_stage(
         log_every_n_steps=10,
     )
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training interrupted in {stage_dir}; rerun to resume")
     result = {
