@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from specinv.config import ConfigError
 from specinv.data import (
     SpectrumTransform,
     dataset_config,
@@ -22,6 +24,7 @@ from specinv.data import (
 from specinv.models import mixture_nll
 from specinv.training import (
     ResampledNoiseData,
+    TrainingDiverged,
     TrainingSettings,
     median_relative_error,
     model_settings,
@@ -420,3 +423,27 @@ def test_a_resumed_stage_keeps_the_metrics_of_the_epochs_before_the_kill(process
     pd.testing.assert_frame_equal(after[after["epoch"] <= 1].reset_index(drop=True), kept)
     train_small(processed, reference, training)
     pd.testing.assert_frame_equal(after, pd.read_csv(reference / "stage1" / "metrics.csv"))
+
+
+@pytest.mark.parametrize(
+    "rates, stage, loss",
+    [
+        ((1e6,), 1, "nan"),  # non-finite in the first epoch
+        ((1e-3, 1e2), 2, r"\d\.\d+e\+\d\d"),  # finite, but 1e10 and more
+    ],
+)
+def test_a_diverging_training_stops_with_a_clear_error(processed, tmp_path, rates, stage, loss):
+    """A non-finite loss, or a validation loss far above that of the weights the stage
+    started from, stops the training with an error naming the stage, the epoch, the loss
+    and training.learning_rates; no model.ckpt or summary.json is written."""
+    out = tmp_path / "model"
+    (out).mkdir()
+    (out / "model.ckpt").write_text("left by an earlier training")
+    with pytest.raises(TrainingDiverged) as error:
+        train_small(processed, out, settings(learning_rates=rates))
+    message = str(error.value)
+    assert isinstance(error.value, ConfigError) and "\n" not in message
+    assert re.search(rf"stage {stage} .*epoch 0: validation loss {loss}", message), message
+    assert f"training.learning_rates: expected lower rates, got {list(rates)}" in message
+    assert not (out / "model.ckpt").exists() and not (out / "summary.json").exists()
+    assert not (out / f"stage{stage}" / "done.json").exists()

@@ -116,17 +116,18 @@ class InverseModel(pl.LightningModule):
     def forward(self, x: torch.Tensor):
         return self.net(x)
 
-    def _loss(self, batch) -> torch.Tensor:
+    def batch_loss(self, batch) -> torch.Tensor:
+        """The kind's loss of a batch ``(x, y)``."""
         x, y = batch
         return self.kind.loss(self.net(x), y)
 
     def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
+        loss = self.batch_loss(batch)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val_loss", self._loss(batch), on_step=False, on_epoch=True, prog_bar=True)
+        self.log("val_loss", self.batch_loss(batch), on_step=False, on_epoch=True, prog_bar=True)
 
     def predict_step(self, batch, batch_idx, dataloader_idx=0):
         return self.net(batch[0])

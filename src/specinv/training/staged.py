@@ -46,6 +46,72 @@ from ..models import model_kind
 from .lightning import EpochSeeding, InverseModel, ProcessedData, ResampledNoiseData
 from .settings import TrainingSettings, model_settings  # noqa: F401 (re-exported)
 
+#: A stage's training diverges when its validation loss exceeds that of the weights it
+#: started from by more than DIVERGENCE_FACTOR times the larger of that loss's size and 1
+#: (or when a loss is not finite): :class:`_DivergenceCheck`.
+DIVERGENCE_FACTOR = 1e4
+
+
+class TrainingDiverged(ConfigError):
+    """A training stopped because its loss became non-finite or diverged; the message names
+    the stage, the epoch, the losses and ``training.learning_rates`` (a bad value of which
+    is the usual cause)."""
+
+
+def _validation_loss(module: InverseModel, loader: DataLoader) -> float:
+    """The module's loss on the validation loader (its mean over the spectra), in eval mode."""
+    training = module.training
+    module.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            total += float(module.batch_loss((x.to(module.device), y.to(module.device)))) * len(x)
+            n += len(x)
+    module.train(training)
+    return total / n
+
+
+class _DivergenceCheck(pl.Callback):
+    """Stops a diverging stage with :class:`TrainingDiverged`, at the end of a training epoch
+    (after its validation, before its checkpoint) whose training or validation loss is not
+    finite, or whose validation loss exceeds ``start + DIVERGENCE_FACTOR * max(|start|, 1)``.
+
+    ``start`` is the validation loss of the weights the stage started from: the previous
+    stage's best, or (``None``) that of the initial network, computed when the stage
+    starts; a resumed stage takes it from its checkpoint.
+    """
+
+    def __init__(self, stage: int, learning_rates: Sequence[float], start: float | None):
+        self.stage, self.rates, self.start = stage, list(learning_rates), start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"start": self.start}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.start = state_dict["start"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: InverseModel) -> None:
+        if self.start is None:
+            self.start = _validation_loss(pl_module, trainer.datamodule.val_dataloader())
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: InverseModel) -> None:
+        metrics = trainer.callback_metrics
+        losses = {k: float(metrics[k]) for k in ("val_loss", "train_loss") if k in metrics}
+        limit = self.start + DIVERGENCE_FACTOR * max(abs(self.start), 1.0)
+        if all(np.isfinite(v) for v in losses.values()) and losses.get("val_loss", 0) <= limit:
+            return
+        found = ", ".join(
+            f"{'validation' if k == 'val_loss' else 'training'} loss {v:.4g}"
+            for k, v in losses.items()
+        )
+        raise TrainingDiverged(
+            f"training diverged in stage {self.stage} (learning rate "
+            f"{self.rates[self.stage - 1]:g}), epoch {trainer.current_epoch}: {found}, where "
+            f"the weights the stage started from had a validation loss of {self.start:.4g} "
+            f"(diverged: not finite, or above {limit:.4g}); training.learning_rates: "
+            f"expected lower rates, got {self.rates}"
+        )
+
 
 def _stage_result(stage_dir: Path) -> dict | None:
     done = stage_dir / "done.json"
@@ -198,6 +264,8 @@ def train_staged(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.ckpt", "summary.json"):  # an earlier training's: not this one's
+        (out / name).unlink(missing_ok=True)
     pl.seed_everything(settings.seed, workers=True)
     if settings.resample_noise:
         if expected is None or transform is None or add_noise is None:
@@ -231,7 +299,6 @@ def train_staged(
         "validation": _data_fingerprint(validation),
     }
     stages = []
-    best_path = None
     fingerprint = None
     for k, lr in enumerate(settings.learning_rates):
         stage_dir = out / f"stage{k + 1}"
@@ -243,10 +310,16 @@ def train_staged(
         data.stage = k
         if done is None:
             done = _train_stage(
-                stage_dir, k, data, architecture, lr, best_path, settings, callbacks
+                stage_dir,
+                k,
+                data,
+                architecture,
+                lr,
+                stages[-1] if stages else None,
+                settings,
+                callbacks,
             )
         stages.append(done)
-        best_path = done["best_checkpoint"]
     overall = min(stages, key=lambda s: s["best_val_loss"])
     with atomic_path(out / "model.ckpt") as tmp:
         shutil.copyfile(overall["best_checkpoint"], tmp)
@@ -269,10 +342,14 @@ def _train_stage(
     data: ProcessedData,
     architecture: dict,
     lr: float,
-    previous_best: str | None,
+    previous: dict | None,
     settings: TrainingSettings,
     callbacks: Sequence[pl.Callback],
 ) -> dict:
+    """Train (or resume) stage ``stage`` (from 0) in ``stage_dir``, from the best weights of
+    the ``previous`` stage's result (None: a new network); return the stage's result, also
+    written to ``done.json``.  Raises :class:`TrainingDiverged` for a diverging training."""
+    previous_best = previous["best_checkpoint"] if previous else None
     last = stage_dir / "checkpoints" / "last.ckpt"
     resume = str(last) if last.exists() else None
     # the epoch of the checkpoint (written at the end of an epoch) the stage resumes from
@@ -306,6 +383,9 @@ def _train_stage(
             EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
             *averaging,
             EpochSeeding(settings.seed, stage),
+            _DivergenceCheck(
+                stage + 1, settings.learning_rates, previous["best_val_loss"] if previous else None
+            ),
             *callbacks,
         ],
         reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
