@@ -13,7 +13,9 @@ of the current run; others are trained afresh.  A resumed training ends with the
 an uninterrupted one (exactly, on the CPU): the data order, the resampled noise and the
 global generators (dropout) of every epoch depend on (seed, stage, epoch) only
 (:mod:`specinv.training.lightning`), the optimizer, the weight average and the callbacks'
-states come from the checkpoint.
+states come from the checkpoint; the stage's ``metrics.csv`` keeps its rows up to the
+checkpoint's epoch.  A stage whose loss becomes non-finite or diverges stops with
+:class:`TrainingDiverged`.
 """
 
 from __future__ import annotations
@@ -256,7 +258,9 @@ def train_staged(
     ``model`` is ``{"kind": ..., "architecture": {...}}`` (:func:`model_settings`).
 
     Writes ``out_dir/model.ckpt`` (the checkpoint with the lowest validation loss of all
-    stages) and ``out_dir/summary.json``; returns the summary.  ``callbacks`` are added to
+    stages) and ``out_dir/summary.json`` (those of an earlier training are removed first, so
+    that a failed one leaves none); returns the summary.  Raises :class:`TrainingDiverged`
+    when a stage's loss becomes non-finite or diverges.  ``callbacks`` are added to
     every stage's trainer.  With ``settings.resample_noise``, ``expected`` (the noise-free
     spectra of the first ``n_train`` training samples), the preprocessing ``transform`` and
     the technique's ``add_noise`` (:func:`technique_noise`) are needed: the noise is then
