@@ -96,11 +96,9 @@ def tiny_processed(tmp_path_factory) -> Path:
     return root
 
 
-def run_snakemake(*args: str, cwd: Path):
-    """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
-    plug-in techniques importable; returns the completed process."""
-    import subprocess
-
+def snakemake_command(*args: str, cwd: Path) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of :func:`run_snakemake` (for a test that runs the
+    workflow in the background, e.g. to kill it)."""
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(
@@ -119,4 +117,13 @@ def run_snakemake(*args: str, cwd: Path):
         "2",
         *args,
     ]
+    return cmd, env
+
+
+def run_snakemake(*args: str, cwd: Path):
+    """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
+    plug-in techniques importable; returns the completed process."""
+    import subprocess
+
+    cmd, env = snakemake_command(*args, cwd=cwd)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
