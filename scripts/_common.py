@@ -1,9 +1,11 @@
-"""Shared set-up of the Snakemake script adapters: log file, threads, allocator, the plan."""
+"""Shared set-up of the Snakemake script adapters: log file, threads, allocator, the plan;
+and how a job ends on an error the user can act on."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import NoReturn
 
 
 def start(snakemake):
@@ -32,3 +34,12 @@ def start(snakemake):
     from specinv.plan import workflow_plan
 
     return workflow_plan(snakemake.config)
+
+
+def exit_on_error(error: Exception) -> NoReturn:
+    """End the job on an error the user can act on (a :class:`specinv.config.ConfigError`,
+    e.g. a diverged training): its message as one line in the job's log and on the
+    workflow's terminal, without a traceback; exit status 1."""
+    logging.error("%s", error)
+    print(f"error: {error}", file=sys.__stderr__, flush=True)
+    sys.exit(1)

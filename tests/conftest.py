@@ -96,12 +96,11 @@ def tiny_processed(tmp_path_factory) -> Path:
     return root
 
 
-def run_snakemake(*args: str, cwd: Path, path: str | None = None):
-    """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
-    plug-in techniques importable (and ``path`` as PATH if given); returns the completed
-    process."""
-    import subprocess
-
+def snakemake_command(
+    *args: str, cwd: Path, path: str | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of :func:`run_snakemake` (for a test that runs the
+    workflow in the background, e.g. to kill it)."""
     env = {
         **os.environ,
         **({"PATH": path} if path is not None else {}),
@@ -121,4 +120,14 @@ def run_snakemake(*args: str, cwd: Path, path: str | None = None):
         "2",
         *args,
     ]
+    return cmd, env
+
+
+def run_snakemake(*args: str, cwd: Path, path: str | None = None):
+    """The workflow (this checkout's Snakefile) run in ``cwd`` on 2 cores, with the test
+    plug-in techniques importable (and ``path`` as PATH if given); returns the completed
+    process."""
+    import subprocess
+
+    cmd, env = snakemake_command(*args, cwd=cwd, path=path)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from specinv.config import ConfigError
 from specinv.data import (
     SpectrumTransform,
     dataset_config,
@@ -22,6 +24,7 @@ from specinv.data import (
 from specinv.models import mixture_nll
 from specinv.training import (
     ResampledNoiseData,
+    TrainingDiverged,
     TrainingSettings,
     median_relative_error,
     model_settings,
@@ -300,3 +303,147 @@ def test_point_regression_cnn_trains_and_predicts(processed, tmp_path, kind, ens
         z = module(x).double().numpy()
     if ensemble == 1:
         np.testing.assert_allclose(pred["mean"].values, transform.unscale_targets(z), rtol=1e-6)
+
+
+class _Killed(Exception):
+    """The simulated kill of a training process."""
+
+
+class _Kill(pl.Callback):
+    """Simulates a kill during epoch ``epoch`` (counted from 0) of stage ``stage`` (counted
+    from 1): ``when="mid-epoch"`` after the epoch's second optimizer step, ``"validated"``
+    after its validation but before its checkpoint; either way the stage's last checkpoint
+    is that of the epoch before."""
+
+    def __init__(self, stage: int, epoch: int, when: str):
+        self.stage, self.epoch, self.when = stage, epoch, when
+
+    def _here(self, trainer) -> bool:
+        return trainer.logger.name == f"stage{self.stage}" and trainer.current_epoch == self.epoch
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if self.when == "mid-epoch" and batch_idx == 1 and self._here(trainer):
+            raise _Killed(f"stage {self.stage}, epoch {self.epoch}")
+
+    def on_train_epoch_end(self, trainer, module):
+        if self.when == "validated" and self._here(trainer):
+            raise _Killed(f"stage {self.stage}, epoch {self.epoch}")
+
+
+def _weights(path: Path) -> dict[str, dict[str, torch.Tensor]]:
+    """The weights of a checkpoint: its state dict and, with weight averaging, the raw
+    weights of the optimizer's iterate too."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    return {key: ckpt[key] for key in ("state_dict", "current_model_state") if key in ckpt}
+
+
+def assert_same_weights(path: Path, reference: Path) -> None:
+    """Every tensor of both checkpoints exactly equal (torch.equal)."""
+    got, expected = _weights(path), _weights(reference)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key].keys() == expected[key].keys()
+        differ = [n for n in expected[key] if not torch.equal(got[key][n], expected[key][n])]
+        assert not differ, f"{path} vs {reference}: {key} differs in {differ}"
+
+
+@pytest.fixture()
+def resampling(processed) -> dict:
+    """The keyword arguments of ``train_staged`` for ``training.resample_noise``."""
+    cfg = dataset_config(yaml.safe_load(TINY.read_text()))
+    train = read_dataset(processed / "train.nc")
+    return {
+        "expected": expected_spectra(
+            cfg.build_technique(), train["params"].values[:200], 64, progress=False
+        ),
+        "transform": SpectrumTransform.load(processed / "transform.json"),
+        "add_noise": technique_noise(cfg),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["plain", "resampled noise", "dropout and weight averaging"],
+)
+def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(
+    processed, tmp_path, resampling, case
+):
+    """Killed in stage 1 or in stage 2 (mid-epoch, or after an epoch's validation but
+    before its checkpoint) and rerun, the training ends with exactly the weights (every
+    tensor torch.equal) of an uninterrupted one: the data order, the noise, dropout and the
+    averaged weights depend on (seed, stage, epoch) only, or come from the checkpoint."""
+    kw, model, training = {}, SMALL_NET, settings()
+    if case == "resampled noise":
+        kw, training = resampling, settings(resample_noise=True)
+    elif case == "dropout and weight averaging":
+        model = {"kind": "cnn", "architecture": "small", "hidden": [16], "dropout": 0.3}
+        training = settings(ema_decay=0.9)
+    reference = tmp_path / "uninterrupted"
+    train_small(processed, reference, training, model=model, **kw)
+    for stage, epoch, when in [(1, 2, "mid-epoch"), (2, 1, "validated")]:
+        out = tmp_path / f"killed-in-stage{stage}"
+        with pytest.raises(_Killed):
+            train_small(
+                processed, out, training, model=model, callbacks=[_Kill(stage, epoch, when)], **kw
+            )
+        assert not (out / f"stage{stage}" / "done.json").exists()
+        train_small(processed, out, training, model=model, **kw)
+        assert_same_weights(out / "model.ckpt", reference / "model.ckpt")
+        for k in (1, 2):
+            last = f"stage{k}/checkpoints/last.ckpt"
+            assert_same_weights(out / last, reference / last)
+            # and the same epochs and best score (the callbacks' states resumed)
+            got, expected = (
+                json.loads((d / f"stage{k}" / "done.json").read_text()) for d in (out, reference)
+            )
+            for key in ("epochs", "best_val_loss"):
+                assert got[key] == expected[key], (k, key)
+            metrics = f"stage{k}/metrics.csv"
+            pd.testing.assert_frame_equal(
+                pd.read_csv(out / metrics), pd.read_csv(reference / metrics)
+            )
+
+
+def test_a_resumed_stage_keeps_the_metrics_of_the_epochs_before_the_kill(processed, tmp_path):
+    """Killed after the validation of epoch 2 (its row logged, its checkpoint not written)
+    and resumed from epoch 1's checkpoint: metrics.csv keeps the rows of epochs 0 and 1 as
+    they were, drops epoch 2's, and then has exactly one row set (validation, training) per
+    epoch — the file of an uninterrupted training."""
+    training = settings(learning_rates=(1e-3,), epochs=4)
+    out, reference = tmp_path / "killed", tmp_path / "uninterrupted"
+    with pytest.raises(_Killed):
+        train_small(processed, out, training, callbacks=[_Kill(1, 2, "validated")])
+    before = pd.read_csv(out / "stage1" / "metrics.csv")
+    assert before.loc[before["val_loss"].notna(), "epoch"].tolist() == [0, 1, 2]
+    train_small(processed, out, training)
+    after = pd.read_csv(out / "stage1" / "metrics.csv")
+    for column in ("val_loss", "train_loss"):
+        assert after.loc[after[column].notna(), "epoch"].tolist() == [0, 1, 2, 3], column
+    kept = before[before["epoch"] <= 1].reset_index(drop=True)
+    pd.testing.assert_frame_equal(after[after["epoch"] <= 1].reset_index(drop=True), kept)
+    train_small(processed, reference, training)
+    pd.testing.assert_frame_equal(after, pd.read_csv(reference / "stage1" / "metrics.csv"))
+
+
+@pytest.mark.parametrize(
+    "rates, stage, loss",
+    [
+        ((1e6,), 1, "nan"),  # non-finite in the first epoch
+        ((1e-3, 1e2), 2, r"\d\.\d+e\+\d\d"),  # finite, but 1e10 and more
+    ],
+)
+def test_a_diverging_training_stops_with_a_clear_error(processed, tmp_path, rates, stage, loss):
+    """A non-finite loss, or a validation loss far above that of the weights the stage
+    started from, stops the training with an error naming the stage, the epoch, the loss
+    and training.learning_rates; no model.ckpt or summary.json is written."""
+    out = tmp_path / "model"
+    (out).mkdir()
+    (out / "model.ckpt").write_text("left by an earlier training")
+    with pytest.raises(TrainingDiverged) as error:
+        train_small(processed, out, settings(learning_rates=rates))
+    message = str(error.value)
+    assert isinstance(error.value, ConfigError) and "\n" not in message
+    assert re.search(rf"stage {stage} .*epoch 0: validation loss {loss}", message), message
+    assert f"training.learning_rates: expected lower rates, got {list(rates)}" in message
+    assert not (out / "model.ckpt").exists() and not (out / "summary.json").exists()
+    assert not (out / f"stage{stage}" / "done.json").exists()

@@ -16,6 +16,7 @@ _LAZY = {
     "noise_free_training_spectra": ".staged",
     "predict": ".staged",
     "technique_noise": ".staged",
+    "TrainingDiverged": ".staged",
     "train_staged": ".staged",
 }
 

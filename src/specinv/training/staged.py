@@ -9,11 +9,18 @@ finished stage leaves ``done.json``.  Rerunning after an interruption skips fini
 stages and resumes the interrupted one from its last checkpoint (optimizer, epoch and
 early-stopping state included) — but only stages whose recorded fingerprint (settings,
 architecture, data hash and preprocessing, and the previous stage's fingerprint) is that
-of the current run; others are trained afresh.
+of the current run; others are trained afresh.  A resumed training ends with the weights of
+an uninterrupted one (exactly, on the CPU): the data order, the resampled noise and the
+global generators (dropout) of every epoch depend on (seed, stage, epoch) only
+(:mod:`specinv.training.lightning`), the optimizer, the weight average and the callbacks'
+states come from the checkpoint; the stage's ``metrics.csv`` keeps its rows up to the
+checkpoint's epoch.  A stage whose loss becomes non-finite or diverges stops with
+:class:`TrainingDiverged`.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import sys
@@ -28,6 +35,7 @@ import torch
 import xarray as xr
 from pytorch_lightning.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 from torch.utils.data import DataLoader, TensorDataset
 
 from ..config import ConfigError
@@ -37,8 +45,74 @@ from ..data.io import read_dataset
 from ..data.preprocess import SpectrumTransform
 from ..fileio import atomic_path
 from ..models import model_kind
-from .lightning import InverseModel, ProcessedData, ResampledNoiseData
+from .lightning import EpochSeeding, InverseModel, ProcessedData, ResampledNoiseData
 from .settings import TrainingSettings, model_settings  # noqa: F401 (re-exported)
+
+#: A stage's training diverges when its validation loss exceeds that of the weights it
+#: started from by more than DIVERGENCE_FACTOR times the larger of that loss's size and 1
+#: (or when a loss is not finite): :class:`_DivergenceCheck`.
+DIVERGENCE_FACTOR = 1e4
+
+
+class TrainingDiverged(ConfigError):
+    """A training stopped because its loss became non-finite or diverged; the message names
+    the stage, the epoch, the losses and ``training.learning_rates`` (a bad value of which
+    is the usual cause)."""
+
+
+def _validation_loss(module: InverseModel, loader: DataLoader) -> float:
+    """The module's loss on the validation loader (its mean over the spectra), in eval mode."""
+    training = module.training
+    module.eval()
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            total += float(module.batch_loss((x.to(module.device), y.to(module.device)))) * len(x)
+            n += len(x)
+    module.train(training)
+    return total / n
+
+
+class _DivergenceCheck(pl.Callback):
+    """Stops a diverging stage with :class:`TrainingDiverged`, at the end of a training epoch
+    (after its validation, before its checkpoint) whose training or validation loss is not
+    finite, or whose validation loss exceeds ``start + DIVERGENCE_FACTOR * max(|start|, 1)``.
+
+    ``start`` is the validation loss of the weights the stage started from: the previous
+    stage's best, or (``None``) that of the initial network, computed when the stage
+    starts; a resumed stage takes it from its checkpoint.
+    """
+
+    def __init__(self, stage: int, learning_rates: Sequence[float], start: float | None):
+        self.stage, self.rates, self.start = stage, list(learning_rates), start
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"start": self.start}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.start = state_dict["start"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: InverseModel) -> None:
+        if self.start is None:
+            self.start = _validation_loss(pl_module, trainer.datamodule.val_dataloader())
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: InverseModel) -> None:
+        metrics = trainer.callback_metrics
+        losses = {k: float(metrics[k]) for k in ("val_loss", "train_loss") if k in metrics}
+        limit = self.start + DIVERGENCE_FACTOR * max(abs(self.start), 1.0)
+        if all(np.isfinite(v) for v in losses.values()) and losses.get("val_loss", 0) <= limit:
+            return
+        found = ", ".join(
+            f"{'validation' if k == 'val_loss' else 'training'} loss {v:.4g}"
+            for k, v in losses.items()
+        )
+        raise TrainingDiverged(
+            f"training diverged in stage {self.stage} (learning rate "
+            f"{self.rates[self.stage - 1]:g}), epoch {trainer.current_epoch}: {found}, where "
+            f"the weights the stage started from had a validation loss of {self.start:.4g} "
+            f"(diverged: not finite, or above {limit:.4g}); training.learning_rates: "
+            f"expected lower rates, got {self.rates}"
+        )
 
 
 def _stage_result(stage_dir: Path) -> dict | None:
@@ -108,6 +182,43 @@ def _clear_stale_stage(stage_dir: Path, fingerprint: dict) -> None:
         tmp.write_text(json.dumps(fingerprint, indent=1))
 
 
+class _StageLogger(CSVLogger):
+    """The CSV log of a stage, ``stage_dir/metrics.csv``, continued when the stage resumes.
+
+    Lightning's CSV writer starts its folder afresh (removing ``metrics.csv``); resuming
+    from a checkpoint of epoch ``last_epoch``, this logger writes back the rows of the
+    epochs up to ``last_epoch`` as they were (read when it is made) and drops those of later
+    epochs, which the resumed training logs again; so the file has one row set per epoch.
+    """
+
+    def __init__(self, stage_dir: Path, last_epoch: int | None = None):
+        super().__init__(stage_dir.parent, name=stage_dir.name, version="")
+        self._kept = None
+        metrics = stage_dir / "metrics.csv"
+        if last_epoch is not None and metrics.exists():
+            with open(metrics, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if r.get("epoch") and float(r["epoch"]) <= last_epoch]
+                self._kept = (list(reader.fieldnames or []), rows)
+
+    @property
+    @rank_zero_experiment
+    def experiment(self):
+        if self._experiment is not None:
+            return self._experiment
+        writer = super().experiment
+        if self._kept is not None:
+            header, rows = self._kept
+            with atomic_path(writer.metrics_file_path) as tmp:
+                with open(tmp, "w", newline="") as f:
+                    out = csv.DictWriter(f, fieldnames=header)
+                    out.writeheader()
+                    out.writerows(rows)
+            # the writer appends to an existing file under the header it knows
+            writer.metrics_keys = list(header)
+        return writer
+
+
 def noise_free_training_spectra(
     cfg: DatasetConfig, raw_train: str | Path, n_train: int
 ) -> np.ndarray:
@@ -147,7 +258,9 @@ def train_staged(
     ``model`` is ``{"kind": ..., "architecture": {...}}`` (:func:`model_settings`).
 
     Writes ``out_dir/model.ckpt`` (the checkpoint with the lowest validation loss of all
-    stages) and ``out_dir/summary.json``; returns the summary.  ``callbacks`` are added to
+    stages) and ``out_dir/summary.json`` (those of an earlier training are removed first, so
+    that a failed one leaves none); returns the summary.  Raises :class:`TrainingDiverged`
+    when a stage's loss becomes non-finite or diverges.  ``callbacks`` are added to
     every stage's trainer.  With ``settings.resample_noise``, ``expected`` (the noise-free
     spectra of the first ``n_train`` training samples), the preprocessing ``transform`` and
     the technique's ``add_noise`` (:func:`technique_noise`) are needed: the noise is then
@@ -155,6 +268,8 @@ def train_staged(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("model.ckpt", "summary.json"):  # an earlier training's: not this one's
+        (out / name).unlink(missing_ok=True)
     pl.seed_everything(settings.seed, workers=True)
     if settings.resample_noise:
         if expected is None or transform is None or add_noise is None:
@@ -188,7 +303,6 @@ def train_staged(
         "validation": _data_fingerprint(validation),
     }
     stages = []
-    best_path = None
     fingerprint = None
     for k, lr in enumerate(settings.learning_rates):
         stage_dir = out / f"stage{k + 1}"
@@ -199,9 +313,17 @@ def train_staged(
         done = _stage_result(stage_dir)
         data.stage = k
         if done is None:
-            done = _train_stage(stage_dir, data, architecture, lr, best_path, settings, callbacks)
+            done = _train_stage(
+                stage_dir,
+                k,
+                data,
+                architecture,
+                lr,
+                stages[-1] if stages else None,
+                settings,
+                callbacks,
+            )
         stages.append(done)
-        best_path = done["best_checkpoint"]
     overall = min(stages, key=lambda s: s["best_val_loss"])
     with atomic_path(out / "model.ckpt") as tmp:
         shutil.copyfile(overall["best_checkpoint"], tmp)
@@ -220,14 +342,24 @@ def train_staged(
 
 def _train_stage(
     stage_dir: Path,
+    stage: int,
     data: ProcessedData,
     architecture: dict,
     lr: float,
-    previous_best: str | None,
+    previous: dict | None,
     settings: TrainingSettings,
     callbacks: Sequence[pl.Callback],
 ) -> dict:
+    """Train (or resume) stage ``stage`` (from 0) in ``stage_dir``, from the best weights of
+    the ``previous`` stage's result (None: a new network); return the stage's result, also
+    written to ``done.json``.  Raises :class:`TrainingDiverged` for a diverging training."""
+    previous_best = previous["best_checkpoint"] if previous else None
     last = stage_dir / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.exists() else None
+    # the epoch of the checkpoint (written at the end of an epoch) the stage resumes from
+    last_epoch = (
+        torch.load(last, map_location="cpu", weights_only=False)["epoch"] if resume else None
+    )
     if previous_best is None:
         module = InverseModel(**architecture, lr=lr, weight_decay=settings.weight_decay)
     else:
@@ -249,11 +381,15 @@ def _train_stage(
         max_epochs=settings.epochs_per_stage,
         accelerator=settings.accelerator,
         devices=1,
-        logger=CSVLogger(stage_dir.parent, name=stage_dir.name, version=""),
+        logger=_StageLogger(stage_dir, last_epoch),
         callbacks=[
             checkpoint,
             EarlyStopping(monitor="val_loss", mode="min", patience=settings.patience),
             *averaging,
+            EpochSeeding(settings.seed, stage),
+            _DivergenceCheck(
+                stage + 1, settings.learning_rates, previous["best_val_loss"] if previous else None
+            ),
             *callbacks,
         ],
         reload_dataloaders_every_n_epochs=1 if settings.resample_noise else 0,
@@ -263,7 +399,7 @@ def _train_stage(
         log_every_n_steps=10,
     )
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=data, ckpt_path=str(last) if last.exists() else None)
+    trainer.fit(module, datamodule=data, ckpt_path=resume)
     if trainer.interrupted:
         raise KeyboardInterrupt(f"training interrupted in {stage_dir}; rerun to resume")
     result = {
