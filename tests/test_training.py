@@ -404,6 +404,21 @@ def test_a_killed_training_resumes_to_the_weights_of_an_uninterrupted_one(
             )
 
 
+def test_an_unreadable_last_checkpoint_trains_the_stage_afresh(processed, tmp_path, capsys):
+    """A last.ckpt truncated (a kill while it was copied across file systems) is not
+    resumed from: the stage is trained afresh, to the weights of an uninterrupted run."""
+    training = settings(learning_rates=(1e-3,), epochs=4)
+    out, reference = tmp_path / "killed", tmp_path / "uninterrupted"
+    with pytest.raises(_Killed):
+        train_small(processed, out, training, callbacks=[_Kill(1, 2, "validated")])
+    last = out / "stage1" / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    train_small(processed, out, training)
+    assert "last.ckpt: unreadable checkpoint" in capsys.readouterr().err
+    train_small(processed, reference, training)
+    assert_same_weights(out / "model.ckpt", reference / "model.ckpt")
+
+
 def test_a_resumed_stage_keeps_the_metrics_of_the_epochs_before_the_kill(processed, tmp_path):
     """Killed after the validation of epoch 2 (its row logged, its checkpoint not written)
     and resumed from epoch 1's checkpoint: metrics.csv keeps the rows of epochs 0 and 1 as

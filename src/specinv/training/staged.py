@@ -340,6 +340,23 @@ def train_staged(
     return summary
 
 
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch of a stage's last checkpoint; None, after removing the stage's checkpoints
+    and log, when it cannot be read (truncated by a kill during a copy across file systems,
+    or damaged): the stage is then trained afresh, to the same result."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
+    except Exception as exc:  # noqa: BLE001 (any unreadable file: pickle, zip, EOF, key errors)
+        print(
+            f"{path}: unreadable checkpoint ({type(exc).__name__}: {exc}); the stage is "
+            "trained afresh (to the same result: training is a function of its seed)",
+            file=sys.stderr,
+        )
+        shutil.rmtree(path.parent)
+        (path.parent.parent / "metrics.csv").unlink(missing_ok=True)
+        return None
+
+
 def _train_stage(
     stage_dir: Path,
     stage: int,
@@ -355,11 +372,9 @@ def _train_stage(
     written to ``done.json``.  Raises :class:`TrainingDiverged` for a diverging training."""
     previous_best = previous["best_checkpoint"] if previous else None
     last = stage_dir / "checkpoints" / "last.ckpt"
-    resume = str(last) if last.exists() else None
     # the epoch of the checkpoint (written at the end of an epoch) the stage resumes from
-    last_epoch = (
-        torch.load(last, map_location="cpu", weights_only=False)["epoch"] if resume else None
-    )
+    last_epoch = _checkpoint_epoch(last) if last.exists() else None
+    resume = str(last) if last_epoch is not None else None
     if previous_best is None:
         module = InverseModel(**architecture, lr=lr, weight_decay=settings.weight_decay)
     else:
