@@ -1,11 +1,16 @@
-"""Autograd gradients of the simulator against central finite differences."""
+"""Autograd gradients of the simulator against finite differences."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from torch.autograd import forward_ad
 
-from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup
+from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup, load_experiment
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
 
 
 def two_layer_simulator() -> RBSSimulator:
@@ -60,3 +65,33 @@ def test_batched_gradients_flow_to_every_sample():
     sim.simulate(p).sum().backward()
     assert torch.isfinite(p.grad).all()
     assert (p.grad.abs() > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("point", "d"),
+    [
+        ([1000.0, 3000.0, 0.0, 100.0], 2),  # W at 0 in a thin D layer under W/D
+        ([0.0, 100.0, 1000.0, 1000.0], 0),  # W at 0 in a thin D layer on top
+        ([0.0, 1e4, 1000.0, 1000.0], 0),  # W at 0 in a thick D layer on top
+    ],
+)
+def test_gradient_at_an_element_of_amount_zero_matches_one_sided_differences(point, d):
+    """An element at amount 0 in a layer adds counts as it grows: its derivative is that
+    of the counts (one-sided differences, since amounts are >= 0), channel by channel."""
+    sim = RBSSimulator.from_experiment(load_experiment(EXAMPLE), device="cpu", dtype=torch.float64)
+    p0 = torch.tensor(point, dtype=torch.float64)
+    ad = torch.autograd.functional.jacobian(sim.simulate, p0, vectorize=True)[:, d]
+    with forward_ad.dual_level():
+        tangent = torch.nn.functional.one_hot(torch.tensor(d), 4).to(p0)
+        forward = forward_ad.unpack_dual(sim.simulate(forward_ad.make_dual(p0, tangent))).tangent
+    assert torch.allclose(forward, ad, rtol=1e-9, atol=1e-9 * float(ad.abs().max()))
+    layer = 0 if d < 2 else 1
+    h = 1e-5 * sum(point[2 * layer : 2 * layer + 2])  # the layer's thickness sets the scale
+    step = torch.zeros_like(p0)
+    step[d] = h
+    y0, y1, y2 = (sim.simulate(p0 + k * step) for k in range(3))
+    fd = (4.0 * y1 - 3.0 * y0 - y2) / (2.0 * h)  # second order, one-sided
+    scale = float(fd.abs().max())
+    assert scale > 1.0  # the element's counts: a real signal
+    err = float((ad - fd).abs().max()) / scale
+    assert err < 1e-4, f"{sim.parameter_names[d]} at {point}: max error {err:.2e} of {scale:.3g}"

@@ -465,8 +465,12 @@ class RBSSimulator:
             self.setup.numerics.gaussian_cutoff_sigmas,
         )
         spectrum = torch.diff(cum, dim=1)[:, -self._edge0 : det.channels - self._edge0]
-        # differences of the cumulative counts leave ±1e-10 rounding where there is nothing
-        return spectrum.clamp(min=0.0).to(self.dtype) * self._above_cutoff
+        # differences of the cumulative counts leave ±1e-10 rounding where there is nothing;
+        # it is clamped to 0 in the values only: the derivatives pass unchanged (a clamp's
+        # zero derivative there would drop, depending on the sign of the rounding, the
+        # derivative of counts that appear as an element's amount grows from 0)
+        clamped = spectrum + (spectrum.clamp(min=0.0) - spectrum).detach()
+        return clamped.to(self.dtype) * self._above_cutoff
 
     def _layer_tops(self, tab: LayerTables, thickness):
         """At the top of every layer (and below the last one, [B, L+1]): ln(beam energy) and
