@@ -1,7 +1,9 @@
-"""Autograd gradients of the simulator against finite differences."""
+"""Autograd gradients of the simulator against finite differences, and single against double
+precision."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,71 @@ def test_gradient_at_an_element_of_amount_zero_matches_one_sided_differences(poi
     assert scale > 1.0  # the element's counts: a real signal
     err = float((ad - fd).abs().max()) / scale
     assert err < 1e-4, f"{sim.parameter_names[d]} at {point}: max error {err:.2e} of {scale:.3g}"
+
+
+def three_layer_setup() -> tuple[Setup, list[list[str]]]:
+    setup = Setup(
+        ion="4He",
+        beam_energy_keV=2000.0,
+        scattering_deg=170.0,
+        detector=Detector(channels=800, gain_keV_per_channel=2.5, resolution_fwhm_keV=18.0),
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=100.0,
+    )
+    return setup, [["Au", "O"], ["Si", "N"], ["Ni", "C"]]
+
+
+def float32_grid(case: str):
+    """(setup, structure, points): areal densities with zeros (single elements, whole layers,
+    everything) and layers from 1e-3 to 1e5 TFU."""
+    if case == "example":
+        exp = load_experiment(EXAMPLE)
+        values = [0.0, 1e-3, 10.0, 100.0, 1e3, 1e5]
+        points = torch.tensor(list(itertools.product(values, repeat=4)), dtype=torch.float64)
+        return exp.setup, exp.structure, points
+    setup, structure = three_layer_setup()
+    # per layer: empty, one element at 0, or both present, at 1e-3 ... 1e5 TFU
+    layer = [(0.0, 0.0)] + [c for t in (1e-3, 100.0, 1e5) for c in ((0, t), (t, 0), (t, t))]
+    points = [sum(combo, ()) for combo in itertools.product(layer, repeat=3)]
+    return setup, structure, torch.tensor(points, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("case", ["example", "three layers"])
+def test_float32_gradients_are_finite_and_agree_with_float64(case):
+    """Single precision (the default on CUDA) gives finite derivatives wherever the spectrum
+    is finite, in reverse and forward mode; where a layer holds enough atoms for single
+    precision to resolve its energy loss (>= 100 TFU), the derivatives with respect to its
+    elements agree with double precision."""
+    setup, structure, points = float32_grid(case)
+    weights = torch.rand(
+        setup.detector.channels, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    grads = {}
+    for dtype in (torch.float32, torch.float64):
+        sim = RBSSimulator(setup, structure, device="cpu", dtype=dtype)
+        p = points.to(dtype).clone().requires_grad_()
+        y = sim.simulate(p)
+        assert torch.isfinite(y).all()
+        (y * weights.to(dtype)).sum().backward()
+        bad = ~torch.isfinite(p.grad).all(1)
+        assert not bad.any(), f"{dtype}: non-finite gradient at {points[bad][:5].tolist()}"
+        grads[dtype] = p.grad.double()
+        with forward_ad.dual_level():
+            tangent = torch.ones_like(p.detach())
+            jvp = forward_ad.unpack_dual(sim.simulate(forward_ad.make_dual(p.detach(), tangent)))
+            assert torch.isfinite(jvp.tangent).all()
+    g32, g64 = grads[torch.float32], grads[torch.float64]
+    # thickness of each parameter's layer; errors relative to the point's largest derivative
+    layer = torch.tensor([i for i, names in enumerate(structure) for _ in names])
+    thickness = torch.zeros(len(points), len(structure), dtype=points.dtype)
+    thickness = thickness.index_add(1, layer, points)[:, layer]
+    scale = g64.abs().amax(1, keepdim=True)
+    err = (g32 - g64).abs() / scale
+    for least, tolerance in ((100.0, 0.05), (1000.0, 0.01)):
+        judged = thickness >= least
+        assert judged.any()
+        worst = float(err[judged].max())
+        assert worst < tolerance, (
+            f"layers >= {least} TFU: float32 gradient off by {worst:.2e} of the largest "
+            f"float64 derivative (at most {tolerance})"
+        )
