@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -67,8 +68,10 @@ from .constants import (
     TFU,
 )
 from .experiment import Experiment, ExperimentError, Setup
+from .isotopes import Species
 from .isotopes import ion as resolve_ion
 from .isotopes import species as resolve_species
+from .kinematics import largest_scattering_angle
 from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
 from .stopping import LogGrid, electronic_stopping_table, species_nuclear_stopping
@@ -193,6 +196,12 @@ class RBSSimulator:
                 species_column += [li * n_sp + names.index(n)] * len(found)
                 p += 1
         self.reactions: tuple[Reaction, ...] = tuple(reactions)
+        if not reactions:
+            warnings.warn(
+                _nothing_scatters(s.ion, m1, s.scattering_deg, self.structure, sp, names),
+                UserWarning,
+                stacklevel=3,
+            )
 
         dev, dt = self.device, self.dtype
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=dt, device=dev)  # noqa: E731
@@ -347,8 +356,11 @@ class RBSSimulator:
         # channel) fits in cache; the result does not depend on the blocking
         per_sample = n_reactions * 16 + self.n_layers * self._grid_size
         chunk = max(1, _TARGET_ELEMENTS // per_sample)
-        if n_reactions == 0:  # nothing scatters back from these layers
+        if n_reactions == 0:
+            # nothing scatters back from these layers: zero counts, still a function of the
+            # input (zero derivatives, so that backward and forward mode work as usual)
             out = params.new_zeros(params.shape[0], self.setup.detector.channels)
+            out = out + 0.0 * params[:, :1]
             return out[0] if single else out
         # without derivatives to track, inference mode saves a fifth of the time on small batches
         tracked = params.requires_grad or forward_ad.unpack_dual(params).tangent is not None
@@ -691,6 +703,30 @@ class _Runs(NamedTuple):
     u_hi: torch.Tensor  # ln beam energy at the top of the layer
     v_top: torch.Tensor  # beam energy variance there
     constants: torch.Tensor  # [n_runs, 8]: the reaction's constants and Q·Ω·c
+
+
+def _nothing_scatters(
+    ion: str,
+    m1: float,
+    theta_deg: float,
+    structure: Sequence[Sequence[str]],
+    species: Sequence[Species],
+    names: Sequence[str],
+) -> str:
+    """Message for a sample in which no isotope can scatter the ion (mass ``m1``, u) into
+    the detector angle ``theta_deg``: each element with the largest angle it can reach."""
+    reasons = []
+    for li, layer in enumerate(structure):
+        for n in layer:
+            m2 = max(iso.mass_u for iso in species[names.index(n)].isotopes)
+            reach = math.degrees(largest_scattering_angle(m1, m2))
+            reasons.append(f"sample.layers[{li}].{n} ({m2:.4g} u): {reach:.3g} deg")
+    return (
+        f"nothing in the sample can scatter the {ion} beam ({m1:.4g} u) into the detector at "
+        f"{theta_deg:g} deg: a target atom no heavier than the ion deflects it by at most "
+        f"asin(m_target/m_ion), here {', '.join(reasons)}; every simulated spectrum is zero "
+        f"(the sample only slows the beam down)"
+    )
 
 
 def _stage(name: str):
