@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from torch.autograd import forward_ad
 
-from specinv.physics.rbs import Detector, RBSSimulator, Setup
+from specinv.physics.rbs import (
+    Detector,
+    ExperimentError,
+    Numerics,
+    RBSSimulator,
+    Setup,
+    experiment_from_dict,
+    load_experiment,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
+
+
+def example_with(**changes) -> dict:
+    """The example experiment file as a dictionary, with ``changes`` ("a.b.c": value) made."""
+    data = yaml.safe_load(EXAMPLE.read_text())
+    for path, value in changes.items():
+        *keys, last = path.split(".")
+        node = data
+        for key in keys:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return data
 
 
 def oxygen_beam(structure, dtype=torch.float64) -> RBSSimulator:
@@ -69,3 +93,88 @@ def test_elements_that_cannot_scatter_backwards_still_slow_the_beam():
     q.grad = None
     deep.sum().backward()
     assert torch.equal(q.grad, torch.zeros_like(q))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"detector.calibration.gain_keV_per_channel": 1e-9},
+            r"detector\.resolution_fwhm_keV, detector\.calibration\.gain_keV_per_channel: a "
+            r"resolution of 15 keV FWHM spans 1\.5e\+10 channels at a gain of 1e-09 "
+            r"keV/channel; at most 10000 channels are supported",
+        ),
+        (  # the quadratic term lowers the gain towards the last channel
+            {
+                "detector.calibration.gain_keV_per_channel": 1.0,
+                "detector.calibration.quadratic_keV_per_channel2": -4.88e-4,
+            },
+            r"detector\.resolution_fwhm_keV, .*: a resolution of 15 keV FWHM spans 2\.\d+e\+04 "
+            r"channels at a gain of 0\.00\d+ "
+            r"keV/channel \(gain \+ 2\*quadratic\*channel at channel 1024\)",
+        ),
+        (
+            {"beam.energy_spread_fwhm_keV": 1e5},
+            r"beam\.energy_spread_fwhm_keV, detector\.calibration\.gain_keV_per_channel: a beam "
+            r"energy spread of 100000 keV FWHM spans 3\.33e\+04 channels",
+        ),
+        (  # the cut-off 2e6 channels below channel 0
+            {
+                "detector.calibration.offset_keV": 20000.0,
+                "detector.calibration.gain_keV_per_channel": 0.01,
+            },
+            r"energy_cutoff_keV, detector\.calibration: .* from the cut-off at 50 keV \(channel "
+            r"-1\.995e\+06, below channel 0 at offset_keV = 20000 .*: 1\.996e\+06 edges; at "
+            r"most 1048576",
+        ),
+        ({"detector.channels": 10**7}, r"detector\.channels: expected at most 1048576, got "),
+        ({"numerics.max_nodes_per_layer": 10**6}, r"numerics\.max_nodes_per_layer: expected 2 "),
+        ({"numerics.gaussian_cutoff_sigmas": 1e4}, r"numerics\.gaussian_cutoff_sigmas: expected"),
+        ({"numerics.grid_points_per_decade": 10**6}, r"numerics\.grid_points_per_decade: expect"),
+    ],
+)
+def test_setups_that_imply_absurd_work_are_refused_on_reading(changes, message, tmp_path):
+    """A gain of 1e-9 keV/channel made the simulator try to allocate 6.6 TB; now the file
+    is refused when it is read, naming the keys, the values and the limit."""
+    with pytest.raises(ExperimentError, match=message):
+        experiment_from_dict(example_with(**changes))
+    path = tmp_path / "absurd.yaml"
+    path.write_text(yaml.safe_dump(example_with(**changes)))
+    with pytest.raises(ExperimentError, match=r"absurd\.yaml: " + message):
+        load_experiment(path)
+
+
+def test_the_detector_and_setup_refuse_absurd_work_on_construction():
+    with pytest.raises(ExperimentError, match=r"spans 1\.5e\+10 channels"):
+        Detector(channels=1024, gain_keV_per_channel=1e-9, resolution_fwhm_keV=15.0)
+    detector = Detector(
+        channels=1024, gain_keV_per_channel=0.01, resolution_fwhm_keV=15.0, offset_keV=20000.0
+    )
+    with pytest.raises(ExperimentError, match=r"1\.996e\+06 edges"):
+        Setup(
+            beam_energy_keV=30000.0,
+            scattering_deg=165.0,
+            detector=detector,
+            fluence_times_solid_angle_sr=1e11,
+            energy_cutoff_keV=50.0,
+        )
+
+
+@pytest.mark.parametrize("gain", [0.1, 10.0])
+@pytest.mark.parametrize("resolution", [1.0, 100.0])
+def test_realistic_setups_are_within_the_limits(gain, resolution):
+    """Gains of 0.1-10 keV/channel, 16384 channels, resolutions of 1-100 keV, 100 MeV ions,
+    a cut-off below the calibration's offset, fine numerics: all accepted."""
+    detector = Detector(
+        channels=16384, gain_keV_per_channel=gain, resolution_fwhm_keV=resolution, offset_keV=500.0
+    )
+    Setup(
+        ion="12C",
+        beam_energy_keV=100_000.0,
+        beam_spread_fwhm_keV=100.0,
+        scattering_deg=150.0,
+        detector=detector,
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=10.0,
+        numerics=Numerics(max_nodes_per_layer=2000, grid_points_per_decade=200),
+    )
