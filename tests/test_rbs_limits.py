@@ -10,6 +10,7 @@ import torch
 import yaml
 from torch.autograd import forward_ad
 
+from specinv.config import ConfigError
 from specinv.physics.rbs import (
     Detector,
     ExperimentError,
@@ -19,6 +20,8 @@ from specinv.physics.rbs import (
     experiment_from_dict,
     load_experiment,
 )
+from specinv.physics.rbs.experiment import validate_layers
+from specinv.techniques.rbs import RBSTechnique
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
 
@@ -178,3 +181,66 @@ def test_realistic_setups_are_within_the_limits(gain, resolution):
         energy_cutoff_keV=10.0,
         numerics=Numerics(max_nodes_per_layer=2000, grid_points_per_decade=200),
     )
+
+
+SRIM = r"expected Z in 1\.\.92, the elements that the SRIM-2013 stopping tables cover"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"sample.layers": [{"W": 1000, "294Og": 10}]},
+            r"sample\.layers\[0\]\.294Og: '294Og' has Z = 118; " + SRIM,
+        ),
+        (
+            {"sample.layers": [{"W": 1000}, {"D": 10, "237Np": 5}]},
+            r"sample\.layers\[1\]\.237Np: '237Np' has Z = 93; " + SRIM,
+        ),
+        ({"beam.ion": "294Og"}, r"beam\.ion: '294Og' has Z = 118; " + SRIM),
+    ],
+)
+def test_elements_beyond_the_stopping_tables_are_refused_on_reading(changes, message, tmp_path):
+    """Z > 92 used to pass validation and fail deep inside the table building."""
+    path = tmp_path / "heavy.yaml"
+    path.write_text(yaml.safe_dump(example_with(**changes)))
+    with pytest.raises(ExperimentError, match=r"heavy\.yaml: " + message):
+        load_experiment(path)
+
+
+def test_elements_beyond_the_stopping_tables_are_refused_by_setup_and_simulator():
+    detector = Detector(channels=1024, gain_keV_per_channel=3.0, resolution_fwhm_keV=15.0)
+    kwargs = dict(
+        beam_energy_keV=3000.0,
+        scattering_deg=165.0,
+        detector=detector,
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=50.0,
+    )
+    with pytest.raises(ExperimentError, match=r"beam\.ion: '239Pu' has Z = 94; " + SRIM):
+        Setup(ion="239Pu", **kwargs)
+    with pytest.raises(ExperimentError, match=r"sample\.layers\[1\]\.294Og: .*Z = 118; "):
+        validate_layers([{"W": 1.0}, {"294Og": 1.0}])
+    # a structure given to the simulator directly: refused before any table is built
+    with pytest.raises(ExperimentError, match=r"sample\.layers\[1\]\.237Np: .*Z = 93; "):
+        RBSSimulator(Setup(**kwargs), [["W"], ["D", "237Np"]], device="cpu")
+    # the ends of the range are fine
+    Setup(ion="1H", **kwargs)
+    assert validate_layers([{"238U": 1.0, "H": 2.0}])[0].areal_densities == {"238U": 1.0, "H": 2.0}
+
+
+def rbs_section(**changes) -> dict:
+    """An ``rbs`` configuration section: the example's setup, a W/D sample of priors."""
+    experiment = example_with(**changes)
+    del experiment["sample"]
+    return {"experiment": experiment, "sample": {"layers": [{"W": None, "D": None}]}}
+
+
+def test_the_technique_refuses_elements_beyond_the_stopping_tables():
+    section = rbs_section()
+    assert RBSTechnique.from_config(section, device="cpu").structure == (("W", "D"),)
+    section["sample"]["layers"] = [{"W": None}, {"D": None, "294Og": None}]
+    with pytest.raises(ConfigError, match=r"sample\.layers\[1\]\.294Og: '294Og' has Z = 118"):
+        RBSTechnique.from_config(section, device="cpu")
+    with pytest.raises(ConfigError, match=r"experiment: beam\.ion: '294Og' has Z = 118; " + SRIM):
+        RBSTechnique.from_config(rbs_section(**{"beam.ion": "294Og"}), device="cpu")

@@ -42,8 +42,9 @@ from typing import Any
 
 import yaml
 
-from .isotopes import UnknownSpeciesError, ion, species
+from .isotopes import Isotope, Species, UnknownSpeciesError, ion, species
 from .kinematics import exit_angle
+from .stopping import SRIM_Z_MAX, SRIM_Z_MIN
 
 
 class ExperimentError(ValueError):
@@ -95,6 +96,45 @@ def _number(
     if nonnegative and value < 0:
         raise ExperimentError(f"{key}: expected a number >= 0, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def _covered(name: str, z: int, key: str) -> None:
+    """Refuse species ``name`` (atomic number ``z``, at ``key``) outside the stopping tables."""
+    if not SRIM_Z_MIN <= z <= SRIM_Z_MAX:
+        raise ExperimentError(
+            f"{key}: {name!r} has Z = {z}; expected Z in {SRIM_Z_MIN}..{SRIM_Z_MAX}, the "
+            f"elements that the SRIM-2013 stopping tables cover"
+        )
+
+
+def sample_species(name: str, key: str) -> Species:
+    """A sample constituent (element or isotope name) that the simulator covers.
+
+    Raises:
+        ExperimentError: naming ``key`` (e.g. ``sample.layers[0].W``) for an unknown name or
+            an element outside Z = 1..92 (SRIM-2013 stopping).
+    """
+    try:
+        sp = species(str(name), key)
+    except UnknownSpeciesError as exc:
+        raise ExperimentError(str(exc)) from None
+    _covered(str(name), sp.Z, key)
+    return sp
+
+
+def beam_ion(name: str, key: str = "beam.ion") -> Isotope:
+    """The projectile (isotope, or element: its main isotope) if the simulator covers it.
+
+    Raises:
+        ExperimentError: naming ``key`` for an unknown name or an element outside
+            Z = 1..92 (SRIM-2013 stopping).
+    """
+    try:
+        iso = ion(str(name), key)
+    except UnknownSpeciesError as exc:
+        raise ExperimentError(str(exc)) from None
+    _covered(str(name), iso.Z, key)
+    return iso
 
 
 def _choice(value: Any, key: str, choices: Sequence[str]) -> str:
@@ -299,10 +339,7 @@ class Setup:
     numerics: Numerics = field(default_factory=Numerics)
 
     def __post_init__(self):
-        try:
-            ion(self.ion, "beam.ion")
-        except UnknownSpeciesError as exc:
-            raise ExperimentError(str(exc)) from None
+        beam_ion(self.ion, "beam.ion")
         e0 = _number(self.beam_energy_keV, "beam.energy_keV", positive=True)
         _number(self.beam_spread_fwhm_keV, "beam.energy_spread_fwhm_keV", nonnegative=True)
         _number(self.fluence_times_solid_angle_sr, "fluence_times_solid_angle_sr", positive=True)
@@ -395,10 +432,7 @@ def validate_layers(
             )
         clean = {}
         for name, value in layer.items():
-            try:
-                species(str(name), f"{lkey}.{name}")
-            except UnknownSpeciesError as exc:
-                raise ExperimentError(str(exc)) from None
+            sample_species(str(name), f"{lkey}.{name}")
             clean[str(name)] = _number(
                 value, f"{lkey}.{name} (areal density, 1e15 at/cm2)", nonnegative=True
             )

@@ -67,10 +67,8 @@ from .constants import (
     MILLIBARN_CM2,
     TFU,
 )
-from .experiment import Experiment, ExperimentError, Setup
+from .experiment import Experiment, ExperimentError, Setup, beam_ion, sample_species
 from .isotopes import Species
-from .isotopes import ion as resolve_ion
-from .isotopes import species as resolve_species
 from .kinematics import largest_scattering_angle
 from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
@@ -134,7 +132,7 @@ class RBSSimulator:
 
     def _build(self) -> None:
         s = self.setup
-        self.ion = resolve_ion(s.ion, "beam.ion")
+        self.ion = beam_ion(s.ion, "beam.ion")
         z1, m1 = self.ion.Z, self.ion.mass_u
         theta = math.radians(s.scattering_deg)
         self.cos_in = math.cos(math.radians(s.incidence_deg))
@@ -142,7 +140,8 @@ class RBSSimulator:
         self.n_layers = len(self.structure)
         names = sorted({n for layer in self.structure for n in layer})
         self.species_names = names
-        sp = [resolve_species(n, f"sample element {n!r}") for n in names]
+        layer_of = {n: li for li in reversed(range(self.n_layers)) for n in self.structure[li]}
+        sp = [sample_species(n, f"sample.layers[{layer_of[n]}].{n}") for n in names]
         n_sp = len(sp)
 
         # energy grid (uniform in ln E) covering the cut-off to the beam energy
