@@ -38,13 +38,14 @@ the cut-off differently (JaBS stops at emin with a coarse last step).
 Precision: derivatives (reverse and forward mode) are finite in float32 and float64 for any
 areal densities >= 0, zeros included.  Energies are carried as absolute values, so float32
 (relative resolution 6e-8, ~2e-4 keV at 3 MeV) resolves a layer's energy loss only when it
-spans many such steps: for layers of >= 100 TFU the float32 derivatives with respect to
-their elements agree with float64 to a few % of the largest derivative (>= 1000 TFU: 1e-2),
-thinner layers' counts and derivatives are coarse, and those of layers below ~0.1 TFU are
-lost.  In both precisions the derivatives with respect to the elements of an empty layer
-(all its amounts 0) are not partial derivatives: such a layer has no composition (equal
-fractions stand in) and no width, so they are those along equal fractions or 0, depending on
-rounding.  Elements at amount 0 in a layer that is not empty have exact derivatives.
+spans many such steps.  For layers of >= 100 TFU the float32 derivatives with respect to
+their elements agree with float64 to ~1e-2 of the largest derivative (>= 1000 TFU: ~2e-3;
+tests/test_rbs_gradients.py); a thinner layer's own counts are off by ~1% at 10 TFU and
+10-30% at 0.1 TFU (W/D at 3 MeV), and lost below ~0.01 TFU.  In both precisions the
+derivatives with respect to the elements of an empty layer (all its amounts 0) are not
+partial derivatives: such a layer has no composition (equal fractions stand in) and no
+width, so they are those along equal fractions or 0, depending on rounding.  Elements at
+amount 0 in a layer that is not empty have exact derivatives.
 """
 
 from __future__ import annotations
