@@ -28,8 +28,7 @@ import torch
 from ..config.errors import ConfigError
 from ..config.schema import load_schema
 from ..physics.rbs import RBSSimulator, Setup
-from ..physics.rbs.experiment import ExperimentError, setup_from_dict
-from ..physics.rbs.isotopes import UnknownSpeciesError, species
+from ..physics.rbs.experiment import ExperimentError, sample_species, setup_from_dict
 from ..physics.rbs.simulator import default_device
 from .base import Axis, PartialSimulation, Technique
 from .priors import Prior, prior_box, sample_independent
@@ -125,8 +124,8 @@ class RBSTechnique(Technique):
                 )
             for name, spec in layer.items():
                 try:
-                    species(str(name), f"sample.layers[{i}].{name}")
-                except UnknownSpeciesError as exc:
+                    sample_species(str(name), f"sample.layers[{i}].{name}")
+                except ExperimentError as exc:
                     raise ConfigError(str(exc)) from None
                 priors.append(
                     Prior.parse(

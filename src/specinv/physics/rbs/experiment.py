@@ -41,8 +41,9 @@ from typing import Any
 
 from ...config.errors import ConfigError
 from ...config.files import as_number, load_mapping_file
-from .isotopes import UnknownSpeciesError, ion, species
+from .isotopes import Isotope, Species, UnknownSpeciesError, ion, species
 from .kinematics import exit_angle
+from .stopping import SRIM_Z_MAX, SRIM_Z_MIN
 
 
 class ExperimentError(ValueError):
@@ -52,6 +53,21 @@ class ExperimentError(ValueError):
 SCREENINGS = ("none", "andersen", "lecuyer")
 STRAGGLINGS = ("none", "bohr")
 GEOMETRIES = ("IBM", "Cornell", "general")
+
+# Limits on the work a setup implies.  Memory and time of a simulation grow with them, and a
+# mistyped value (a gain in MeV, 1e-9 for 1e-3) would otherwise only fail deep inside one
+# (6.6 TB for a gain of 1e-9 keV/channel).  Real measurements stay far below: gains of
+# 0.1-10 keV/channel, up to 16384 channels and resolutions of 1-100 keV FWHM (at most 1000
+# channels), ions up to ~100 MeV.
+#: channels of the detector, and channel edges from the energy cut-off to the last channel
+MAX_CHANNELS = 1 << 20
+#: detector resolution (and beam energy spread) FWHM in channels, at the smallest local gain:
+#: the Gaussian smoothing works on windows of gaussian_cutoff_sigmas σ around every node
+MAX_BROADENING_CHANNELS = 10_000
+#: numerics upper bounds (defaults 64, 4.5 and 25)
+MAX_NODES_PER_LAYER = 10_000
+MAX_GAUSSIAN_CUTOFF_SIGMAS = 10.0
+MAX_GRID_POINTS_PER_DECADE = 1000
 
 
 def _number(
@@ -75,6 +91,45 @@ def _number(
     if nonnegative and value < 0:
         raise ExperimentError(f"{key}: expected a number >= 0, got {value!r}")
     return int(value) if integer else float(value)
+
+
+def _covered(name: str, z: int, key: str) -> None:
+    """Refuse species ``name`` (atomic number ``z``, at ``key``) outside the stopping tables."""
+    if not SRIM_Z_MIN <= z <= SRIM_Z_MAX:
+        raise ExperimentError(
+            f"{key}: {name!r} has Z = {z}; expected Z in {SRIM_Z_MIN}..{SRIM_Z_MAX}, the "
+            f"elements that the SRIM-2013 stopping tables cover"
+        )
+
+
+def sample_species(name: str, key: str) -> Species:
+    """A sample constituent (element or isotope name) that the simulator covers.
+
+    Raises:
+        ExperimentError: naming ``key`` (e.g. ``sample.layers[0].W``) for an unknown name or
+            an element outside Z = 1..92 (SRIM-2013 stopping).
+    """
+    try:
+        sp = species(str(name), key)
+    except UnknownSpeciesError as exc:
+        raise ExperimentError(str(exc)) from None
+    _covered(str(name), sp.Z, key)
+    return sp
+
+
+def beam_ion(name: str, key: str = "beam.ion") -> Isotope:
+    """The projectile (isotope, or element: its main isotope) if the simulator covers it.
+
+    Raises:
+        ExperimentError: naming ``key`` for an unknown name or an element outside
+            Z = 1..92 (SRIM-2013 stopping).
+    """
+    try:
+        iso = ion(str(name), key)
+    except UnknownSpeciesError as exc:
+        raise ExperimentError(str(exc)) from None
+    _covered(str(name), iso.Z, key)
+    return iso
 
 
 def _choice(value: Any, key: str, choices: Sequence[str]) -> str:
@@ -118,6 +173,11 @@ class Numerics:
         grid_points_per_decade: density of the ln(E) grid of stopping and range tables
             (cubic Hermite, error ∝ h⁴: at 25 per decade the 20 JaBS reference spectra
             change by χ² ≤ 0.04 in total against 50 per decade, and the tables cost half).
+
+    Upper bounds (they bound the work of a simulation): ``max_nodes_per_layer`` <=
+    :data:`MAX_NODES_PER_LAYER` (10000), ``gaussian_cutoff_sigmas`` <=
+    :data:`MAX_GAUSSIAN_CUTOFF_SIGMAS` (10: the tails beyond are below 1e-22),
+    ``grid_points_per_decade`` <= :data:`MAX_GRID_POINTS_PER_DECADE` (1000).
     """
 
     piece_width_keV: float = 100.0
@@ -135,11 +195,17 @@ class Numerics:
         n = _number(
             self.max_nodes_per_layer, "numerics.max_nodes_per_layer", positive=True, integer=True
         )
-        if n < 2:
-            raise ExperimentError(f"numerics.max_nodes_per_layer: expected >= 2, got {n}")
+        if not 2 <= n <= MAX_NODES_PER_LAYER:
+            raise ExperimentError(
+                f"numerics.max_nodes_per_layer: expected 2 ... {MAX_NODES_PER_LAYER} (nodes "
+                f"of one isotope in one layer), got {n}"
+            )
         c = _number(self.gaussian_cutoff_sigmas, "numerics.gaussian_cutoff_sigmas", positive=True)
-        if c < 3:
-            raise ExperimentError(f"numerics.gaussian_cutoff_sigmas: expected >= 3, got {c}")
+        if not 3 <= c <= MAX_GAUSSIAN_CUTOFF_SIGMAS:
+            raise ExperimentError(
+                f"numerics.gaussian_cutoff_sigmas: expected 3 ... {MAX_GAUSSIAN_CUTOFF_SIGMAS:g}"
+                f", got {c}"
+            )
         m = _number(self.isotope_merge_sigmas, "numerics.isotope_merge_sigmas", nonnegative=True)
         if m > 1:
             raise ExperimentError(f"numerics.isotope_merge_sigmas: expected <= 1, got {m}")
@@ -149,15 +215,20 @@ class Numerics:
             positive=True,
             integer=True,
         )
-        if g < 10:
-            raise ExperimentError(f"numerics.grid_points_per_decade: expected >= 10, got {g}")
+        if not 10 <= g <= MAX_GRID_POINTS_PER_DECADE:
+            raise ExperimentError(
+                f"numerics.grid_points_per_decade: expected 10 ... {MAX_GRID_POINTS_PER_DECADE}"
+                f", got {g}"
+            )
 
 
 @dataclass(frozen=True)
 class Detector:
     """Energy-dispersive detector: calibration E(χ) = offset + gain·χ + quadratic·χ².
 
-    Channel i collects detected energies in [E(i), E(i+1)).
+    Channel i collects detected energies in [E(i), E(i+1)).  At most :data:`MAX_CHANNELS`
+    (1048576) channels, and a resolution of at most :data:`MAX_BROADENING_CHANNELS` (10000)
+    channels FWHM at the smallest local gain dE/dχ of the calibration.
     """
 
     channels: int
@@ -167,21 +238,34 @@ class Detector:
     quadratic_keV_per_channel2: float = 0.0
 
     def __post_init__(self):
-        _number(self.channels, "detector.channels", positive=True, integer=True)
-        _number(
+        n = _number(self.channels, "detector.channels", positive=True, integer=True)
+        if n > MAX_CHANNELS:
+            raise ExperimentError(f"detector.channels: expected at most {MAX_CHANNELS}, got {n}")
+        g = _number(
             self.gain_keV_per_channel, "detector.calibration.gain_keV_per_channel", positive=True
         )
         _number(self.offset_keV, "detector.calibration.offset_keV")
         q = _number(
             self.quadratic_keV_per_channel2, "detector.calibration.quadratic_keV_per_channel2"
         )
-        _number(self.resolution_fwhm_keV, "detector.resolution_fwhm_keV", positive=True)
+        fwhm = _number(self.resolution_fwhm_keV, "detector.resolution_fwhm_keV", positive=True)
         slope_end = self.gain_keV_per_channel + 2.0 * q * self.channels
         if slope_end <= 0:
             raise ExperimentError(
                 "detector.calibration: the quadratic term makes the calibration decrease "
                 f"before channel {self.channels}; expected gain + 2*quadratic*channels > 0"
             )
+        _check_broadening(
+            "detector.resolution_fwhm_keV", "resolution", fwhm, *_smallest_gain(g, q, n)
+        )
+
+    @property
+    def smallest_gain(self) -> tuple[float, float]:
+        """Smallest local gain dE/dχ (keV/channel) on channels 0 … ``channels`` and the
+        channel coordinate χ where it is reached."""
+        return _smallest_gain(
+            self.gain_keV_per_channel, self.quadratic_keV_per_channel2, self.channels
+        )
 
     def channel_energy(self, chi):
         """Energy (keV) at channel coordinate χ (channel i spans χ ∈ [i, i+1))."""
@@ -203,9 +287,37 @@ class Detector:
         return 2.0 * de / (g + disc**0.5)
 
 
+def _smallest_gain(gain: float, quadratic: float, channels: int) -> tuple[float, float]:
+    """Smallest local gain gain + 2·quadratic·χ (keV/channel) for χ in [0, channels], and
+    that χ (the local gain is linear in χ: an end)."""
+    end = gain + 2.0 * quadratic * channels
+    return (end, float(channels)) if end < gain else (gain, 0.0)
+
+
+def _check_broadening(key: str, what: str, fwhm_keV: float, gain: float, chi: float) -> None:
+    """Refuse a Gaussian broadening (FWHM, keV) that spans more than
+    :data:`MAX_BROADENING_CHANNELS` channels at the smallest local gain ``gain``
+    (keV/channel, reached at channel coordinate ``chi``)."""
+    width = fwhm_keV / gain
+    if width > MAX_BROADENING_CHANNELS:
+        where = "" if chi == 0.0 else f" (gain + 2*quadratic*channel at channel {chi:g})"
+        raise ExperimentError(
+            f"{key}, detector.calibration.gain_keV_per_channel: a {what} of {fwhm_keV:g} keV "
+            f"FWHM spans {width:.3g} channels at a gain of {gain:g} keV/channel{where}; at most "
+            f"{MAX_BROADENING_CHANNELS} channels are supported (the Gaussian smoothing works "
+            f"on windows of channels around every depth node)"
+        )
+
+
 @dataclass(frozen=True)
 class Setup:
-    """Everything about a measurement except the sample."""
+    """Everything about a measurement except the sample.
+
+    Besides the :class:`Detector`'s limits: a beam energy spread of at most
+    :data:`MAX_BROADENING_CHANNELS` (10000) channels FWHM at the smallest local gain, and at
+    most :data:`MAX_CHANNELS` (1048576) channel edges from the energy cut-off (below channel
+    0 when the calibration's offset is above the cut-off) to the last channel.
+    """
 
     beam_energy_keV: float
     scattering_deg: float
@@ -222,10 +334,7 @@ class Setup:
     numerics: Numerics = field(default_factory=Numerics)
 
     def __post_init__(self):
-        try:
-            ion(self.ion, "beam.ion")
-        except UnknownSpeciesError as exc:
-            raise ExperimentError(str(exc)) from None
+        beam_ion(self.ion, "beam.ion")
         e0 = _number(self.beam_energy_keV, "beam.energy_keV", positive=True)
         _number(self.beam_spread_fwhm_keV, "beam.energy_spread_fwhm_keV", nonnegative=True)
         _number(self.fluence_times_solid_angle_sr, "fluence_times_solid_angle_sr", positive=True)
@@ -251,8 +360,30 @@ class Setup:
             raise ExperimentError(
                 f"energy_cutoff_keV: expected below the beam energy {e0} keV, got {cut}"
             )
+        if isinstance(self.detector, Detector):
+            self._check_work(cut)
         if not isinstance(self.physics, PhysicsOptions):
             raise ExperimentError("physics: expected a PhysicsOptions")
+
+    def _check_work(self, cut: float) -> None:
+        """The limits that involve the beam or the cut-off (``cut``, keV) as well as the
+        detector: the beam energy spread in channels, and the channel edges from the cut-off
+        (below channel 0 when the calibration's offset is above it) to the last channel."""
+        det = self.detector
+        spread = _number(self.beam_spread_fwhm_keV, "beam.energy_spread_fwhm_keV")
+        _check_broadening(
+            "beam.energy_spread_fwhm_keV", "beam energy spread", spread, *det.smallest_gain
+        )
+        chi_cut = float(det.channel_coordinate(cut))
+        edges = det.channels + 1 - min(0, math.floor(chi_cut) - 1)
+        if edges > MAX_CHANNELS:
+            raise ExperimentError(
+                f"energy_cutoff_keV, detector.calibration: the spectrum is computed on the "
+                f"channel edges from the cut-off at {cut:g} keV (channel "
+                f"{chi_cut:.4g}, below channel 0 at offset_keV = {det.offset_keV:g} with "
+                f"gain_keV_per_channel = {det.gain_keV_per_channel:g}) to channel "
+                f"{det.channels}: {edges:.4g} edges; at most {MAX_CHANNELS} are supported"
+            )
 
     @property
     def exit_angle_deg(self) -> float:
@@ -296,10 +427,7 @@ def validate_layers(
             )
         clean = {}
         for name, value in layer.items():
-            try:
-                species(str(name), f"{lkey}.{name}")
-            except UnknownSpeciesError as exc:
-                raise ExperimentError(str(exc)) from None
+            sample_species(str(name), f"{lkey}.{name}")
             clean[str(name)] = _number(
                 value, f"{lkey}.{name} (areal density, 1e15 at/cm2)", nonnegative=True
             )

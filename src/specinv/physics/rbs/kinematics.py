@@ -35,6 +35,13 @@ def kinematic_factors(m1: float, m2: float, theta: float) -> tuple[float, ...]:
     return tuple(factors)
 
 
+def largest_scattering_angle(m1: float, m2: float) -> float:
+    """Largest lab angle (radians) into which a projectile of mass ``m1`` is scattered
+    elastically by a target of mass ``m2`` (u): π when the target is heavier, else
+    asin(m2/m1) (π/2 for equal masses)."""
+    return math.pi if m2 > m1 else math.asin(m2 / m1)
+
+
 def cm_angle(m1: float, m2: float, theta: float, branch: int = 0) -> float:
     """Centre-of-mass scattering angle for lab angle ``theta`` (branch 0: '+', 1: '−')."""
     x = math.asin(min(1.0, (m1 / m2) * math.sin(theta)))

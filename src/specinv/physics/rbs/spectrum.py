@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd import forward_ad
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -104,9 +105,15 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
 
     Each node only touches the edges within its window (``need`` half-width, rounded up to
     one of ``sizes``).  Nodes are sorted (stably) by window size and processed in
-    cache-sized blocks, added in place.
+    cache-sized blocks, added in place.  Nodes without jump and kink add nothing and are
+    skipped, unless derivatives are tracked: their corrections still have derivatives
+    with respect to jump and kink (an element of amount 0 has such nodes, and the
+    spectrum changes as its amount grows).
     """
-    active = (jump != 0) | (kink != 0)
+    if _tracked(jump) or _tracked(kink):
+        active = torch.ones_like(jump, dtype=torch.bool)
+    else:
+        active = (jump != 0) | (kink != 0)
     bucket = torch.bucketize(need, need.new_tensor(sizes))
     bucket = torch.where(active, bucket, len(sizes))  # inactive nodes: no bucket
     counts = torch.bincount(bucket, minlength=len(sizes) + 1).tolist()
@@ -136,6 +143,11 @@ def _local_part(flat, base, t, jump, kink, variance, sigma, need, sizes):
             n1 = min(n0 + block, start + count)
             _add_local(flat, offsets, distance, columns[:, n0:n1], base[n0:n1])
         start += count
+
+
+def _tracked(x: torch.Tensor) -> bool:
+    """Whether derivatives of ``x`` are tracked (autograd, or a forward-mode tangent)."""
+    return x.requires_grad or forward_ad.unpack_dual(x).tangent is not None
 
 
 def _global_part(out, t, i, jump, kink, variance, sample, n_edges):

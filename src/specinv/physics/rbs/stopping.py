@@ -22,6 +22,8 @@ from .constants import BOHR_RADIUS_CM, E2_KEV_CM, TFU, ZBL_SCREENING_PREFACTOR
 from .isotopes import Species
 
 LUNASRIM_VERSION = "1.0.0"
+#: atomic numbers (of ion and target) that the SRIM-2013 stopping tables cover
+SRIM_Z_MIN, SRIM_Z_MAX = 1, 92
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,8 @@ def electronic_stopping_table(
     is computed with lunasrim on first use and cached.
     """
     for name, z in (("ion Z1", z1), ("target Z2", z2)):
-        if not 1 <= z <= 92:
-            raise ValueError(f"SRIM-2013 stopping: {name} = {z} outside 1..92")
+        if not SRIM_Z_MIN <= z <= SRIM_Z_MAX:
+            raise ValueError(f"SRIM-2013 stopping: {name} = {z} outside {SRIM_Z_MIN}..{SRIM_Z_MAX}")
     path = (
         cache_dir()
         / "stopping"
