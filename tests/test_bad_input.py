@@ -241,6 +241,10 @@ def change(path: str, value):
             change("rbs.experiment.detector.channels", 50),
             "preprocessing.first_channel: 100 (the technique's default) drops every channel",
         ),
+        (
+            change("model.kernels", [5]),
+            "model (mdn, architecture A): model: filters, kernels and strides need the same",
+        ),
         (change("example.experiment", "missing.yaml"), "example.experiment: missing.yaml: cannot"),
         (change("example.experiment", "README.md"), "example.experiment: README.md: malformed"),
         (
