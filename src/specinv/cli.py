@@ -14,6 +14,18 @@ from collections.abc import Sequence
 from . import __version__
 
 
+def seed_argument(text: str) -> int:
+    """An argparse type for the techniques' verbs: a seed, a whole number in 0 … 2**63 − 1
+    (numpy's and torch's generators take any of them)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected 0 … 2**63-1, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ConfigError
     from .techniques import available, technique_class

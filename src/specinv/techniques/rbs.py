@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from ..cli import seed_argument
 from ..config.errors import ConfigError
 from ..config.schema import load_schema
 from ..physics.rbs import RBSSimulator, Setup
@@ -233,17 +234,6 @@ class RBSTechnique(Technique):
         )
         sim.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
         sim.set_defaults(func=simulate_command)
-
-
-def seed_argument(text: str) -> int:
-    """An argparse type: a seed, a whole number in 0 … 2**63 − 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"expected 0 … 2**63-1, got {text}")
-    return value
 
 
 def simulate_command(args: argparse.Namespace) -> int:
