@@ -235,7 +235,7 @@ def _set(path: str, value):
         (_set("data.seed", 7), {**_DATA, **_PREPROCESSING}),
         (_set("preprocessing.sigmas", 4.0), _PREPROCESSING),
         (_set("model.gru_hidden", 12), _NETWORKS),
-        (_set("training.epochs", 3), _NETWORKS),
+        (_set("training.epochs", 4), _NETWORKS),
         (
             _set("fitting.autofit_evaluations_per_parameter", 25),
             {"fit_nelder_mead": 2, "merge_fits": 1, "tables": 1, "figures": 1, "runtime_table": 1},
