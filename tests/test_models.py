@@ -10,6 +10,7 @@ import torch
 
 from specinv.models import (
     PAPER_ARCHITECTURES,
+    CNNConfig,
     MDNConfig,
     MixtureDensityNetwork,
     mixture_covariance,
@@ -18,6 +19,7 @@ from specinv.models import (
     mixture_nll,
     mixture_sample,
     mixture_variance,
+    model_kind,
 )
 
 
@@ -111,3 +113,31 @@ def test_bad_architectures_are_rejected():
         MDNConfig(input_length=100, n_params=2, filters=(8, 8), kernels=(3,), strides=(1, 1))
     with pytest.raises(ValueError, match="model.components"):
         MDNConfig(input_length=100, n_params=2, components=0)
+
+
+def test_the_xrd_papers_cnn_has_its_described_shape():
+    """Boulle & Debelle 2023: 1001 points -> a 4 x 128 map (flattened to 512) -> dense 1000
+    -> ... -> 14 outputs, ~1.104e6 trainable parameters."""
+    kind = model_kind("cnn")
+    net = kind.build(kind.architecture({"architecture": "boulle2023"}), 1001, 14)
+    assert net.cnn(torch.zeros(3, 1, 1001)).shape == (3, 128, 4)
+    assert net.head[0].in_features == 512 and net.head[0].out_features == 1000
+    n = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    assert abs(n - 1.104e6) / 1.104e6 < 0.01
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules()) == 4
+    assert sum(isinstance(m, torch.nn.MaxPool1d) for m in net.modules()) == 4
+    net.eval()
+    assert net(torch.randn(5, 1001)).shape == (5, 14)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"block": 3}, "model.block: expected 0 or a divisor of the 4 convolutions"),
+        ({"batch_norm": True}, "model.batch_norm: needs blocks"),
+        ({"negative_slope": -0.1}, "model.negative_slope: expected >= 0"),
+    ],
+)
+def test_bad_cnn_blocks_are_rejected(fields, message):
+    with pytest.raises(ValueError, match=message):
+        CNNConfig(input_length=100, n_outputs=2, **fields)

@@ -185,6 +185,22 @@ class CNNKind(ModelKind):
             "strides": (2, 2, 2),
             "hidden": (64,),
         },
+        # Boulle & Debelle 2023 (XRD strain profiles), their Fig. 2 as the text describes it:
+        # kernels of 15, two successive convolutions, batch normalisation, max-pooling over
+        # 2, ReLU, a 4 x 128 map flattened to 512 and a first dense layer of 1000.  The
+        # figure (filters, strides, further dense layers) is not in the text; these blocks
+        # (16, 32, 64, 128 filters, the first convolution of each with stride 2) give the
+        # 4 x 128 map from 1001 points, and with a dense layer of 100 the paper's 1.104e6
+        # parameters for 14 outputs (1.1035e6).
+        "boulle2023": {
+            "filters": (16, 16, 32, 32, 64, 64, 128, 128),
+            "kernels": (15,) * 8,
+            "strides": (2, 1) * 4,
+            "block": 2,
+            "batch_norm": True,
+            "negative_slope": 0.0,
+            "hidden": (1000, 100),
+        },
     }
     default_architecture = "default"
 
