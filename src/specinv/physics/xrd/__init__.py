@@ -1,0 +1,1 @@
+"""X-ray diffraction (XRD) forward model."""
