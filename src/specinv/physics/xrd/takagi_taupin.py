@@ -66,11 +66,18 @@ def slice_factor(q_squared: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 
 
 def substrate_amplitude(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    """Y of a semi-infinite perfect crystal: −c/(b − q) with the root q of q² = b² − ac that
-    has Im q < 0 (the wave field decaying with depth)."""
+    """Y of a semi-infinite perfect crystal: −c/(b ∓ q), q = √(b² − ac).
+
+    The physical root is the wave field that decays with depth (Im q < 0 for −c/(b − q));
+    it is also the root of smaller |Y| (R <= 1).  The two criteria agree for an absorbing
+    crystal, but without absorption Im q is 0 (up to rounding) outside the total-reflection
+    range, so the smaller |Y| decides there and Im q only breaks the tie inside it (where
+    both roots have |Y| = 1 without absorption)."""
     q = torch.sqrt(b * b - a * c)
     q = torch.where(q.imag > 0, -q, q)
-    return -c / (b - q)
+    decaying, other = b - q, b + q
+    other_is_smaller = other.abs() > decaying.abs() * (1 + 1e-9)
+    return -c / torch.where(other_is_smaller, other, decaying)
 
 
 def propagate_slice(
