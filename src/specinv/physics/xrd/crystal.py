@@ -209,14 +209,17 @@ def crystal_from_mapping(data: Mapping[str, Any], where: str = "crystal") -> Cry
             f"{where}.lattice: expected keys a (and b, c, alpha, beta, gamma), got {sorted(lat)}"
         )
     a = _number(lat["a"], f"{where}.lattice.a")
-    lattice = Lattice(
-        a,
-        _number(lat.get("b", a), f"{where}.lattice.b"),
-        _number(lat.get("c", a), f"{where}.lattice.c"),
-        _number(lat.get("alpha", 90.0), f"{where}.lattice.alpha"),
-        _number(lat.get("beta", 90.0), f"{where}.lattice.beta"),
-        _number(lat.get("gamma", 90.0), f"{where}.lattice.gamma"),
-    )
+    try:
+        lattice = Lattice(
+            a,
+            _number(lat.get("b", a), f"{where}.lattice.b"),
+            _number(lat.get("c", a), f"{where}.lattice.c"),
+            _number(lat.get("alpha", 90.0), f"{where}.lattice.alpha"),
+            _number(lat.get("beta", 90.0), f"{where}.lattice.beta"),
+            _number(lat.get("gamma", 90.0), f"{where}.lattice.gamma"),
+        )
+    except CrystalError as exc:
+        raise CrystalError(f"{where}: {exc}") from None
     raw_sites = data["sites"]
     if not isinstance(raw_sites, list):
         raise CrystalError(f"{where}.sites: expected a list, got {type(raw_sites).__name__}")
@@ -235,16 +238,22 @@ def crystal_from_mapping(data: Mapping[str, Any], where: str = "crystal") -> Cry
         position = entry.get("position")
         if not isinstance(position, list) or len(position) != 3:
             raise CrystalError(f"{key}.position: expected [x, y, z], got {position!r}")
-        sites.append(
-            Site(
+        try:
+            site = Site(
                 str(entry.get("element")),
                 tuple(_number(x, f"{key}.position") for x in position),
                 _number(entry.get("occupancy", 1.0), f"{key}.occupancy"),
                 _number(entry.get("b_iso", 0.0), f"{key}.b_iso"),
             )
-        )
+        except CrystalError as exc:
+            raise CrystalError(f"{key}: {exc}") from None
+        sites.append(site)
     centring = str(data.get("centring", "P"))
-    return Crystal(str(data["name"]), lattice, expand_centring(sites, centring))
+    try:
+        cell = expand_centring(sites, centring)
+    except CrystalError as exc:
+        raise CrystalError(f"{where}: {exc}") from None
+    return Crystal(str(data["name"]), lattice, cell)
 
 
 def bundled_crystals() -> list[str]:
