@@ -301,6 +301,7 @@ def test_a_sample_does_not_depend_on_its_batch():
     sim = _small_simulator(margin_deg=0.02)
     chunked = XRDSimulator(sim.setup, batch_chunk=2)
     p = _small_params(sim, batch=5)
+    torch.testing.assert_close(sim.pack(sim.unpack(p)), p, rtol=0, atol=0)
     together = sim.simulate(p)
     torch.testing.assert_close(chunked.simulate(p), together, rtol=1e-12, atol=0)
     for i in range(5):
