@@ -18,6 +18,7 @@ from .base import TASKS, Axis, PartialSimulation, Technique
 #: name -> "module:Class" of the built-in techniques (imported on first use).
 TECHNIQUES = {
     "rbs": "specinv.techniques.rbs:RBSTechnique",
+    "xrd": "specinv.techniques.xrd:XRDTechnique",
 }
 
 ENTRY_POINT_GROUP = "specinv.techniques"

@@ -1,0 +1,130 @@
+"""The XRD technique: the paper's random strain profiles, the prior box, the curves' dynamic
+range and scale, and configuration errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from specinv.config import ConfigError
+from specinv.config.schema import validate
+from specinv.physics.xrd import bspline_design_matrix
+from specinv.techniques import technique_class
+from specinv.techniques.xrd.sampling import (
+    N_SHAPE_UNIFORMS,
+    asymmetric_gaussian,
+    fit_weights,
+    paper_shapes,
+    random_strain_shapes,
+)
+
+DEPTHS = (np.arange(400) + 0.5) / 400  # fractions of t from the surface
+DESIGN = bspline_design_matrix(10, 1.0 - DEPTHS)[:, 3:]
+
+
+def technique(**section):
+    cls = technique_class("xrd")
+    validate(section, cls.config_schema, where="xrd")
+    return cls.from_config(section)
+
+
+def test_asymmetric_gaussian_has_its_two_widths():
+    s = np.linspace(0, 1, 1001)
+    g = asymmetric_gaussian(s, np.array([0.5]), np.array([0.1]), np.array([0.05]))[0]
+    assert g.max() == pytest.approx(1.0)
+    left = s[(s < 0.5) & (g >= 0.5)].min()
+    right = s[(s > 0.5) & (g >= 0.5)].max()
+    half = np.sqrt(2 * np.log(2))  # half width at half maximum in σ
+    assert 0.5 - left == pytest.approx(0.1 * half, abs=2e-3)
+    assert right - 0.5 == pytest.approx(0.05 * half, abs=2e-3)
+    step = asymmetric_gaussian(s, np.array([0.5]), np.array([0.0]), np.array([0.1]))[0]
+    assert step[s < 0.5].max() == 0.0
+
+
+def test_the_papers_shapes_peak_at_one_and_vanish_at_the_interface():
+    rng = np.random.default_rng(0)
+    u = rng.random((4000, N_SHAPE_UNIFORMS))
+    shapes = paper_shapes(DEPTHS, u)
+    np.testing.assert_allclose(shapes.max(axis=1), 1.0)
+    mu = 1.0 - u[:, 0]  # = 1 − 3 σ_R
+    no_plateau = (u[:, 2] < 0.25) | ((u[:, 2] >= 0.25) & (u[:, 2] < 0.5))
+    # without a plateau on the interface side, the strain has fallen to exp(−4.5) of its
+    # peak at the interface (3 σ_R below μ)
+    assert (shapes[no_plateau & (mu < 0.95), -1] < 0.02).all()
+    # each plateau side comes with probability 1/4
+    sides = np.minimum((u[:, 2] * 4).astype(int), 3)
+    assert np.allclose(np.bincount(sides) / len(u), 0.25, atol=0.03)
+
+
+def test_fitted_shapes_are_tensile_smooth_and_scaled_to_one():
+    rng = np.random.default_rng(1)
+    u = rng.random((500, N_SHAPE_UNIFORMS + 10))
+    weights = random_strain_shapes(u, DESIGN, DEPTHS)
+    assert (weights >= 0).all()
+    np.testing.assert_allclose((weights @ DESIGN.T).max(axis=1), 1.0)
+    # a smooth shape is fitted closely (rms below 2 % of the peak)
+    smooth = paper_shapes(DEPTHS, np.array([[0.6, 0.4, 0.1, 0.5]]))
+    w = fit_weights(smooth, DESIGN)
+    assert np.sqrt(np.mean((w @ DESIGN.T - smooth) ** 2)) < 0.02
+    # the jitter moves every weight by at most 10 %
+    base = random_strain_shapes(
+        np.column_stack([u[:, :4], np.full((500, 10), 0.5)]), DESIGN, DEPTHS
+    )
+    assert not np.allclose(base, weights)
+
+
+def test_samples_depend_only_on_their_own_uniforms():
+    t = technique()
+    u = np.random.default_rng(2).random((50, t.n_uniforms))
+    p = t.sample(u)
+    np.testing.assert_array_equal(t.sample(u[10:20]), p[10:20])
+    low, high = t.bounds()
+    assert ((p >= low) & (p <= high)).all()
+    prior = t.priors
+    # e_max (the strain's maximum) follows its prior (other depth grid: 2 % slack)
+    e_max = t.strain_profiles(p, n_depths=400).max(axis=1)
+    assert (e_max >= 0.98 * prior["strain_max_percent"].low).all()
+    assert (e_max <= 1.02 * prior["strain_max_percent"].high).all()
+    assert (p[:, 10] >= prior["thickness_nm"].low).all() and (p[:, 10] <= 1000).all()
+
+
+def test_curves_have_their_dynamic_range_and_peak():
+    t = technique(axis={"points": 301})
+    p = t.sample(np.random.default_rng(3).random((6, t.n_uniforms)))
+    counts = t.simulate(torch.as_tensor(p)).numpy()
+    assert counts.shape == (6, 301) and (counts > 0).all()
+    np.testing.assert_allclose(np.log10(counts.max(1) / counts.min(1)), p[:, -2], rtol=1e-9)
+    # the peak is 10^κ plus the background, at most 10^κ · 10^-DR / (1 - 10^-DR)
+    excess = np.log10(counts.max(1)) - p[:, -1]
+    assert (excess >= -1e-12).all() and (excess <= np.log10(1 + 2 * 10.0 ** -p[:, -2])).all()
+    # the strained layer's signal lies on the tensile side (ΔQ/Q_B < 0)
+    axis = t.axis()
+    assert axis.coordinate == "dq_over_q" and axis.attrs["units"] == "1"
+    strained = p[:, :10].max(1) > 2  # e_max above 2 %
+    tensile = counts[:, axis.values < -0.01].mean(1)
+    compressive = counts[:, axis.values > 0.01].mean(1)
+    assert (tensile[strained] > compressive[strained]).all()
+
+
+def test_gradients_flow_through_the_curves():
+    t = technique(axis={"points": 101}, slices=20)
+    p = torch.as_tensor(t.sample(np.random.default_rng(4).random((2, t.n_uniforms))))
+    p.requires_grad_(True)
+    torch.log(t.simulate(p)).sum().backward()
+    assert torch.isfinite(p.grad).all() and (p.grad.abs() > 0).any()
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"crystal": "Unobtainium"}, "crystal: crystal 'Unobtainium'"),
+        ({"axis": {"start": 0.1, "stop": -0.1}}, "axis: expected stop > start"),
+        ({"prior": {"dw_min": {"low": 0.1, "high": 1.5}}}, "prior.dw_min.high: expected <= 1"),
+        ({"prior": {"thickness_nm": {"low": 0, "high": 100}}}, "prior.thickness_nm.low"),
+        ({"prior": {"fwhm_deg": {"low": 0.2, "high": 0.1}}}, "prior.fwhm_deg: lower bound"),
+    ],
+)
+def test_bad_sections_name_the_key(section, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        technique(**section)
