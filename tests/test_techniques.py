@@ -3,6 +3,7 @@ whole workflows of a regression and a multi-label technique through the same rul
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -120,6 +121,30 @@ def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
     assert not (tmp_path / "results" / "example").exists()  # no example file: none
     predictions = read_dataset(res / "predictions/n60/test.nc")
     assert predictions.attrs["model_kind"] == "cnn"
+
+
+@pytest.mark.slow
+def test_the_xrd_technique_runs_the_whole_dag(tmp_path):
+    """XRD (parameters of either sign in the box, log-intensity features) through sampling,
+    simulation, preprocessing, training, prediction, fits and the tables."""
+    res = run_workflow(tmp_path, "tiny_xrd.yaml")
+    spectra = read_dataset(res / "data/spectra.nc")
+    assert spectra["counts"].shape == (76, 121)
+    assert "dq_over_q" in spectra.coords
+    methods = pd.read_csv(res / "tables/methods.csv", index_col=0)
+    assert list(methods.index) == [
+        "CNN48",
+        "Autofit",
+        "CNN48 + Autofit",
+        "CNN48 + gradient refinement",
+    ]
+    refined = read_dataset(res / "fits/cnn_refine.nc")
+    assert (refined["chi2"] <= refined["chi2_start"]).all()
+    assert (refined["chi2"] < refined["chi2_start"]).any()
+    transform = json.loads((res / "preprocessing/transform.json").read_text())
+    assert transform["settings"]["log"] is True and transform["settings"]["merge"] == 1
+    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):
+        assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
 
 
 @pytest.mark.slow
