@@ -3,14 +3,19 @@ range and scale, and configuration errors."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from specinv.cli import main
 from specinv.config import ConfigError
 from specinv.config.schema import validate
 from specinv.physics.xrd import bspline_design_matrix
 from specinv.techniques import technique_class
+from specinv.techniques.xrd.cli import load_xrd_experiment
 from specinv.techniques.xrd.sampling import (
     N_SHAPE_UNIFORMS,
     asymmetric_gaussian,
@@ -128,3 +133,45 @@ def test_gradients_flow_through_the_curves():
 def test_bad_sections_name_the_key(section, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         technique(**section)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "xrd_YSZ_400.yaml"
+
+
+def test_simulate_command_writes_the_curve_and_figure(tmp_path):
+    out, fig = tmp_path / "curve.csv", tmp_path / "curve.png"
+    assert main(["xrd", "simulate", str(EXAMPLE), "-o", str(out), "--plot", str(fig)]) == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert header == ["two_theta_deg", "counts"]
+    data = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert data.shape == (501, 2)
+    assert data[:, 1].max() == pytest.approx(1e5)  # log10_peak 5
+    assert np.log10(data[:, 1].max() / data[:, 1].min()) == pytest.approx(5.0)
+    # the substrate's Bragg peak at 2θ_B = 73.572° (YSZ 400, Cu Kα1)
+    assert data[np.argmax(data[:, 1]), 0] == pytest.approx(73.572, abs=0.01)
+    assert fig.read_bytes()[:4] == b"\x89PNG"
+    noisy = tmp_path / "noisy.csv"
+    assert main(["xrd", "simulate", str(EXAMPLE), "-o", str(noisy), "--noise", "--seed", "1"]) == 0
+    counts = np.loadtxt(noisy, delimiter=",", skiprows=1)
+    assert np.array_equal(counts[:, 1], np.round(counts[:, 1]))
+    np.testing.assert_allclose(counts[:, 2], data[:, 1], rtol=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("sample"), "sample: is required but missing"),
+        (lambda d: d["sample"].update(strain_percent=[0.1, 0.2]), "expected 6 weights"),
+        (lambda d: d["sample"].update(dw_min=0), "sample.dw_min: expected a value > 0"),
+        (lambda d: d.update(reflection=[4, 0]), "reflection"),
+        (lambda d: d["sample"].update(thickness=5), "sample: unknown key(s) 'thickness'"),
+    ],
+)
+def test_bad_experiment_files_name_file_and_key(tmp_path, edit, message):
+    data = yaml.safe_load(EXAMPLE.read_text())
+    edit(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_xrd_experiment(path)
+    assert str(path) in str(info.value) and message in str(info.value), str(info.value)

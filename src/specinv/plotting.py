@@ -40,6 +40,8 @@ def plot_spectrum(
     log: bool = False,
     channel_axis: Sequence[float] | None = None,
     measured: np.ndarray | None = None,
+    xlabel: str = "detected energy (keV)",
+    ylabel: str = "counts per channel",
 ) -> Path:
     """Save a figure of one or more spectra (counts per channel against energy) to ``path``.
 
@@ -52,6 +54,7 @@ def plot_spectrum(
         channel_axis: (offset_keV, gain_keV_per_channel) of a linear calibration: adds a
             channel-number axis on top.
         measured: counts drawn as points (a measured or noisy spectrum).
+        xlabel, ylabel: axis labels (``energy_keV`` is then any abscissa).
     """
     import matplotlib
 
@@ -63,8 +66,8 @@ def plot_spectrum(
         ax.plot(energy_keV, measured, ".", ms=2.5, color="0.45", label="counts (with noise)")
     for label, counts in curves.items():
         ax.plot(energy_keV, counts, lw=1.2, label=label)
-    ax.set_xlabel("detected energy (keV)")
-    ax.set_ylabel("counts per channel")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if log:
         ax.set_yscale("log")
         positive = np.concatenate([np.asarray(c)[np.asarray(c) > 0] for c in curves.values()])

@@ -17,9 +17,9 @@ the surface, s = 1 at the film/substrate interface):
    [0.9, 1.1].
 
 The jittered profile is scaled to a peak of 1 again, and the strain profile is e_max times
-it (so e_max is its maximum, the quantity whose accuracy the paper reports).  Everything is a function of
-uniform numbers in [0, 1) (:data:`N_UNIFORMS` per profile), so that a profile depends only on
-its own random numbers (the seam's ``sample(u)``).
+it (so e_max is its maximum, the quantity whose accuracy the paper reports).  Everything is
+a function of uniform numbers in [0, 1) (:data:`N_SHAPE_UNIFORMS` plus one per weight), so
+that a profile depends only on its own random numbers (the seam's ``sample(u)``).
 """
 
 from __future__ import annotations

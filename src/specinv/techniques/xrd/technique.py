@@ -238,6 +238,23 @@ class XRDTechnique(Technique):
             {"units": unit, "long_name": long_name},
         )
 
+    # ------------------------------------------------------------------ command line
+    @classmethod
+    def add_cli(cls, subparsers) -> None:
+        from .cli import add_cli
+
+        add_cli(subparsers)
+
+    @classmethod
+    def check_example(cls, path) -> None:
+        """An experiment file for ``specinv xrd simulate`` (ConfigError naming the key)."""
+        from .cli import load_xrd_experiment
+
+        try:
+            load_xrd_experiment(path)
+        except ConfigError as exc:
+            raise ConfigError(f"example.experiment: {exc}") from None
+
     def strain_profiles(self, params: np.ndarray, n_depths: int = 200) -> np.ndarray:
         """Strain (%) [n, n_depths] at depths (i + ½) t / n_depths below the surface."""
         params = np.atleast_2d(np.asarray(params, dtype=np.float64))
