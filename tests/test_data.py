@@ -173,11 +173,16 @@ def test_test_split_does_not_change_with_the_training_size():
         ("config/paper/rbs_A.yaml", "120e59f73d6f2c00"),
         ("config/paper/rbs_B.yaml", "5ea5149882aaebaf"),
         ("config/paper/rbs_C.yaml", "90f8c31fb12ec31b"),
+        # XRD (issue 16), pinned when the technique was added
+        ("config/paper/xrd_CNN1.yaml", "2d17cffa5fe44ebe"),
+        ("config/paper/xrd_CNN2.yaml", "a7745999acf17766"),
+        ("config/paper/xrd_CNN3.yaml", "bd1bd416149aaae0"),
     ],
 )
 def test_the_data_of_a_configuration_never_change_silently(configfile, data_hash):
     """The hash of everything the simulated data depend on, pinned to the values of the
-    datasets made before the technique seam (commit e97c152): a new default or a change of
+    datasets made before the technique seam (commit e97c152; XRD: when it was added): a new
+    default or a change of
     the sampling would rerun every user's data, so it must be a decision, not an accident."""
     root = Path(__file__).resolve().parents[1]
     assert dataset_config(yaml.safe_load((root / configfile).read_text())).data_hash() == (

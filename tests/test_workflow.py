@@ -52,6 +52,9 @@ def test_lint_is_clean():
         "config/paper/rbs_A.yaml",
         "config/paper/rbs_B.yaml",
         "config/paper/rbs_C.yaml",
+        "config/paper/xrd_CNN1.yaml",
+        "config/paper/xrd_CNN2.yaml",
+        "config/paper/xrd_CNN3.yaml",
     ],
 )
 def test_dry_run_lists_the_data_dag(tmp_path, configfile):
