@@ -80,3 +80,17 @@ def test_fit_throughput_runs(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "first 1 identical to scipy: True" in out
     assert "Levenberg-Marquardt, 4 at once" in out
+
+
+def test_xrd_throughput_runs(monkeypatch, capsys):
+    bench = _load("xrd_throughput")
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["xrd_throughput.py", "--batch", "4", "--repeat", "1", "--points", "51"],
+    )
+    bench.main()
+    out = capsys.readouterr().out
+    assert "51 points, 60 slices, batch 4" in out
+    rows = [line for line in out.splitlines() if line.startswith("| 1 |")]
+    assert len(rows) == 1 and float(rows[0].split("|")[2]) > 0
