@@ -21,6 +21,7 @@ if plan.regression:
         model_size=par.model_size,
         alpha=ev["alpha"],
         information=read_dataset(inp.information),
+        derived_errors=plan.dataset.technique_instance.derived_errors,
     )
 else:
     tables = classification_tables(predictions, par.model_size, ev["threshold"])

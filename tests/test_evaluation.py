@@ -212,3 +212,24 @@ def test_autofit_on_fewer_spectra_is_compared_on_the_shared_ones():
     assert full["spectra"] == 4 and full["wall_seconds"] == 3.0
     assert full["acceptance"] == pytest.approx(3 / 4)  # 90 > the 95 % point of chi2(50)
     assert table.loc["MDN100 + gradient refinement", "MRE a"] == pytest.approx(0.2)
+
+
+def test_accuracy_is_the_share_within_ten_percent():
+    from specinv.evaluation.tables import accuracy_table
+
+    true = np.array([[1.0, 2.0], [1.0, 0.0], [1.0, 5.0], [1.0, 4.0]])
+    est = np.array([[1.05, 2.3], [0.85, 0.0], [1.0999, 5.1], [0.5, 4.0]])
+    ds = xr.Dataset(
+        {"estimate": (("sample", "param"), est), "true": (("sample", "param"), true)},
+        coords={"sample": np.arange(4), "param": ["a", "b"]},
+    )
+
+    def derived(e, t):
+        return {"sum": (e.sum(1) - t.sum(1)) / t.sum(1)}
+
+    table = accuracy_table({"net": ds}, derived)
+    assert table.loc["net", "a(a)"] == 0.5  # 5 %, 15 %, 9.99 %, 50 %
+    assert table.loc["net", "a(b)"] == 0.75  # 15 %, exact 0, 2 %, 0 %
+    sums = np.abs(derived(est, true)["sum"]) < 0.1
+    assert table.loc["net", "a(sum)"] == sums.mean()
+    assert table.loc["net", "spectra"] == 4

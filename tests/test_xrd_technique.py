@@ -175,3 +175,15 @@ def test_bad_experiment_files_name_file_and_key(tmp_path, edit, message):
     with pytest.raises(ConfigError) as info:
         load_xrd_experiment(path)
     assert str(path) in str(info.value) and message in str(info.value), str(info.value)
+
+
+def test_derived_errors_of_the_strain_profile():
+    t = technique()
+    true = t.sample(np.random.default_rng(5).random((20, t.n_uniforms)))
+    same = t.derived_errors(true, true)
+    assert np.all(same["e_max"] == 0) and np.all(same["strain"] == 0)
+    scaled = true.copy()
+    scaled[:, :10] *= 1.05  # every strain 5 % larger
+    errors = t.derived_errors(scaled, true)
+    np.testing.assert_allclose(errors["e_max"], 0.05, rtol=1e-9)
+    assert ((errors["strain"] > 0) & (errors["strain"] <= 0.05 + 1e-12)).all()

@@ -52,7 +52,15 @@ FIT_KEYS = {
     "information": ("spectra", "device"),
 }
 #: ids of the regression evaluation's tables and figures
-REGRESSION_TABLES = ("runtimes", "chi2", "coverage", "methods", "mre", "information")
+REGRESSION_TABLES = (
+    "runtimes",
+    "chi2",
+    "coverage",
+    "methods",
+    "mre",
+    "information",
+    "accuracy",
+)
 REGRESSION_FIGURES = (
     "mre_vs_training_size",
     "prediction_ratio",

@@ -98,6 +98,43 @@ def coverage_table(predictions: xr.Dataset) -> pd.DataFrame:
     return out
 
 
+#: the accuracy threshold of Boulle & Debelle (2023): |relative error| below 10 %
+ACCURACY_THRESHOLD = 0.1
+
+
+def accuracy_table(
+    rows: Mapping[str, xr.Dataset],
+    derived_errors=None,
+    threshold: float = ACCURACY_THRESHOLD,
+) -> pd.DataFrame:
+    """Accuracy a (Boulle & Debelle 2023, Table 2): per method (rows: datasets with
+    ``estimate`` and ``true`` [sample, param]) and parameter, the share of spectra whose
+    relative error |estimate − true| / |true| is below ``threshold`` (a true value of 0
+    counts as accurate only when estimated exactly).
+
+    ``derived_errors(estimate, true) -> {name: relative errors [n]}``: the technique's
+    quantities derived from all parameters (XRD: e_max, the strain profile), reported as
+    further columns; the ``spectra`` column says on how many spectra each row is.
+    """
+    out = {}
+    for label, ds in rows.items():
+        est, true = ds["estimate"].values, ds["true"].values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.abs(est - true) / np.abs(true)
+        rel = np.where(true == 0, np.where(est == true, 0.0, np.inf), rel)
+        row = {
+            f"a({p})": float(np.mean(rel[:, j] < threshold))
+            for j, p in enumerate(ds["param"].values.astype(str))
+        }
+        for name, err in (derived_errors(est, true) if derived_errors else {}).items():
+            row[f"a({name})"] = float(np.mean(np.abs(err) < threshold))
+        row["spectra"] = ds.sizes["sample"]
+        out[label] = row
+    table = pd.DataFrame.from_dict(out, orient="index")
+    table.index.name = "method"
+    return table
+
+
 def methods_table(
     fits: Mapping[str, xr.Dataset],
     alpha: float = 0.05,
@@ -322,6 +359,13 @@ def methods_on_fitted_spectra(
     return out
 
 
+def chi2_rows_of_networks(
+    network_fits: Mapping[int, xr.Dataset], label: str
+) -> dict[str, xr.Dataset]:
+    """The network's back-simulations by display label ("MDN1000", …), smallest first."""
+    return {f"{label}{n}": network_fits[n] for n in sorted(network_fits)}
+
+
 def paper_tables(
     predictions: Mapping[int, xr.Dataset],
     network_fits: Mapping[int, xr.Dataset],
@@ -329,6 +373,7 @@ def paper_tables(
     model_size: int,
     alpha: float = 0.05,
     information: xr.Dataset | None = None,
+    derived_errors=None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of the evaluation.
 
@@ -340,16 +385,19 @@ def paper_tables(
         model_size: the training-set size of the network the fits start from.
         information: Cramér–Rao bounds of the fitted test spectra
             (:func:`specinv.fitting.runner.information_limit`), or None.
+        derived_errors: the technique's ``derived_errors`` (for :func:`accuracy_table`).
 
     Returns:
         ``mre`` (Figs. 4–7), ``chi2`` (Tables 2–4: MDN per size on all test spectra, the
         fits on theirs, and the ideal χ²_ν), ``coverage`` (Table 5) and ``methods``
-        (Table 6 and the comparison of all methods on the same spectra); with
-        ``information`` also ``information`` (:func:`information_table`).
+        (Table 6 and the comparison of all methods on the same spectra), ``accuracy``
+        (the network per size on all test spectra, then every method on the fitted ones:
+        :func:`accuracy_table`); with ``information`` also ``information``
+        (:func:`information_table`).
     """
     kind, label = _network(network_fits[model_size])
     labels = method_labels(kind, label)
-    chi2_rows = {f"{label}{n}": network_fits[n] for n in sorted(network_fits)}
+    chi2_rows = chi2_rows_of_networks(network_fits, label)
     chi2_rows.update({labels[m]: f for m, f in fits.items()})
     same = methods_on_fitted_spectra(network_fits[model_size], fits, model_size)
     own = methods_on_fitted_spectra(network_fits[model_size], fits, model_size, common=False)
@@ -364,6 +412,16 @@ def paper_tables(
         "chi2": chi2_profile_table(chi2_rows, alpha),
         "coverage": coverage_table(predictions[model_size]),
         "methods": methods_table(same, alpha, more=more),
+        "accuracy": accuracy_table(
+            {
+                **chi2_rows_of_networks(network_fits, label),
+                **{
+                    (f"{k} (fitted spectra)" if k == f"{label}{model_size}" else k): v
+                    for k, v in same.items()
+                },
+            },
+            derived_errors,
+        ),
     }
     if information is not None:
         tables["information"] = information_table(information, own)

@@ -160,6 +160,12 @@ class Technique(abc.ABC):
         0/1 labels for a multi-label technique (which must override this)."""
         return np.asarray(params, dtype=np.float64)
 
+    def derived_errors(self, estimate: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+        """Relative errors [n] of quantities derived from all parameters (estimates and
+        true values [n, D]) that the evaluation's accuracy table reports beside the
+        parameters (XRD: the maximum strain and the strain profile).  Default: none."""
+        return {}
+
     # ------------------------------------------------------------------ forward model
     @property
     @abc.abstractmethod

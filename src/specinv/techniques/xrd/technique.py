@@ -197,6 +197,16 @@ class XRDTechnique(Technique):
             **{name: prior.to_dict() for name, prior in self.priors.items()},
         }
 
+    def derived_errors(self, estimate: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
+        """The paper's derived accuracies: the relative error of e_max (the profile's
+        maximum), and the rms error of the strain profile over depth (each profile on its
+        own thickness, i.e. at the same fractions of depth) relative to the true e_max."""
+        est_profile, true_profile = self.strain_profiles(estimate), self.strain_profiles(true)
+        e_max_true = true_profile.max(axis=1)
+        e_max_est = est_profile.max(axis=1)
+        rmse = np.sqrt(np.mean((est_profile - true_profile) ** 2, axis=1))
+        return {"e_max": (e_max_est - e_max_true) / e_max_true, "strain": rmse / e_max_true}
+
     # ------------------------------------------------------------------ forward model
     @property
     def n_channels(self) -> int:
