@@ -26,7 +26,9 @@ class SpectrumFitProblem:
     """Independent χ² fits of ``observed`` [B, C] spectra.
 
     χ²_b(y) = Σ_{i ∈ RoI} (x_bi − s_i(y))² / (x_bi + 1), the paper's eq. (4) restricted to
-    the region of interest; residuals r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).
+    the region of interest; residuals r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).  With
+    ``weights`` w_bi given, r_bi = (x_bi − s_i(y)) w_bi instead, and ``observed`` may be any
+    finite values (e.g. log intensities, with ``simulate`` returning log intensities too).
 
     Args:
         simulate: batched forward model, parameters [K, D] -> expected counts [K, C].
@@ -38,6 +40,8 @@ class SpectrumFitProblem:
         partial: how to simulate only the part of a spectrum that a group of parameters
             changes (None: every parameter changes all of it); used by finite-difference
             Jacobians where it costs less than whole spectra.
+        weights: residual weights [B, C] (finite, >= 0) instead of the Poisson weights
+            1/sqrt(x + 1).
 
     Attributes:
         n_simulations: simulated spectra per observed spectrum so far [B], in whole-spectrum
@@ -58,14 +62,22 @@ class SpectrumFitProblem:
         dtype: torch.dtype = torch.float64,
         device: str | torch.device = "cpu",
         partial: PartialSimulation | None = None,
+        weights: np.ndarray | None = None,
     ):
         observed = np.asarray(observed)
         if observed.ndim != 2:
             raise ValueError(
                 f"observed: expected counts [spectra, channels], got shape {observed.shape}"
             )
-        if not np.isfinite(observed).all() or (observed < 0).any():
+        if not np.isfinite(observed).all() or (weights is None and (observed < 0).any()):
             raise ValueError("observed: counts must be finite and >= 0")
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64)
+            if weights.shape != observed.shape or not (np.isfinite(weights) & (weights >= 0)).all():
+                raise ValueError(
+                    f"weights: expected finite values >= 0 of shape {observed.shape}, got "
+                    f"shape {weights.shape}"
+                )
         n_channels = observed.shape[1]
         roi = np.ones(n_channels, dtype=bool) if roi is None else np.asarray(roi, dtype=bool)
         if roi.shape != (n_channels,) or not roi.any():
@@ -96,7 +108,11 @@ class SpectrumFitProblem:
         )
         x = torch.as_tensor(observed[:, roi], dtype=dtype, device=self.device)
         self._x = x  # [B, R]
-        self._inv_w = torch.rsqrt(x + 1.0)  # 1 / sqrt(x + 1)
+        self._inv_w = (  # 1 / sqrt(x + 1), or the weights given
+            torch.rsqrt(x + 1.0)
+            if weights is None
+            else torch.as_tensor(weights[:, roi], dtype=dtype, device=self.device)
+        )
         self.n_simulations = np.zeros(len(observed), dtype=np.float64)
         self.partial = partial
         if partial is not None:
