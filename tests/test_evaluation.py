@@ -233,3 +233,10 @@ def test_accuracy_is_the_share_within_ten_percent():
     sums = np.abs(derived(est, true)["sum"]) < 0.1
     assert table.loc["net", "a(sum)"] == sums.mean()
     assert table.loc["net", "spectra"] == 4
+
+
+def test_relative_errors_of_true_zeros():
+    from specinv.evaluation.metrics import relative_error
+
+    err = relative_error(np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 0.0, 1.0]]))
+    assert err.tolist() == [[0.0, np.inf, 1.0]]

@@ -21,11 +21,14 @@ PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
 
 
 def relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """|estimate − true| / |true|, element-wise ([N, D])."""
+    """|estimate − true| / |true|, element-wise ([N, D]); where the true value is 0 (e.g. a
+    B-spline weight of a strain profile): 0 for an exact estimate, else infinite."""
     estimate, true = np.asarray(estimate, dtype=float), np.asarray(true, dtype=float)
     if estimate.shape != true.shape:
         raise ValueError(f"estimate: shape {estimate.shape} differs from true {true.shape}")
-    return np.abs(estimate - true) / np.abs(true)
+    error = np.abs(estimate - true)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(true == 0, np.where(error == 0, 0.0, np.inf), error / np.abs(true))
 
 
 def median_relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:

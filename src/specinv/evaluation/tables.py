@@ -24,6 +24,7 @@ from .metrics import (
     ideal_chi2_profile,
     interval_coverage,
     median_relative_error,
+    relative_error,
 )
 
 
@@ -119,9 +120,7 @@ def accuracy_table(
     out = {}
     for label, ds in rows.items():
         est, true = ds["estimate"].values, ds["true"].values
-        with np.errstate(divide="ignore", invalid="ignore"):
-            rel = np.abs(est - true) / np.abs(true)
-        rel = np.where(true == 0, np.where(est == true, 0.0, np.inf), rel)
+        rel = relative_error(est, true)
         row = {
             f"a({p})": float(np.mean(rel[:, j] < threshold))
             for j, p in enumerate(ds["param"].values.astype(str))
