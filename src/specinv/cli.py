@@ -26,6 +26,45 @@ def seed_argument(text: str) -> int:
     return value
 
 
+def add_simulate_arguments(parser: argparse.ArgumentParser, plot_help: str) -> None:
+    """The arguments every technique's ``simulate`` verb shares: the experiment file,
+    ``-o``, ``--plot``, ``--noise``, ``--seed`` and ``--device``."""
+    from pathlib import Path
+
+    parser.add_argument("experiment", type=Path, help="experiment file (.yaml, .yml or .json)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
+    parser.add_argument("--plot", type=Path, help=plot_help)
+    parser.add_argument(
+        "--noise",
+        action="store_true",
+        help="counts column with Poisson noise (expected_counts column added)",
+    )
+    parser.add_argument(
+        "--seed", type=seed_argument, default=0, help="seed of the Poisson noise (0 … 2**63-1)"
+    )
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+
+
+def check_output_arguments(args: argparse.Namespace):
+    """Check ``-o``, ``--plot`` and (if present) ``--device`` before any work; return the
+    torch device (None without ``--device``).
+
+    Raises:
+        ConfigError: naming the option.
+    """
+    from .fileio import check_output_path
+    from .plotting import check_figure_path
+
+    check_output_path(args.output, "-o/--output")
+    if getattr(args, "plot", None):
+        check_figure_path(args.plot, "--plot")
+    if getattr(args, "device", None) is None:
+        return None
+    from .devices import check_device
+
+    return check_device(args.device, "--device")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import ConfigError
     from .techniques import available, technique_class

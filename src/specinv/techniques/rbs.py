@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..cli import seed_argument
+from ..cli import add_simulate_arguments, check_output_arguments
 from ..config.errors import ConfigError
 from ..config.schema import load_schema
 from ..physics.rbs import RBSSimulator, Setup
@@ -220,34 +220,18 @@ class RBSTechnique(Technique):
             "EXPERIMENT (YAML or JSON, see README) and write a CSV with columns channel, "
             "energy_keV (lower channel edge), counts.",
         )
-        sim.add_argument("experiment", type=Path, help="experiment file (.yaml, .yml or .json)")
-        sim.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
-        sim.add_argument("--plot", type=Path, help="also write a figure (PNG/PDF/SVG)")
+        add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG)")
         sim.add_argument("--log", action="store_true", help="logarithmic counts axis in the plot")
-        sim.add_argument(
-            "--noise",
-            action="store_true",
-            help="counts column with Poisson noise (expected_counts column added)",
-        )
-        sim.add_argument(
-            "--seed", type=seed_argument, default=0, help="seed of the Poisson noise (0 … 2**63-1)"
-        )
-        sim.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
         sim.set_defaults(func=simulate_command)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv rbs simulate``: one experiment file -> CSV (and a figure).  Every option is
     checked before the simulation starts."""
-    from ..devices import check_device
-    from ..fileio import atomic_path, check_output_path
+    from ..fileio import atomic_path
     from ..physics.rbs import load_experiment, poisson_noise
-    from ..plotting import check_figure_path
 
-    check_output_path(args.output, "-o/--output")
-    if args.plot:
-        check_figure_path(args.plot, "--plot")
-    device = check_device(args.device, "--device")
+    device = check_output_arguments(args)
     try:
         exp = load_experiment(args.experiment)
     except ExperimentError as exc:

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...cli import seed_argument
+from ...cli import add_simulate_arguments, check_output_arguments
 from ...config.errors import ConfigError
 from ...config.files import load_mapping_file
 from ...config.schema import validate
@@ -101,32 +101,17 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
         "EXPERIMENT (YAML or JSON; see specinv.techniques.xrd.cli) and write a CSV with "
         "columns <axis coordinate>, counts.",
     )
-    sim.add_argument("experiment", type=Path, help="experiment file (.yaml, .yml or .json)")
-    sim.add_argument("-o", "--output", type=Path, required=True, help="CSV file to write")
-    sim.add_argument("--plot", type=Path, help="also write a figure (PNG/PDF/SVG, log scale)")
-    sim.add_argument(
-        "--noise",
-        action="store_true",
-        help="counts column with Poisson noise (expected_counts column added)",
-    )
-    sim.add_argument(
-        "--seed", type=seed_argument, default=0, help="seed of the Poisson noise (0 … 2**63-1)"
-    )
-    sim.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG, log scale)")
     sim.set_defaults(func=simulate_command)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv xrd simulate``: one experiment file -> CSV (and a figure); every option is
     checked before the simulation starts."""
-    from ...devices import check_device
-    from ...fileio import atomic_path, check_output_path
-    from ...plotting import check_figure_path, plot_spectrum
+    from ...fileio import atomic_path
+    from ...plotting import plot_spectrum
 
-    check_output_path(args.output, "-o/--output")
-    if args.plot:
-        check_figure_path(args.plot, "--plot")
-    device = check_device(args.device, "--device")
+    device = check_output_arguments(args)
     technique, params = load_xrd_experiment(args.experiment, device=device)
     t0 = time.perf_counter()
     expected = technique.simulate(torch.as_tensor(params)).detach().cpu().numpy()
@@ -174,14 +159,11 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def fit_command(args: argparse.Namespace) -> int:
     """``specinv xrd fit``: a measured curve -> fitted parameters, CSV (and a figure)."""
-    from ...fileio import atomic_path, check_output_path
-    from ...plotting import check_figure_path
+    from ...fileio import atomic_path
     from .curves import read_curve
     from .fit import fit_curve, technique_for_curve
 
-    check_output_path(args.output, "-o/--output")
-    if args.plot:
-        check_figure_path(args.plot, "--plot")
+    check_output_arguments(args)
     if args.iterations < 1:
         raise ConfigError(f"--iterations: expected >= 1, got {args.iterations}")
     curve = read_curve(args.curve)
