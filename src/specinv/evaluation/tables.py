@@ -297,12 +297,22 @@ def information_table(
     bound), then ``MRE <method>`` for each of ``methods`` on the spectra it shares with
     the bound (their number added to the name where it fitted fewer).
     """
-    rel = information["crlb_std"].values / np.abs(information["true"].values)
+    true = np.abs(information["true"].values)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a true value of 0 (a B-spline weight) has no relative bound: left out
+        rel = np.where(true > 0, information["crlb_std"].values / true, np.nan)
+    known = ~np.isnan(rel)
     out = pd.DataFrame(
         {
-            "CRLB_relative_std": np.median(rel, axis=0),
-            "efficient_MRE": [efficient_median_relative_error(col) for col in rel.T],
-            "undetermined": np.isinf(rel).mean(axis=0),
+            "CRLB_relative_std": [
+                np.median(col[k]) if k.any() else np.nan
+                for col, k in zip(rel.T, known.T, strict=True)
+            ],
+            "efficient_MRE": [
+                efficient_median_relative_error(col[k]) if k.any() else np.nan
+                for col, k in zip(rel.T, known.T, strict=True)
+            ],
+            "undetermined": np.isinf(rel).sum(axis=0) / np.maximum(known.sum(axis=0), 1),
         },
         index=pd.Index(information["param"].values.astype(str), name="param"),
     )
@@ -390,9 +400,9 @@ def paper_tables(
         ``mre`` (Figs. 4–7), ``chi2`` (Tables 2–4: MDN per size on all test spectra, the
         fits on theirs, and the ideal χ²_ν), ``coverage`` (Table 5) and ``methods``
         (Table 6 and the comparison of all methods on the same spectra), ``accuracy``
-        (the network per size on all test spectra, then every method on the fitted ones:
-        :func:`accuracy_table`); with ``information`` also ``information``
-        (:func:`information_table`).
+        (the network per size on all test spectra, then every method on the fitted ones,
+        and the "(all N)" rows of ``methods``: :func:`accuracy_table`); with
+        ``information`` also ``information`` (:func:`information_table`).
     """
     kind, label = _network(network_fits[model_size])
     labels = method_labels(kind, label)
@@ -418,6 +428,7 @@ def paper_tables(
                     (f"{k} (fitted spectra)" if k == f"{label}{model_size}" else k): v
                     for k, v in same.items()
                 },
+                **more,
             },
             derived_errors,
         ),
