@@ -56,3 +56,20 @@ def check_output_path(path: str | Path, key: str) -> Path:
                 raise ConfigError(f"{key}: cannot write in {str(parent)!r} (permission denied)")
             break
     return path
+
+
+def write_csv_columns(path: str | Path, columns: dict, fmt: str | list[str] = "%.10g") -> Path:
+    """Named columns (name -> 1-D array, equal lengths) as a CSV with a header line, written
+    atomically; ``fmt``: one printf format, or one per column."""
+    import numpy as np
+
+    with atomic_path(path) as tmp:
+        np.savetxt(
+            tmp,
+            np.column_stack([np.asarray(v) for v in columns.values()]),
+            delimiter=",",
+            header=",".join(columns),
+            comments="",
+            fmt=fmt,
+        )
+    return Path(path)

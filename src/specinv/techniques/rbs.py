@@ -228,7 +228,7 @@ class RBSTechnique(Technique):
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv rbs simulate``: one experiment file -> CSV (and a figure).  Every option is
     checked before the simulation starts."""
-    from ..fileio import atomic_path
+    from ..fileio import write_csv_columns
     from ..physics.rbs import load_experiment, poisson_noise
 
     device = check_output_arguments(args)
@@ -249,15 +249,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         columns["expected_counts"] = expected.cpu().numpy()
     else:
         columns["counts"] = expected.cpu().numpy()
-    with atomic_path(args.output) as tmp:
-        np.savetxt(
-            tmp,
-            np.column_stack(list(columns.values())),
-            delimiter=",",
-            header=",".join(columns),
-            comments="",
-            fmt=["%d", "%.6f"] + ["%.10g"] * (len(columns) - 2),
-        )
+    write_csv_columns(args.output, columns, ["%d", "%.6f"] + ["%.10g"] * (len(columns) - 2))
     print(
         f"{args.output}: {det.channels} channels, {float(expected.sum()):.6g} counts "
         f"(simulated in {elapsed:.2f} s on {sim.device})"

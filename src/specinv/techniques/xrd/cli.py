@@ -108,7 +108,7 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv xrd simulate``: one experiment file -> CSV (and a figure); every option is
     checked before the simulation starts."""
-    from ...fileio import atomic_path
+    from ...fileio import write_csv_columns
     from ...plotting import plot_spectrum
 
     device = check_output_arguments(args)
@@ -123,15 +123,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         columns["expected_counts"] = expected
     else:
         columns["counts"] = expected
-    with atomic_path(args.output) as tmp:
-        np.savetxt(
-            tmp,
-            np.column_stack(list(columns.values())),
-            delimiter=",",
-            header=",".join(columns),
-            comments="",
-            fmt=["%.8g"] + ["%.10g"] * (len(columns) - 1),
-        )
+    write_csv_columns(args.output, columns, ["%.8g"] + ["%.10g"] * (len(columns) - 1))
     print(
         f"{args.output}: {len(expected)} points, peak {expected.max():.6g} counts "
         f"(simulated in {elapsed:.2f} s on {device})"
@@ -159,7 +151,7 @@ def simulate_command(args: argparse.Namespace) -> int:
 
 def fit_command(args: argparse.Namespace) -> int:
     """``specinv xrd fit``: a measured curve -> fitted parameters, CSV (and a figure)."""
-    from ...fileio import atomic_path
+    from ...fileio import write_csv_columns
     from .curves import read_curve
     from .fit import fit_curve, technique_for_curve
 
@@ -172,15 +164,10 @@ def fit_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = fit_curve(technique, curve.intensity, start, max_iterations=args.iterations)
     elapsed = time.perf_counter() - t0
-    with atomic_path(args.output) as tmp:
-        np.savetxt(
-            tmp,
-            np.column_stack([curve.angle_deg, curve.intensity, result.fitted]),
-            delimiter=",",
-            header=f"{args.axis},measured,fitted",
-            comments="",
-            fmt="%.10g",
-        )
+    write_csv_columns(
+        args.output,
+        {args.axis: curve.angle_deg, "measured": curve.intensity, "fitted": result.fitted},
+    )
     print(
         f"{args.output}: rms Δlog10 I {result.rms_log10:.4f} (start {result.rms_log10_start:.4f}) "
         f"after {result.iterations} steps, {result.simulations:.0f} simulated curves, "
