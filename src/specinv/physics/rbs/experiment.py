@@ -93,13 +93,19 @@ def _number(
     return int(value) if integer else float(value)
 
 
-def _covered(name: str, z: int, key: str) -> None:
-    """Refuse species ``name`` (atomic number ``z``, at ``key``) outside the stopping tables."""
-    if not SRIM_Z_MIN <= z <= SRIM_Z_MAX:
+def _covered(resolve, name: str, key: str):
+    """``resolve(name, key)`` (a species or an ion), refused when the name is unknown or its
+    atomic number lies outside the stopping tables."""
+    try:
+        found = resolve(str(name), key)
+    except UnknownSpeciesError as exc:
+        raise ExperimentError(str(exc)) from None
+    if not SRIM_Z_MIN <= found.Z <= SRIM_Z_MAX:
         raise ExperimentError(
-            f"{key}: {name!r} has Z = {z}; expected Z in {SRIM_Z_MIN}..{SRIM_Z_MAX}, the "
-            f"elements that the SRIM-2013 stopping tables cover"
+            f"{key}: {str(name)!r} has Z = {found.Z}; expected Z in {SRIM_Z_MIN}..{SRIM_Z_MAX}, "
+            f"the elements that the SRIM-2013 stopping tables cover"
         )
+    return found
 
 
 def sample_species(name: str, key: str) -> Species:
@@ -109,12 +115,7 @@ def sample_species(name: str, key: str) -> Species:
         ExperimentError: naming ``key`` (e.g. ``sample.layers[0].W``) for an unknown name or
             an element outside Z = 1..92 (SRIM-2013 stopping).
     """
-    try:
-        sp = species(str(name), key)
-    except UnknownSpeciesError as exc:
-        raise ExperimentError(str(exc)) from None
-    _covered(str(name), sp.Z, key)
-    return sp
+    return _covered(species, name, key)
 
 
 def beam_ion(name: str, key: str = "beam.ion") -> Isotope:
@@ -124,12 +125,7 @@ def beam_ion(name: str, key: str = "beam.ion") -> Isotope:
         ExperimentError: naming ``key`` for an unknown name or an element outside
             Z = 1..92 (SRIM-2013 stopping).
     """
-    try:
-        iso = ion(str(name), key)
-    except UnknownSpeciesError as exc:
-        raise ExperimentError(str(exc)) from None
-    _covered(str(name), iso.Z, key)
-    return iso
+    return _covered(ion, name, key)
 
 
 def _choice(value: Any, key: str, choices: Sequence[str]) -> str:
