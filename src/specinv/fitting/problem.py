@@ -22,13 +22,24 @@ from ..techniques.base import PartialSimulation
 Simulate = Callable[[torch.Tensor], torch.Tensor]
 
 
-class SpectrumFitProblem:
-    """Independent χ² fits of ``observed`` [B, C] spectra.
+#: the fit statistics: how a simulated spectrum s is compared with an observed one x
+STATISTICS = ("poisson", "log10")
 
-    χ²_b(y) = Σ_{i ∈ RoI} (x_bi − s_i(y))² / (x_bi + 1), the paper's eq. (4) restricted to
-    the region of interest; residuals r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).  With
-    ``weights`` w_bi given, r_bi = (x_bi − s_i(y)) w_bi instead, and ``observed`` may be any
-    finite values (e.g. log intensities, with ``simulate`` returning log intensities too).
+
+class SpectrumFitProblem:
+    """Independent least-squares fits of ``observed`` [B, C] spectra.
+
+    ``statistic="poisson"`` (the default): χ²_b(y) = Σ_{i ∈ RoI} (x_bi − s_i(y))² /
+    (x_bi + 1), the RBS paper's eq. (4) restricted to the region of interest; residuals
+    r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).
+
+    ``statistic="log10"``: r_bi = log10(x_bi + f_b) − log10(s_i(y) + f_b), every decade of a
+    curve weighted alike (diffraction curves spanning 3–6 decades, as RaDMaX fits them),
+    with f_b half the smallest positive value of spectrum b so that empty channels stay
+    finite.  The sum of squares is then not a χ²; it is what the minimisers see.
+
+    With ``weights`` w_bi given, the residuals are multiplied by them instead of the
+    Poisson weights (``poisson``: r_bi = (x_bi − s_i(y)) w_bi; ``log10``: default 1).
 
     Args:
         simulate: batched forward model, parameters [K, D] -> expected counts [K, C].
@@ -40,8 +51,10 @@ class SpectrumFitProblem:
         partial: how to simulate only the part of a spectrum that a group of parameters
             changes (None: every parameter changes all of it); used by finite-difference
             Jacobians where it costs less than whole spectra.
-        weights: residual weights [B, C] (finite, >= 0) instead of the Poisson weights
-            1/sqrt(x + 1).
+        weights: residual weights [B, C] (finite, >= 0) instead of the statistic's own
+            (Poisson: 1/sqrt(x + 1); log10: 1).
+        statistic: ``poisson`` or ``log10`` (above); ``log10`` takes no ``partial`` (its
+            residuals are not sums of the groups' contributions).
 
     Attributes:
         n_simulations: simulated spectra per observed spectrum so far [B], in whole-spectrum
@@ -63,14 +76,20 @@ class SpectrumFitProblem:
         device: str | torch.device = "cpu",
         partial: PartialSimulation | None = None,
         weights: np.ndarray | None = None,
+        statistic: str = "poisson",
     ):
         observed = np.asarray(observed)
         if observed.ndim != 2:
             raise ValueError(
                 f"observed: expected counts [spectra, channels], got shape {observed.shape}"
             )
-        if not np.isfinite(observed).all() or (weights is None and (observed < 0).any()):
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {STATISTICS}, got {statistic!r}")
+        if statistic == "log10" and partial is not None:
+            raise ValueError("partial: the log10 statistic takes no partial simulations")
+        if not np.isfinite(observed).all() or (observed < 0).any():
             raise ValueError("observed: counts must be finite and >= 0")
+        self.statistic = statistic
         if weights is not None:
             weights = np.asarray(weights, dtype=np.float64)
             if weights.shape != observed.shape or not (np.isfinite(weights) & (weights >= 0)).all():
@@ -107,12 +126,20 @@ class SpectrumFitProblem:
             else torch.as_tensor(index, device=self.device)
         )
         x = torch.as_tensor(observed[:, roi], dtype=dtype, device=self.device)
-        self._x = x  # [B, R]
-        self._inv_w = (  # 1 / sqrt(x + 1), or the weights given
-            torch.rsqrt(x + 1.0)
-            if weights is None
-            else torch.as_tensor(weights[:, roi], dtype=dtype, device=self.device)
-        )
+        if statistic == "log10":
+            self._floor = torch.as_tensor(  # f_b [B, 1]: half the smallest positive value
+                [[0.5 * row[row > 0].min() if (row > 0).any() else 0.5] for row in observed],
+                dtype=dtype,
+                device=self.device,
+            )
+            x = torch.log10(x + self._floor)
+        self._x = x  # [B, R]: counts, or log10(counts + f)
+        if weights is not None:
+            self._inv_w = torch.as_tensor(weights[:, roi], dtype=dtype, device=self.device)
+        elif statistic == "poisson":
+            self._inv_w = torch.rsqrt(x + 1.0)
+        else:
+            self._inv_w = torch.ones_like(x)
         self.n_simulations = np.zeros(len(observed), dtype=np.float64)
         self.partial = partial
         if partial is not None:
@@ -168,6 +195,9 @@ class SpectrumFitProblem:
         ``rows`` [K] (each spectrum's counts are gathered once, not M times)."""
         expected, rows = self._simulated(params, rows, per_row)
         x, w = self._observed(rows)
+        if self.statistic == "log10":
+            floor = self._floor[torch.as_tensor(rows, device=self.device)]  # [K, 1]
+            expected = torch.log10(expected.clamp_min(0.0) + floor[:, None])
         return (x[:, None] - expected) * w[:, None]
 
     def _simulated(self, params, rows, per_row: int, group: int = 0):
@@ -190,14 +220,16 @@ class SpectrumFitProblem:
         return self._expected_roi(p, group).view(len(rows), per_row, -1), rows
 
     def _observed(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """Counts x [K, R] and weights 1/sqrt(x + 1) [K, R] of the spectra ``rows``."""
+        """Observed values x [K, R] (counts or their log10) and residual weights [K, R] of
+        the spectra ``rows``."""
         if len(rows) == self.n_spectra and (rows == np.arange(len(rows))).all():
             return self._x, self._inv_w
         r = torch.as_tensor(rows, device=self.device)
         return self._x.index_select(0, r), self._inv_w.index_select(0, r)
 
     def chi2(self, params, rows) -> np.ndarray:
-        """χ² [K] of ``params`` [K, D] for spectra ``rows`` [K] (the Nelder–Mead objective)."""
+        """Σ r² [K] of ``params`` [K, D] for spectra ``rows`` [K] (the Nelder–Mead objective;
+        χ² for the ``poisson`` statistic)."""
         with torch.no_grad():
             r = self.residuals(params, rows)
             return (r * r).sum(-1).cpu().numpy().astype(np.float64)

@@ -3,9 +3,11 @@ Autofit, ML + Autofit (from the network's estimate), and the batched gradient
 (Levenberg–Marquardt) refinement, with one result format.
 
 A fit result is an :class:`xarray.Dataset` over ``sample`` (the dataset's sample index) and
-``param``: ``estimate`` (the fitted parameters), ``start``, ``chi2`` (over the region of
-interest), ``n_simulations`` (spectra simulated for that fit), and as attributes the
-method, its settings, the degrees of freedom (RoI channels) and the wall time.
+``param``: ``estimate`` (the fitted parameters), ``start``, ``chi2`` (the Poisson χ² of the
+estimate over the region of interest, whatever the fit minimised), ``objective`` (what it
+minimised: the technique's fit statistic, see :attr:`Technique.fit_statistic`),
+``n_simulations`` (spectra simulated for that fit), and as attributes the method, its
+settings, the statistic, the degrees of freedom (RoI channels) and the wall time.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ def make_problem(
     transform: SpectrumTransform,
     settings: FitSettings,
     device: str | None = None,
+    statistic: str | None = None,
 ) -> SpectrumFitProblem:
-    """The χ² problem of the raw test spectra in ``test`` (RoI: the channels of the bins
-    the preprocessing kept)."""
+    """The fit problem of the raw test spectra in ``test`` (RoI: the channels of the bins
+    the preprocessing kept) with ``statistic`` (None: the technique's fit statistic)."""
     technique = _technique_on(cfg, device)
+    statistic = technique.fit_statistic if statistic is None else statistic
     counts = test["counts"].values
     roi = roi_mask(
         counts.shape[1],
@@ -65,7 +69,8 @@ def make_problem(
         batch_size=settings.batch_size,
         dtype=technique.dtype,
         device=technique.device,
-        partial=technique.partial_simulation(),
+        partial=None if statistic == "log10" else technique.partial_simulation(),
+        statistic=statistic,
     )
 
 
@@ -86,7 +91,11 @@ def _result(
     dof: int,
     seconds: float,
     details: Mapping[str, Any],
+    objective: np.ndarray | None = None,
+    statistic: str = "poisson",
 ) -> xr.Dataset:
+    """A fit result (module docstring); ``objective`` defaults to ``chi2`` (a fit of the
+    Poisson χ² itself)."""
     unit = test["params"].attrs.get("units", "")
     dims = ("sample", "param")
     return xr.Dataset(
@@ -94,7 +103,12 @@ def _result(
             "estimate": (dims, estimate, {"long_name": f"{method} estimate", "units": unit}),
             "start": (dims, start, {"long_name": "starting parameters", "units": unit}),
             "true": (dims, test["params"].values, {"long_name": "true parameters", "units": unit}),
-            "chi2": ("sample", chi2, {"long_name": "chi2 over the region of interest"}),
+            "chi2": ("sample", chi2, {"long_name": "Poisson chi2 over the region of interest"}),
+            "objective": (
+                "sample",
+                chi2 if objective is None else objective,
+                {"long_name": f"minimised {statistic} fit statistic"},
+            ),
             "n_simulations": (
                 "sample",
                 n_sim.astype(np.float64),
@@ -107,6 +121,7 @@ def _result(
         coords={"sample": test["sample"].values, "param": test["param"].values},
         attrs={
             "method": method,
+            "statistic": statistic,
             "dof": dof,
             "wall_seconds": seconds,
             "details": json.dumps(dict(details), default=str),
@@ -122,11 +137,22 @@ def chi2_of_estimates(
     estimate: np.ndarray,
     settings: FitSettings,
 ) -> tuple[np.ndarray, int]:
-    """χ² of given estimates (clipped into the prior box, where the forward model is
-    defined) and the degrees of freedom."""
-    problem = make_problem(cfg, test, transform, settings)
+    """Poisson χ² of given estimates (clipped into the prior box, where the forward model
+    is defined) and the degrees of freedom."""
+    problem = make_problem(cfg, test, transform, settings, statistic="poisson")
     chi2 = problem.chi2(np.clip(estimate, problem.low, problem.high), np.arange(problem.n_spectra))
     return chi2, problem.dof
+
+
+def _poisson_chi2(problem, cfg, test, transform, settings, *pairs):
+    """Poisson χ² of (estimates, their objective) pairs of a fit of ``problem``: the
+    objectives themselves where the fit minimised χ², else evaluated afresh."""
+    if problem.statistic == "poisson":
+        return tuple(objective for _, objective in zip(pairs[::2], pairs[1::2], strict=True))
+    return tuple(
+        chi2_of_estimates(cfg, test, transform, estimate, settings)[0]
+        for estimate in pairs[::2]
+    )
 
 
 def network_back_simulation(
@@ -206,6 +232,7 @@ def nelder_mead_fits(
         progress=progress,
     )
     seconds = time.perf_counter() - t0
+    (chi2,) = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.fun)
     details = {
         "max_evaluations": per_param * d,
         "restart_every": settings.restart_every,
@@ -214,7 +241,17 @@ def nelder_mead_fits(
         "converged": float(np.mean(res.converged)),
     }
     return _result(
-        method, test, res.x, start, res.fun, problem.n_simulations, problem.dof, seconds, details
+        method,
+        test,
+        res.x,
+        start,
+        chi2,
+        problem.n_simulations,
+        problem.dof,
+        seconds,
+        details,
+        objective=res.fun,
+        statistic=problem.statistic,
     )
 
 
@@ -251,10 +288,23 @@ def refinement_fits(
         "converged": float(res.converged.mean()),
     }
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
-    out = _result(
-        method, test, res.x, start, res.chi2, res.n_simulations, problem.dof, seconds, details
+    chi2, chi2_start = _poisson_chi2(
+        problem, cfg, test, transform, settings, res.x, res.chi2, start, res.chi2_start
     )
-    out["chi2_start"] = ("sample", res.chi2_start, {"long_name": "chi2 at the start"})
+    out = _result(
+        method,
+        test,
+        res.x,
+        start,
+        chi2,
+        res.n_simulations,
+        problem.dof,
+        seconds,
+        details,
+        objective=res.chi2,
+        statistic=problem.statistic,
+    )
+    out["chi2_start"] = ("sample", chi2_start, {"long_name": "Poisson chi2 at the start"})
     out["n_iterations"] = (
         "sample",
         res.n_iterations,
@@ -278,7 +328,9 @@ def information_limit(
     differentiable simulator, D dual-number simulations per spectrum)."""
     # with zero observed counts the residuals are −λ and their Jacobian −∂λ/∂y
     zero = test.assign(counts=xr.zeros_like(test["counts"]))
-    problem = make_problem(cfg, zero, transform, settings, device=settings.device)
+    problem = make_problem(
+        cfg, zero, transform, settings, device=settings.device, statistic="poisson"
+    )
     true = test["params"].values.astype(np.float64)
     chunk = max(1, settings.batch_size // max(1, problem.n_parameters))
     t0 = time.perf_counter()

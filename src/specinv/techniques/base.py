@@ -79,6 +79,8 @@ class Technique(abc.ABC):
         preprocessing_defaults: the technique's values of the ``preprocessing`` keys a
             configuration leaves out (see :class:`~specinv.data.PreprocessSettings`).
         noise_models: values of ``data.noise`` the technique supports besides ``none``.
+        fit_statistic: what the fits minimise (``poisson`` or ``log10``); every fit result
+            also reports the Poisson χ², the test of a fit on counting data.
 
     Instance attributes set by the constructor: ``parameter_names``, ``parameter_units``,
     ``device`` and ``dtype`` (of the tensors :meth:`simulate` takes).
@@ -94,6 +96,10 @@ class Technique(abc.ABC):
     #: the id
     output_names: ClassVar[dict[str, str]] = {}
     channel_dim: ClassVar[str] = "channel"
+    #: what fits of the technique's spectra minimise: ``poisson`` (χ² of counts) or
+    #: ``log10`` (squared differences of log intensities), see
+    #: :class:`~specinv.fitting.problem.SpectrumFitProblem`
+    fit_statistic: ClassVar[str] = "poisson"
 
     parameter_names: list[str]
     parameter_units: list[str]

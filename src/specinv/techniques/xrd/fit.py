@@ -2,9 +2,11 @@
 differentiable forward model (the classical analysis, as RaDMaX's least squares, from a
 start given by the user or by a network).
 
-The residuals are log10(model + f) − log10(measured + f), unweighted (every decade of the
-curve counts alike, as in RaDMaX), with f half the smallest positive measured intensity so
-that empty points stay finite; the parameters stay inside the technique's prior box.
+The residuals are the technique's fit statistic (``log10``, see
+:class:`~specinv.fitting.problem.SpectrumFitProblem`): log10(measured + f) − log10(model + f),
+unweighted (every decade of the curve counts alike, as in RaDMaX), with f half the smallest
+positive measured intensity so that empty points stay finite; the parameters stay inside
+the technique's prior box.
 """
 
 from __future__ import annotations
@@ -78,28 +80,21 @@ def fit_curve(
     x = np.asarray(intensity, dtype=np.float64)
     if x.shape != (technique.n_channels,):
         raise ValueError(f"intensity: expected {technique.n_channels} points, got {x.shape}")
-    positive = x[x > 0]
-    if positive.size == 0:
+    if not (x > 0).any():
         raise ValueError("intensity: every point is zero")
-    floor = 0.5 * float(positive.min())
     low, high = technique.bounds()
     margin = 1e-9 * (high - low)
     x0 = np.clip(np.asarray(start, dtype=np.float64), low + margin, high - margin)
-
-    def simulate_log(params: torch.Tensor) -> torch.Tensor:
-        return torch.log10(technique.simulate(params) + floor)
-
-    observed = np.log10(x + floor)[None]
     problem = SpectrumFitProblem(
-        simulate_log,
-        observed,
+        technique.simulate,
+        x[None],
         None,
         low,
         high,
         batch_size=64,
         dtype=technique.dtype,
         device=technique.device,
-        weights=np.ones_like(observed),
+        statistic=technique.fit_statistic,
     )
     result = refine_levenberg_marquardt(problem, x0[None], max_iterations=max_iterations)
     with torch.no_grad():

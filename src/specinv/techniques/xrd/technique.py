@@ -65,6 +65,8 @@ class XRDTechnique(Technique):
     name: ClassVar[str] = "xrd"
     task: ClassVar[str] = "regression"
     config_schema: ClassVar[dict] = load_schema(__package__, "xrd.schema.yaml")
+    #: diffraction curves span 3–6 decades: fitted in log intensity, as RaDMaX fits them
+    fit_statistic: ClassVar[str] = "log10"
     #: the paper's inputs are log intensities; every point kept, none merged or smoothed
     preprocessing_defaults: ClassVar[dict] = {
         "first_channel": 0,
