@@ -139,8 +139,16 @@ def test_the_xrd_technique_runs_the_whole_dag(tmp_path):
         "CNN48 + gradient refinement",
     ]
     refined = read_dataset(res / "fits/cnn_refine.nc")
-    assert (refined["chi2"] <= refined["chi2_start"]).all()
-    assert (refined["chi2"] < refined["chi2_start"]).any()
+    # fitted in log intensity (the technique's statistic), from 3 starts per curve
+    assert refined.attrs["statistic"] == "log10"
+    details = json.loads(refined.attrs["details"])
+    assert details["starts"] == 3 and sum(details["best_start_share"]) == 4
+    assert (refined["objective"] <= refined["objective_start"] + 1e-9).all()
+    assert (refined["objective"] < refined["objective_start"]).any()
+    assert (refined["n_simulations"] > 3).all()
+    autofit = read_dataset(res / "fits/autofit.nc")
+    assert autofit.attrs["statistic"] == "log10"
+    assert np.isfinite(autofit["chi2"]).all() and (autofit["chi2"] > 0).all()
     transform = json.loads((res / "preprocessing/transform.json").read_text())
     assert transform["settings"]["log"] is True and transform["settings"]["merge"] == 1
     for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):

@@ -18,12 +18,9 @@ import torch
 from torch.autograd import forward_ad
 
 from ..techniques.base import PartialSimulation
+from .settings import STATISTICS
 
 Simulate = Callable[[torch.Tensor], torch.Tensor]
-
-
-#: the fit statistics: how a simulated spectrum s is compared with an observed one x
-STATISTICS = ("poisson", "log10")
 
 
 class SpectrumFitProblem:

@@ -29,6 +29,7 @@ from ..evaluation.metrics import roi_mask
 from .levenberg_marquardt import refine_levenberg_marquardt
 from .nelder_mead import minimize_batched
 from .problem import SpectrumFitProblem
+from .starts import perturbed_starts
 from .settings import FIT_METHODS, FitSettings, method_name  # noqa: F401 (re-exported)
 
 
@@ -49,9 +50,10 @@ def make_problem(
     statistic: str | None = None,
 ) -> SpectrumFitProblem:
     """The fit problem of the raw test spectra in ``test`` (RoI: the channels of the bins
-    the preprocessing kept) with ``statistic`` (None: the technique's fit statistic)."""
+    the preprocessing kept) with ``statistic`` (None: ``settings.statistic``, else the
+    technique's fit statistic)."""
     technique = _technique_on(cfg, device)
-    statistic = technique.fit_statistic if statistic is None else statistic
+    statistic = statistic or settings.statistic or technique.fit_statistic
     counts = test["counts"].values
     roi = roi_mask(
         counts.shape[1],
@@ -265,17 +267,46 @@ def refinement_fits(
     method: str = "mdn_refine",
 ) -> xr.Dataset:
     """Network + gradient refinement: batched Levenberg–Marquardt through the differentiable
-    simulator from the network's estimate, all spectra at once."""
+    simulator from the network's estimate, all spectra at once.
+
+    With ``settings.refine_starts`` > 1 every spectrum is first refined from that many
+    starts (the estimate and perturbations of it, :func:`perturbed_starts`) for
+    ``refine_screen_iterations`` steps, and the best of them (lowest statistic) is refined
+    to the end; the simulations of all starts count in ``n_simulations``."""
     problem = make_problem(cfg, test, transform, settings, device=settings.device)
+    start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
+    lm = {
+        "chi2_tol": settings.refine_chi2_tolerance,
+        "broyden": settings.refine_broyden,
+        "jacobian": settings.refine_jacobian,
+        "progress": progress,
+    }
     t0 = time.perf_counter()
+    first, screen_simulations = start, 0.0
+    if settings.refine_starts > 1:
+        k = settings.refine_starts
+        starts = perturbed_starts(
+            start,
+            problem.low,
+            problem.high,
+            k,
+            settings.refine_start_spread,
+            settings.seed,
+            test["sample"].values,
+        )
+        copies = test.isel(sample=np.repeat(np.arange(len(start)), k))
+        screen = make_problem(cfg, copies, transform, settings, device=settings.device)
+        screened = refine_levenberg_marquardt(
+            screen,
+            starts.reshape(len(start) * k, -1),
+            max_iterations=settings.refine_screen_iterations,
+            **lm,
+        )
+        best = screened.chi2.reshape(len(start), k).argmin(axis=1)
+        first = screened.x.reshape(len(start), k, -1)[np.arange(len(start)), best]
+        screen_simulations = screen.n_simulations.reshape(len(start), k).sum(axis=1)
     res = refine_levenberg_marquardt(
-        problem,
-        start,
-        max_iterations=settings.refine_iterations,
-        chi2_tol=settings.refine_chi2_tolerance,
-        broyden=settings.refine_broyden,
-        jacobian=settings.refine_jacobian,
-        progress=progress,
+        problem, first, max_iterations=settings.refine_iterations, **lm
     )
     seconds = time.perf_counter() - t0
     details = {
@@ -286,10 +317,20 @@ def refinement_fits(
         "device": str(problem.device),
         "iterations_mean": float(res.n_iterations.mean()),
         "converged": float(res.converged.mean()),
+        "starts": settings.refine_starts,
     }
-    start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
-    chi2, chi2_start = _poisson_chi2(
-        problem, cfg, test, transform, settings, res.x, res.chi2, start, res.chi2_start
+    if settings.refine_starts > 1:
+        details.update(
+            start_spread=settings.refine_start_spread,
+            screen_iterations=settings.refine_screen_iterations,
+            seed=settings.seed,
+            best_start_share=np.bincount(best, minlength=settings.refine_starts).tolist(),
+        )
+    (chi2,) = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.chi2)
+    chi2_start = chi2_of_estimates(cfg, test, transform, start, settings)[0]
+    # the statistic at the network's estimate (a problem of its own: not charged to the fit)
+    objective_start = make_problem(cfg, test, transform, settings).chi2(
+        start, np.arange(len(start))
     )
     out = _result(
         method,
@@ -297,7 +338,7 @@ def refinement_fits(
         res.x,
         start,
         chi2,
-        res.n_simulations,
+        res.n_simulations + screen_simulations,
         problem.dof,
         seconds,
         details,
@@ -305,6 +346,11 @@ def refinement_fits(
         statistic=problem.statistic,
     )
     out["chi2_start"] = ("sample", chi2_start, {"long_name": "Poisson chi2 at the start"})
+    out["objective_start"] = (
+        "sample",
+        objective_start,
+        {"long_name": f"{problem.statistic} fit statistic at the start"},
+    )
     out["n_iterations"] = (
         "sample",
         res.n_iterations,

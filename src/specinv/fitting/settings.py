@@ -8,6 +8,10 @@ from typing import Any
 
 from ..config import ConfigError, schema_default
 
+#: the fit statistics: how a simulated spectrum s is compared with an observed one x (see
+#: :class:`~specinv.fitting.problem.SpectrumFitProblem`)
+STATISTICS = ("poisson", "log10")
+
 #: The fits of the test spectra; ``ml_`` stands for the network's kind (``mdn_autofit``).
 FIT_METHODS = ("autofit", "ml_autofit", "ml_refine")
 
@@ -38,9 +42,19 @@ class FitSettings:
         restart_every: Nelder–Mead restarts from its best point after this many (500).
         autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
             training parameters: the documented fixed start of the Autofit.
+        statistic: what every fit minimises (``poisson``, ``log10``; None: the technique's
+            :attr:`~specinv.techniques.base.Technique.fit_statistic`).
         refine_iterations: Levenberg–Marquardt iterations at most.
-        refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its χ²
-            by less than this (absolute; Δχ² = 1 is a one-σ change of a parameter; 0.1).
+        refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its
+            statistic by less than this (absolute; Δχ² = 1 is a one-σ change of a
+            parameter; 0.1).
+        refine_starts: starts per spectrum: the network's estimate and ``refine_starts − 1``
+            perturbations of it (see :func:`~specinv.fitting.starts.perturbed_starts`), each
+            refined for ``refine_screen_iterations`` steps; the best goes on.
+        refine_start_spread: standard deviation of the perturbations, as a fraction of each
+            parameter's prior range.
+        refine_screen_iterations: steps of every start before the best is chosen.
+        seed: seed of the perturbations (with the spectrum's sample index).
         refine_jacobian: ``finite-difference`` or ``forward-mode``.
         refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
             :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
@@ -56,10 +70,15 @@ class FitSettings:
     ml_autofit_evaluations_per_parameter: int = _default("ml_autofit_evaluations_per_parameter")
     restart_every: int = _default("restart_every")
     autofit_start: str = _default("autofit_start")
+    statistic: str | None = _default("statistic")
     refine_iterations: int = _default("refine_iterations")
     refine_chi2_tolerance: float = _default("refine_chi2_tolerance")
     refine_broyden: bool = _default("refine_broyden")
     refine_jacobian: str = _default("refine_jacobian")
+    refine_starts: int = _default("refine_starts")
+    refine_start_spread: float = _default("refine_start_spread")
+    refine_screen_iterations: int = _default("refine_screen_iterations")
+    seed: int = _default("seed")
     batch_size: int = _default("batch_size")
     device: str = _default("device")
 
@@ -76,6 +95,8 @@ class FitSettings:
             "ml_autofit_evaluations_per_parameter",
             "restart_every",
             "refine_iterations",
+            "refine_starts",
+            "refine_screen_iterations",
             "batch_size",
         ):
             if getattr(s, name) < 1:
@@ -87,6 +108,16 @@ class FitSettings:
         for name in ("spectra", "autofit_spectra"):
             if getattr(s, name) < 0:
                 raise ConfigError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
+        if not 0 < s.refine_start_spread <= 1:
+            raise ConfigError(
+                f"fitting.refine_start_spread: expected a fraction in (0, 1], got "
+                f"{s.refine_start_spread}"
+            )
+        if s.statistic not in (None, *STATISTICS):
+            raise ConfigError(
+                f"fitting.statistic: expected null or one of {', '.join(STATISTICS)}, got "
+                f"{s.statistic!r}"
+            )
         if s.autofit_start not in ("centre", "mean"):
             raise ConfigError(
                 f"fitting.autofit_start: expected centre or mean, got {s.autofit_start!r}"
