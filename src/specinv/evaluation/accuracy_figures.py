@@ -150,12 +150,19 @@ def plot_accuracy_vs_training_size(
     ax.set_xscale("log")
     if len(sizes) == 1:
         ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
-    ax.set_ylim(0, 1.02)
+    ax.set_ylim(-0.02, 1.02)  # a line at 0 or 1 stays visible
     ax.set_xlabel("training spectra")
     ax.set_ylabel(f"accuracy a (share with |relative error| < {threshold:g})")
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    entries = len(shown) + len(derived) + 2 * bool(others)
+    ax.legend(
+        fontsize=8,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        frameon=False,
+        ncol=1 if entries <= 18 else 2,
+    )
     _save(fig, paths)
 
 
@@ -217,8 +224,16 @@ def plot_predicted_vs_true(
     pick = np.sort(np.random.default_rng(seed).choice(n, size=min(n, max_points), replace=False))
     ncol = min(5, len(chosen))
     nrow = -(-len(chosen) // ncol)
-    fig = plt.figure(figsize=(max(3.3 * ncol, 11.0), 3.1 * nrow + 4.3))
-    grid = fig.add_gridspec(nrow + 1, 1, height_ratios=[3.1] * nrow + [4.0], hspace=0.45)
+    height = 3.1 * nrow + 4.9
+    fig = plt.figure(figsize=(max(3.3 * ncol, 11.0), height))
+    grid = fig.add_gridspec(
+        nrow + 1,
+        1,
+        height_ratios=[3.1] * nrow + [4.0],
+        hspace=0.45,
+        top=1 - 0.95 / height,
+        bottom=0.75 / height,
+    )
     top = grid[:nrow].subgridspec(nrow, ncol, wspace=0.35, hspace=0.5)
     bottom = grid[nrow].subgridspec(1, 2, width_ratios=[1.25, 1.0], wspace=0.22)
     for k, p in enumerate(chosen):
@@ -236,7 +251,12 @@ def plot_predicted_vs_true(
     _violins(fig.add_subplot(bottom[0]), errors, styles, threshold)
     _cumulative(fig.add_subplot(bottom[1]), errors, styles, threshold)
     shown_points = f"{len(pick)} of {n}" if len(pick) < n else f"all {n}"
-    fig.suptitle(f"{title}\n(estimates of {shown_points} test spectra)", fontsize=11)
+    which = (
+        f"; the {len(chosen)} best and worst predicted of {len(shown)} parameters"
+        if len(chosen) < len(shown)
+        else ""
+    )
+    fig.suptitle(f"{title}\n(estimates of {shown_points} test spectra{which})", fontsize=11)
     _save(fig, paths)
 
 
@@ -269,14 +289,29 @@ def _violins(ax, errors: Mapping[str, np.ndarray], styles: Mapping[str, dict], t
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def _cumulative(ax, errors: Mapping[str, np.ndarray], styles: Mapping[str, dict], threshold: float):
-    """Cumulative fraction of |relative error| (log axis) with the accuracy threshold."""
+def _cumulative(
+    ax,
+    errors: Mapping[str, np.ndarray],
+    styles: Mapping[str, dict],
+    threshold: float,
+    max_steps: int = 2000,
+):
+    """Cumulative fraction of |relative error| (log axis) with the accuracy threshold (each
+    curve drawn through at most ``max_steps`` of its spectra)."""
     positive = np.concatenate([np.abs(e)[np.isfinite(e) & (e != 0)] for e in errors.values()])
-    low = max(1e-5, float(np.percentile(positive, 0.5))) if positive.size else 1e-3
+    # from the smallest errors (but showing the threshold) to the largest but a few
+    low = (
+        min(max(1e-5, float(np.percentile(positive, 0.5))), threshold / 3)
+        if positive.size
+        else 1e-3
+    )
     high = max(10 * threshold, float(np.percentile(positive, 99.5))) if positive.size else 1.0
     for name, err in errors.items():
         value = np.sort(np.abs(err))
         frac = np.arange(1, len(value) + 1) / len(value)
+        if len(value) > max_steps:  # the curve at evenly spaced ranks
+            keep = np.linspace(0, len(value) - 1, max_steps).round().astype(int)
+            value, frac = value[keep], frac[keep]
         acc = float(np.mean(np.abs(err) < threshold))
         style = styles[name]
         ax.step(
@@ -296,7 +331,7 @@ def _cumulative(ax, errors: Mapping[str, np.ndarray], styles: Mapping[str, dict]
     ax.set_ylabel("fraction of test spectra with a smaller error")
     ax.set_title(f"cumulative fraction; a = height at {threshold:g}", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="best", ncol=1 if len(errors) <= 10 else 2)
 
 
 # ---------------------------------------------------------------------- depth profiles
