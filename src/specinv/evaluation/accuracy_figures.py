@@ -148,6 +148,9 @@ def plot_accuracy_vs_training_size(
     for name, style in _styles(shown, derived).items():
         ax.plot(sizes, accuracy[name], ms=5, label=name, **style)
     ax.set_xscale("log")
+    # the sweep's sizes as the ticks, in plain numbers
+    ax.set_xticks(sizes, [f"{n:,}".replace(",", " ") for n in sizes])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     if len(sizes) == 1:
         ax.set_xlim(sizes[0] / 2, sizes[0] * 2)
     ax.set_ylim(-0.02, 1.02)  # a line at 0 or 1 stays visible
