@@ -117,8 +117,8 @@ def plot_accuracy_vs_training_size(
 ) -> None:
     """Accuracy a of every quantity against the number of training spectra (log axis; the
     paper's Fig. 7b): one line per ``shown`` parameter and per ``derived`` quantity; the
-    other columns of ``accuracy`` (XRD: the strain weights) as thin grey lines with their
-    mean as one dashed line.
+    other columns of ``accuracy`` (those the technique does not show one by one) as thin grey
+    lines, with their mean as one dotted line.
 
     Args:
         accuracy: :func:`accuracy_vs_training_size` (rows: sizes; columns: quantities).
@@ -340,7 +340,7 @@ def _cumulative(
 # ---------------------------------------------------------------------- depth profiles
 def profile_errors(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
     """rms over the points of the difference of two sets of profiles [n, P], relative to the
-    largest |value| of the true profile [n] (XRD: the paper's σ_e / e_max)."""
+    largest |value| of the true profile [n] (the relative rms error of a profile)."""
     rms = np.sqrt(np.mean((np.asarray(estimate) - np.asarray(true)) ** 2, axis=1))
     with np.errstate(divide="ignore", invalid="ignore"):
         return rms / np.max(np.abs(true), axis=1)
