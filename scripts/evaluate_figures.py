@@ -1,5 +1,7 @@
 """Snakemake adapter: the evaluation's figures (regression: the paper's Figs. 4-10, χ²
-distributions and an example fit; multilabel: classification scores)."""
+distributions and an example fit, the accuracy figures of Boulle & Debelle 2023 (Figs. 3
+and 7) and, for a technique with depth profiles, its Figs. 1 and 4; multilabel:
+classification scores)."""
 
 import numpy as np
 import torch
@@ -7,6 +9,7 @@ from _common import start
 
 from specinv.data import SpectrumTransform, read_dataset
 from specinv.evaluation import roi_mask
+from specinv.evaluation.accuracy_figures import accuracy_figures, profile_figure
 from specinv.evaluation.classification import plot_classification
 from specinv.evaluation.figures import paper_figures
 from specinv.evaluation.tables import methods_on_fitted_spectra, mre_table
@@ -52,6 +55,17 @@ if plan.regression:
         seed=ev["seed"],
         axis=(axis.coordinate, axis.label),
     )
+    accuracy_figures(
+        predictions, par.model_size, technique, outputs, name=plan.name, seed=ev["seed"]
+    )
+    if "profile_examples" in outputs:
+        # the network's estimate and its refinement, on the spectra the refinement fitted
+        refine = f"{plan.kind}_refine"
+        refined = next(k for k, ds in by_label.items() if ds.attrs.get("method") == refine)
+        estimates = {f"{plan.label}{par.model_size}": network, refined: fits[refine]}
+        profile_figure(
+            estimates, test, technique, simulate, outputs["profile_examples"], name=plan.name
+        )
 else:
     plot_classification(
         predictions,

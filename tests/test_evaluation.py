@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -106,7 +108,7 @@ def test_roi_mask_covers_the_kept_bins():
         roi_mask(10, 4, 3, np.array([5]))
 
 
-def _fit(method, chi2, estimate, true, samples, dof=50):
+def _fit(method, chi2, estimate, true, samples, dof=50, params=("a", "b")):
     return xr.Dataset(
         {
             "estimate": (("sample", "param"), estimate),
@@ -114,7 +116,7 @@ def _fit(method, chi2, estimate, true, samples, dof=50):
             "chi2": ("sample", chi2),
             "n_simulations": ("sample", np.full(len(chi2), 7)),
         },
-        coords={"sample": samples, "param": ["a", "b"]},
+        coords={"sample": samples, "param": list(params)},
         attrs={"method": method, "dof": dof, "wall_seconds": 3.0},
     )
 
@@ -240,3 +242,208 @@ def test_relative_errors_of_true_zeros():
 
     err = relative_error(np.array([[0.0, 1.0, 2.0]]), np.array([[0.0, 0.0, 1.0]]))
     assert err.tolist() == [[0.0, np.inf, 1.0]]
+
+
+def test_signed_relative_errors_are_the_relative_errors_with_their_sign():
+    from specinv.evaluation import signed_relative_error
+
+    est, true = np.array([[0.0, 1.0, -2.0, 9.0]]), np.array([[0.0, 0.0, 1.0, -10.0]])
+    assert signed_relative_error(est, true).tolist() == [[0.0, np.inf, -3.0, 1.9]]
+    np.testing.assert_allclose(np.abs(signed_relative_error(est, true)), relative_error(est, true))
+    assert signed_relative_error(np.array([[-1.0]]), np.array([[0.0]]))[0, 0] == -np.inf
+
+
+def _predictions(estimate, true, names=("a", "b")):
+    return xr.Dataset(
+        {
+            "mean": (("sample", "param"), estimate),
+            "std": (("sample", "param"), np.full_like(estimate, np.nan)),
+            "true": (("sample", "param"), true),
+        },
+        coords={"sample": np.arange(len(true)), "param": list(names)},
+        attrs={"model_label": "CNN"},
+    )
+
+
+def test_accuracy_against_the_training_size_by_hand():
+    from specinv.evaluation.accuracy_figures import accuracy_vs_training_size
+
+    true = np.array([[1.0, 2.0], [1.0, 0.0], [1.0, 5.0], [1.0, 4.0]])
+    small = np.array([[1.5, 2.3], [0.85, 0.1], [1.0999, 5.1], [0.5, 4.0]])
+    large = np.array([[1.05, 2.1], [0.95, 0.0], [1.0999, 5.1], [0.5, 4.0]])
+
+    def derived(e, t):
+        return {"sum": (e.sum(1) - t.sum(1)) / t.sum(1)}
+
+    table = accuracy_vs_training_size(
+        {200: _predictions(large, true), 100: _predictions(small, true)}, derived
+    )
+    assert list(table.index) == [100, 200] and table.index.name == "n_train"
+    assert list(table.columns) == ["a", "b", "sum"]
+    # a: 50 %, 15 %, 9.99 %, 50 % -> 1/4; then 5 %, 5 %, 9.99 %, 50 % -> 3/4
+    assert table["a"].tolist() == [0.25, 0.75]
+    # b: 15 %, true 0 estimated 0.1 (infinite), 2 %, 0 -> 2/4; then 5 %, exact 0, 2 %, 0
+    assert table["b"].tolist() == [0.5, 1.0]
+    for n, est in ((100, small), (200, large)):
+        assert table.loc[n, "sum"] == np.mean(np.abs(derived(est, true)["sum"]) < 0.1)
+
+
+def _synthetic(n=400, seed=0):
+    """Predictions of 2 shown and 3 summarised parameters (one true zero among them)."""
+    rng = np.random.default_rng(seed)
+    names = ["thick", "width", "w1", "w2", "w3"]
+    true = rng.uniform(1.0, 10.0, (n, 5))
+    true[0, 2] = 0.0
+    est = true * (1 + 0.08 * rng.standard_normal((n, 5)))
+    return names, est, true
+
+
+def _derived(e, t):
+    return {"total": (e.sum(1) - t.sum(1)) / t.sum(1), "rms": np.sqrt(((e - t) ** 2).mean(1))}
+
+
+def test_accuracy_figures_are_written(tmp_path):
+    from specinv.evaluation.accuracy_figures import (
+        accuracy_vs_training_size,
+        parameter_groups,
+        plot_accuracy_vs_training_size,
+        plot_predicted_vs_true,
+    )
+
+    names, est, true = _synthetic()
+    predictions = {
+        n: _predictions(true + (est - true) * k, true, names)
+        for n, k in ((100, 3.0), (1000, 1.5), (10_000, 1.0))
+    }
+    table = accuracy_vs_training_size(predictions, _derived)
+    assert (table.diff().iloc[1:] >= 0).all().all()  # smaller errors, higher accuracy
+    shown, others = parameter_groups(names, ["width", "thick"])
+    assert shown == ["width", "thick"] and others == ["w1", "w2", "w3"]
+    with pytest.raises(ValueError, match="'depth' not among the parameters"):
+        parameter_groups(names, ["thick", "depth"])
+    paths = [tmp_path / "acc.png", tmp_path / "acc.pdf"]
+    plot_accuracy_vs_training_size(table, shown, ["total", "rms"], paths, title="run: CNN")
+    paths += [tmp_path / "pvt.png", tmp_path / "pvt.pdf"]
+    plot_predicted_vs_true(
+        est,
+        true,
+        names,
+        ["nm", "deg", "%", "%", "%"],
+        shown,
+        paths[2:],
+        _derived,
+        title="run: CNN",
+        max_points=100,
+    )
+    # one training size only, every parameter shown, more than the panels: still drawn
+    paths += [tmp_path / "one.png", tmp_path / "many.png"]
+    plot_accuracy_vs_training_size(table.iloc[-1:], names, [], paths[4:5])
+    plot_predicted_vs_true(est, true, names, ["1"] * 5, names, paths[5:], max_panels=3)
+    for path in paths:
+        assert path.stat().st_size > 5_000, path
+
+
+def test_profile_examples_are_the_lowest_median_and_highest_errors(tmp_path):
+    from specinv.evaluation.accuracy_figures import (
+        example_indices,
+        plot_profile_examples,
+        profile_errors,
+        profile_examples,
+    )
+
+    assert example_indices(np.array([0.3, 0.1, 0.2, 0.5, 0.4])) == [1, 0, 3]
+    assert example_indices(np.array([0.3, 0.1])) == [1, 0]
+    assert example_indices(np.array([0.3])) == [0]
+    # rms of (1, -1, 1, -1) over max |true| = 4
+    assert profile_errors(np.array([[1.0, 1.0, 3.0, 3.0]]), np.array([[0.0, 2.0, 2.0, 4.0]])) == (
+        pytest.approx([0.25])
+    )
+
+    fractions = (np.arange(50) + 0.5) / 50
+
+    def depth_profiles(params):  # amplitude, thickness -> a half sine over the thickness
+        return fractions * params[:, 1:2], params[:, :1] * np.sin(np.pi * fractions)
+
+    channels = np.linspace(-1, 1, 80)
+
+    def simulate(params):
+        return 10.0 ** (params[:, :1] * np.exp(-(channels**2) / 0.1) + 1.0)
+
+    samples = np.arange(10, 17)
+    true = np.column_stack([np.linspace(1, 3, 7), np.full(7, 100.0)])
+    scale = np.array([1.2, 1.01, 0.9, 1.5, 1.05, 0.98, 1.3])  # amplitude errors
+    network = _fit("cnn", np.ones(7), true * np.column_stack([scale, np.ones(7)]), true, samples)
+    refined = _fit("cnn_refine", np.ones(5), true[1:6], true[1:6], samples[1:6])
+    test = xr.Dataset(
+        {"counts": (("sample", "channel"), np.rint(simulate(true)).astype(np.int32))},
+        coords={"sample": samples},
+    )
+    examples = profile_examples(
+        {"CNN": network, "CNN + refinement": refined}, test, depth_profiles, simulate
+    )
+    # the refined spectra only (samples 11 … 15): errors 0.01, 0.1, 0.5, 0.05, 0.02
+    assert [e.sample for e in examples] == [11, 14, 13]
+    assert [e.caption.split()[0] for e in examples] == ["lowest", "median", "highest"]
+    assert examples[2].errors["CNN"] == pytest.approx(0.5 * np.sqrt(0.5), rel=1e-3)
+    assert examples[2].errors["CNN + refinement"] == 0.0
+    np.testing.assert_allclose(examples[0].true_profile[0], fractions * 100)
+    np.testing.assert_allclose(examples[2].curves["CNN + refinement"], simulate(true[3:4])[0])
+    assert examples[1].observed.tolist() == test["counts"].sel(sample=14).values.tolist()
+    paths = [tmp_path / "profiles.png", tmp_path / "profiles.pdf"]
+    plot_profile_examples(
+        examples,
+        channels,
+        paths,
+        "angle (deg)",
+        "depth (nm)",
+        "strain (%)",
+        log_y=True,
+        title="run",
+    )
+    assert all(p.stat().st_size > 5_000 for p in paths)
+
+
+def test_the_workflow_accuracy_figures_ask_the_technique(tmp_path):
+    """The glue: an XRD technique's shown parameters, units and derived quantities; its
+    profiles; and an error for a technique without profiles."""
+    import yaml
+
+    from specinv.data import dataset_config
+    from specinv.evaluation.accuracy_figures import accuracy_figures, profile_figure
+
+    tests = Path(__file__).resolve().parent / "data"
+    config = yaml.safe_load((tests / "tiny_xrd.yaml").read_text())
+    xrd = dataset_config(config).technique_instance
+    rng = np.random.default_rng(3)
+    true = xrd.sample(rng.random((60, xrd.n_uniforms)))
+    est = true * (1 + 0.05 * rng.standard_normal(true.shape))
+    predictions = {n: _predictions(est, true, xrd.parameter_names) for n in (30, 60)}
+    outputs = {
+        n: [tmp_path / f"{n}.png", tmp_path / f"{n}.pdf"]
+        for n in ("accuracy_vs_training_size", "predicted_vs_true", "profile_examples")
+    }
+    accuracy_figures(predictions, 60, xrd, outputs, name="tiny_xrd")
+    samples = np.arange(60)
+    names = xrd.parameter_names
+    fits = {
+        "CNN60": _fit("cnn", np.ones(60), est, true, samples, params=names),
+        "CNN60 + gradient refinement": _fit(
+            "cnn_refine", np.ones(4), true[:4], true[:4], samples[:4], params=names
+        ),
+    }
+    counts = xrd.simulate(torch.as_tensor(true[:4])).numpy()
+    axis = xrd.axis()
+    test = xr.Dataset(
+        {"counts": (("sample", "channel"), np.rint(counts).astype(np.int32))},
+        coords={"sample": samples[:4], axis.coordinate: ("channel", axis.values)},
+    )
+
+    def simulate(params):
+        return xrd.simulate(torch.as_tensor(params)).numpy()
+
+    profile_figure(fits, test, xrd, simulate, outputs["profile_examples"], name="tiny_xrd")
+    for paths in outputs.values():
+        assert all(p.stat().st_size > 5_000 for p in paths), paths
+    rbs = dataset_config(yaml.safe_load((tests / "tiny.yaml").read_text())).technique_instance
+    with pytest.raises(ValueError, match="technique 'rbs' has no depth profiles"):
+        profile_figure(fits, test, rbs, simulate, [])

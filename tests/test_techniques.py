@@ -84,6 +84,30 @@ def test_plans_follow_the_task():
     assert set(labels.tables) == {"runtimes", "classification", "labels"}
     rbs = workflow_plan(load("tiny.yaml"))
     assert rbs.tables["methods"].endswith("tables/table6_methods.csv")  # the paper's names
+    # the accuracy figures for every regression technique, depth profiles where it has them
+    xrd = workflow_plan(load("tiny_xrd.yaml"))
+    accuracy = {"accuracy_vs_training_size", "predicted_vs_true"}
+    assert accuracy <= set(rbs.figures) and "profile_examples" not in rbs.figures
+    assert accuracy | {"profile_examples"} <= set(xrd.figures)
+    assert xrd.figures["profile_examples"] == [
+        "results/tiny_xrd/figures/profile_examples.png",
+        "results/tiny_xrd/figures/profile_examples.pdf",
+    ]
+    assert rbs.figures["prediction_ratio"][0].endswith("fig8-10_prediction_ratio.png")
+    assert not accuracy & set(labels.figures)
+
+
+@pytest.mark.parametrize("name", ["rbs", "xrd", "test_peaks"])
+def test_a_technique_has_depth_profiles_exactly_when_it_labels_them(name):
+    config = load({"rbs": "tiny.yaml", "xrd": "tiny_xrd.yaml"}.get(name, "tiny_peaks.yaml"))
+    technique = dataset_config(config).technique_instance
+    assert set(technique.figure_parameters()) <= set(technique.parameter_names)
+    low, high = technique.bounds()
+    profiles = technique.depth_profiles(np.stack([low, high]))
+    assert (profiles is None) == (technique.depth_profile_labels is None)
+    if profiles is not None:
+        depth, values = profiles
+        assert depth.shape == values.shape and depth.shape[0] == 2
 
 
 def run_workflow(tmp_path: Path, config: str) -> Path:
@@ -116,8 +140,16 @@ def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
         assert (res / f"tables/{name}.csv").exists(), name
     coverage = pd.read_csv(res / "tables/coverage.csv", index_col=0)
     assert coverage["ACS"].isna().all() and coverage["MRE"].notna().all()  # no std: no score
-    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):
+    for name in (
+        "mre_vs_training_size",
+        "prediction_ratio",
+        "chi2_distributions",
+        "example_fits",
+        "accuracy_vs_training_size",
+        "predicted_vs_true",
+    ):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
+    assert not (res / "figures/profile_examples.png").exists()  # no depth profiles
     assert not (tmp_path / "results" / "example").exists()  # no example file: none
     predictions = read_dataset(res / "predictions/n60/test.nc")
     assert predictions.attrs["model_kind"] == "cnn"
@@ -151,8 +183,17 @@ def test_the_xrd_technique_runs_the_whole_dag(tmp_path):
     assert np.isfinite(autofit["chi2"]).all() and (autofit["chi2"] > 0).all()
     transform = json.loads((res / "preprocessing/transform.json").read_text())
     assert transform["settings"]["log"] is True and transform["settings"]["merge"] == 1
-    for name in ("mre_vs_training_size", "prediction_ratio", "chi2_distributions", "example_fits"):
+    for name in (
+        "mre_vs_training_size",
+        "prediction_ratio",
+        "chi2_distributions",
+        "example_fits",
+        "accuracy_vs_training_size",
+        "predicted_vs_true",
+        "profile_examples",
+    ):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
+        assert (res / f"figures/{name}.pdf").stat().st_size > 5_000, name
 
 
 @pytest.mark.slow

@@ -160,9 +160,12 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
         "fig8-10_prediction_ratio",
         "chi2_distributions",
         "example_fits",
+        "accuracy_vs_training_size",
+        "predicted_vs_true",
     ):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
         assert (res / f"figures/{name}.pdf").exists()
+    assert not list(res.glob("figures/profile_examples.*"))  # RBS has no depth profiles
     # the HTML report holds every figure and table
     r = snakemake("--configfile", "tiny.yaml", "--report", str(wd.parent / "report.html"), cwd=wd)
     assert r.returncode == 0, r.stderr
@@ -170,6 +173,8 @@ def test_tiny_workflow_runs_end_to_end(tiny_run):
     for name in (
         "fig4-7_mre_vs_training_size.png",
         "example_fits.png",
+        "accuracy_vs_training_size.png",
+        "predicted_vs_true.png",
         "table1_runtimes.html",
         "table2-4_chi2_profile.html",
         "table6_methods.html",

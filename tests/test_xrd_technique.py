@@ -192,6 +192,33 @@ def test_derived_errors_of_the_strain_profile():
     assert ((errors["strain"] > 0) & (errors["strain"] <= 0.05 + 1e-12)).all()
 
 
+def test_depth_profiles_are_the_strain_over_the_damaged_thickness():
+    t = technique()
+    params = t.sample(np.random.default_rng(6).random((5, t.n_uniforms)))
+    depth, strain = t.depth_profiles(params)
+    assert depth.shape == strain.shape == (5, 200)
+    np.testing.assert_allclose(strain, t.strain_profiles(params))
+    thickness = params[:, t.parameter_names.index("thickness_nm")]
+    np.testing.assert_allclose(depth[:, 0], thickness * 0.5 / 200)
+    np.testing.assert_allclose(depth[:, -1], thickness * 199.5 / 200)
+    assert t.depth_profile_labels == ("depth below the surface (nm)", "strain (%)")
+    # the profile error of the figures is the paper's σ_e / e_max of the accuracy table
+    from specinv.evaluation.accuracy_figures import profile_errors
+
+    other = t.sample(np.random.default_rng(7).random((5, t.n_uniforms)))
+    np.testing.assert_allclose(
+        profile_errors(t.depth_profiles(other)[1], strain),
+        t.derived_errors(other, params)["strain"],
+    )
+    assert t.figure_parameters() == [
+        "thickness_nm",
+        "dw_min",
+        "fwhm_deg",
+        "dynamic_range",
+        "log10_peak",
+    ]
+
+
 def test_a_simulated_curve_is_fitted_back(tmp_path):
     """Noise-free curve of known parameters, written as a measured file and fitted by
     `specinv xrd fit` from the example's start: the curve and the parameters come back."""

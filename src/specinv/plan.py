@@ -72,7 +72,11 @@ REGRESSION_FIGURES = (
     "prediction_ratio",
     "chi2_distributions",
     "example_fits",
+    "accuracy_vs_training_size",
+    "predicted_vs_true",
 )
+#: the regression figure of a technique with depth profiles (Technique.depth_profile_labels)
+PROFILE_FIGURES = ("profile_examples",)
 CLASSIFICATION_TABLES = ("runtimes", "classification", "labels")
 CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores")
 #: file names of the ids that a technique does not rename (Technique.output_names)
@@ -89,6 +93,9 @@ class WorkflowPlan:
         task: the technique's task; kind, label: the model kind and its display name.
         preprocessing, training, fitting: typed settings; model: the model spec.
         train_sizes: training-set sizes of the sweep; model_size: the one the fits use.
+        output_names: file names of table and figure ids (Technique.output_names).
+        depth_profiles: whether the technique has depth profiles (regression: the
+            ``profile_examples`` figure).
     """
 
     config: Mapping[str, Any]
@@ -101,6 +108,7 @@ class WorkflowPlan:
     train_sizes: list[int]
     model_size: int
     output_names: Mapping[str, str] = field(default_factory=dict)
+    depth_profiles: bool = False
 
     # ------------------------------------------------------------------ names
     @property
@@ -145,8 +153,12 @@ class WorkflowPlan:
 
     @property
     def figures(self) -> dict[str, list[str]]:
-        """Figure id -> [PNG, PDF] paths."""
-        ids = REGRESSION_FIGURES if self.regression else CLASSIFICATION_FIGURES
+        """Figure id -> [PNG, PDF] paths: the task's figures, and for a regression
+        technique with depth profiles also ``profile_examples``."""
+        if self.regression:
+            ids = REGRESSION_FIGURES + (PROFILE_FIGURES if self.depth_profiles else ())
+        else:
+            ids = CLASSIFICATION_FIGURES
         return {i: [self._stem("figures", i) + ext for ext in (".png", ".pdf")] for i in ids}
 
     @property
@@ -276,6 +288,7 @@ def workflow_plan(
         train_sizes=sizes,
         model_size=model_size,
         output_names=dict(cls.output_names),
+        depth_profiles=cls.depth_profile_labels is not None,
     )
     if check_devices:
         plan.check_devices()

@@ -12,6 +12,7 @@ from .metrics import (
     median_relative_error,
     relative_error,
     roi_mask,
+    signed_relative_error,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "median_relative_error",
     "relative_error",
     "roi_mask",
+    "signed_relative_error",
 ]

@@ -31,6 +31,20 @@ def relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
         return np.where(true == 0, np.where(error == 0, 0.0, np.inf), error / np.abs(true))
 
 
+def signed_relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """(estimate − true) / |true|, element-wise ([N, D]): the signed version of
+    :func:`relative_error` (its absolute value is that), ±infinite for a true value of 0
+    estimated inexactly."""
+    estimate, true = np.asarray(estimate, dtype=float), np.asarray(true, dtype=float)
+    if estimate.shape != true.shape:
+        raise ValueError(f"estimate: shape {estimate.shape} differs from true {true.shape}")
+    error = estimate - true
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(
+            true == 0, np.where(error == 0, 0.0, np.sign(error) * np.inf), error / np.abs(true)
+        )
+
+
 def median_relative_error(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
     """Median over spectra of the relative error, per parameter [D]."""
     return np.median(relative_error(estimate, true), axis=0)

@@ -100,6 +100,10 @@ class Technique(abc.ABC):
     #: ``log10`` (squared differences of log intensities), see
     #: :class:`~specinv.fitting.problem.SpectrumFitProblem`
     fit_statistic: ClassVar[str] = "poisson"
+    #: (depth axis label, profile axis label) of the technique's depth profiles
+    #: (:meth:`depth_profiles`), e.g. ``("depth below the surface (nm)", "strain (%)")``;
+    #: None (the default): the technique has none, and the workflow draws no profile figure
+    depth_profile_labels: ClassVar[tuple[str, str] | None] = None
 
     parameter_names: list[str]
     parameter_units: list[str]
@@ -171,6 +175,20 @@ class Technique(abc.ABC):
         true values [n, D]) that the evaluation's accuracy table reports beside the
         parameters (XRD: the maximum strain and the strain profile).  Default: none."""
         return {}
+
+    def figure_parameters(self) -> list[str]:
+        """The parameters the evaluation's figures show one by one (accuracy against the
+        training size, predicted against true values); the others are summarised (XRD: the
+        scalars, not the ten strain weights).  Default: every parameter."""
+        return list(self.parameter_names)
+
+    def depth_profiles(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Depth profiles of parameters [n, D]: (depths [n, P] in the physical units of
+        ``depth_profile_labels[0]``, profile values [n, P] in those of
+        ``depth_profile_labels[1]``), point j of every profile at the same place relative
+        to its own extent (XRD: the same fraction of its damaged thickness).  None (the
+        default) for a technique without depth profiles (``depth_profile_labels`` None)."""
+        return None
 
     # ------------------------------------------------------------------ forward model
     @property

@@ -67,6 +67,11 @@ class XRDTechnique(Technique):
     config_schema: ClassVar[dict] = load_schema(__package__, "xrd.schema.yaml")
     #: diffraction curves span 3–6 decades: fitted in log intensity, as RaDMaX fits them
     fit_statistic: ClassVar[str] = "log10"
+    #: the strain profile (the paper's Figs. 1 and 4)
+    depth_profile_labels: ClassVar[tuple[str, str] | None] = (
+        "depth below the surface (nm)",
+        "strain (%)",
+    )
     #: the paper's inputs are log intensities; every point kept, none merged or smoothed
     preprocessing_defaults: ClassVar[dict] = {
         "first_channel": 0,
@@ -208,6 +213,20 @@ class XRDTechnique(Technique):
         e_max_est = est_profile.max(axis=1)
         rmse = np.sqrt(np.mean((est_profile - true_profile) ** 2, axis=1))
         return {"e_max": (e_max_est - e_max_true) / e_max_true, "strain": rmse / e_max_true}
+
+    def figure_parameters(self) -> list[str]:
+        """The scalars (t, DW_min, H, DR, κ; the paper's Fig. 3); the strain weights only
+        make sense together, as the strain profile."""
+        return [name for name, _ in SCALARS]
+
+    def depth_profiles(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Strain profiles (%) [n, 200] against depth below the surface (nm) [n, 200], at
+        the same fractions (i + ½)/200 of each profile's damaged thickness."""
+        params = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        strain = self.strain_profiles(params)
+        fractions = (np.arange(strain.shape[1]) + 0.5) / strain.shape[1]
+        thickness = params[:, self.parameter_names.index("thickness_nm")]
+        return fractions[None, :] * thickness[:, None], strain
 
     # ------------------------------------------------------------------ forward model
     @property
