@@ -347,17 +347,23 @@ def test_profile_examples_are_the_lowest_median_and_highest_errors(tmp_path):
     from specinv.evaluation.accuracy_figures import (
         example_indices,
         plot_profile_examples,
-        profile_errors,
         profile_examples,
     )
+    from specinv.evaluation.metrics import profile_errors
 
     assert example_indices(np.array([0.3, 0.1, 0.2, 0.5, 0.4])) == [1, 0, 3]
     assert example_indices(np.array([0.3, 0.1])) == [1, 0]
     assert example_indices(np.array([0.3])) == [0]
-    # rms of (1, -1, 1, -1) over max |true| = 4
-    assert profile_errors(np.array([[1.0, 1.0, 3.0, 3.0]]), np.array([[0.0, 2.0, 2.0, 4.0]])) == (
-        pytest.approx([0.25])
+    # constant profiles 1 and 3 over the same depths: rms 2 over max |true| = 3
+    depths = np.array([[0.0, 1.0, 2.0, 3.0]])
+    assert profile_errors(depths, np.ones((1, 4)), depths, np.full((1, 4), 3.0)) == (
+        pytest.approx([2 / 3])
     )
+    # a ramp 0 -> 1 over depth 1, against the same ramp over depth 2 (both 0 below): the
+    # rms difference over [0, 2] of z - z/2 on [0, 1], 1 - z/2 on [1, 2] is 1/sqrt(12)
+    ramp = np.linspace(0.0, 1.0, 201)[None]
+    err = profile_errors(np.linspace(0, 1, 201)[None], ramp, 2 * np.linspace(0, 1, 201)[None], ramp)
+    assert err == pytest.approx([1 / np.sqrt(12)], rel=1e-3)
 
     fractions = (np.arange(50) + 0.5) / 50
 
@@ -384,7 +390,9 @@ def test_profile_examples_are_the_lowest_median_and_highest_errors(tmp_path):
     # the refined spectra only (samples 11 … 15): errors 0.01, 0.1, 0.5, 0.05, 0.02
     assert [e.sample for e in examples] == [11, 14, 13]
     assert [e.caption.split()[0] for e in examples] == ["lowest", "median", "highest"]
-    assert examples[2].errors["CNN"] == pytest.approx(0.5 * np.sqrt(0.5), rel=1e-3)
+    # rms of 0.5 sin over max 1: 0.5/sqrt(2) (to 1 %: 50 samples of each profile, linearly
+    # interpolated and held at their ends)
+    assert examples[2].errors["CNN"] == pytest.approx(0.5 * np.sqrt(0.5), rel=1e-2)
     assert examples[2].errors["CNN + refinement"] == 0.0
     np.testing.assert_allclose(examples[0].true_profile[0], fractions * 100)
     np.testing.assert_allclose(examples[2].curves["CNN + refinement"], simulate(true[3:4])[0])

@@ -203,13 +203,18 @@ def test_depth_profiles_are_the_strain_over_the_damaged_thickness():
     np.testing.assert_allclose(depth[:, -1], thickness * 199.5 / 200)
     assert t.depth_profile_labels == ("depth below the surface (nm)", "strain (%)")
     # the profile error of the figures is the paper's σ_e / e_max of the accuracy table
-    from specinv.evaluation.accuracy_figures import profile_errors
+    from specinv.evaluation.metrics import profile_errors
 
     other = t.sample(np.random.default_rng(7).random((5, t.n_uniforms)))
     np.testing.assert_allclose(
-        profile_errors(t.depth_profiles(other)[1], strain),
+        profile_errors(*t.depth_profiles(other), depth, strain),
         t.derived_errors(other, params)["strain"],
     )
+    # the same shape at another thickness is a different profile e(z)
+    deeper = params.copy()
+    deeper[:, t.parameter_names.index("thickness_nm")] *= 1.3
+    assert (t.derived_errors(deeper, params)["strain"] > 0.1).all()
+    np.testing.assert_allclose(t.derived_errors(params, params)["strain"], 0.0, atol=1e-12)
     assert t.figure_parameters() == [
         "thickness_nm",
         "dw_min",

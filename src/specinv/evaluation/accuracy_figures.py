@@ -22,7 +22,7 @@ import pandas as pd
 import xarray as xr
 
 from .figures import _pyplot, _save
-from .metrics import median_relative_error, signed_relative_error
+from .metrics import median_relative_error, profile_errors, signed_relative_error
 from .tables import ACCURACY_THRESHOLD, accuracy_table
 
 if TYPE_CHECKING:
@@ -338,14 +338,6 @@ def _cumulative(
 
 
 # ---------------------------------------------------------------------- depth profiles
-def profile_errors(estimate: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """rms over the points of the difference of two sets of profiles [n, P], relative to the
-    largest |value| of the true profile [n] (the relative rms error of a profile)."""
-    rms = np.sqrt(np.mean((np.asarray(estimate) - np.asarray(true)) ** 2, axis=1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return rms / np.max(np.abs(true), axis=1)
-
-
 def example_indices(errors: np.ndarray) -> list[int]:
     """Positions of the lowest, median and highest of ``errors`` (distinct, in that order;
     fewer for fewer than three values)."""
@@ -397,7 +389,10 @@ def profile_examples(
     first = next(iter(chosen.values()))
     true_depth, true_values = depth_profiles(first["true"].values)
     profiles = {k: depth_profiles(ds["estimate"].values) for k, ds in chosen.items()}
-    errors = {k: profile_errors(v, true_values) for k, (_, v) in profiles.items()}
+    errors = {
+        k: profile_errors(depth, values, true_depth, true_values)
+        for k, (depth, values) in profiles.items()
+    }
     first_errors = next(iter(errors.values()))
     picks = example_indices(first_errors)
     whats = {3: ("lowest", "median", "highest"), 2: ("lowest", "highest")}.get(len(picks), ("",))

@@ -142,3 +142,37 @@ def interval_coverage(
     """Share of spectra whose true value lies within ŷ ± k·Δy, per parameter [D]."""
     err = np.abs(np.asarray(estimate, dtype=float) - np.asarray(true, dtype=float))
     return np.mean(err <= k * np.asarray(uncertainty, dtype=float), axis=0)
+
+
+def profile_errors(
+    estimate_depths: np.ndarray,
+    estimate_values: np.ndarray,
+    true_depths: np.ndarray,
+    true_values: np.ndarray,
+    points: int = 400,
+) -> np.ndarray:
+    """Relative rms errors [n] of depth profiles: the rms difference of the estimated and
+    the true profile over the union of their depth ranges, [0, the deeper one's deepest
+    point], on ``points`` equally spaced depths, divided by the largest |true value|.
+
+    Profiles are given at increasing depths [n, P] (each row its own depths, e.g. at
+    fractions of its own thickness) and interpolated linearly; above its first depth and
+    below its last a profile keeps its first and last value (a strain profile that ends at
+    0 at its interface is then 0 in the undamaged crystal below).  A profile of the right
+    shape at the wrong depth thus counts as wrong, as the rms difference of e(z) over z.
+    """
+    ed, ev, td, tv = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (
+        estimate_depths, estimate_values, true_depths, true_values))
+    if not (ed.shape == ev.shape and td.shape == tv.shape and ed.shape[0] == td.shape[0]):
+        raise ValueError(
+            f"profiles: expected depths and values of equal shapes [n, P] for both, got "
+            f"{ed.shape}, {ev.shape}, {td.shape}, {tv.shape}"
+        )
+    out = np.empty(len(ed))
+    grid = (np.arange(points) + 0.5) / points
+    for i in range(len(ed)):
+        z = grid * max(ed[i, -1], td[i, -1])
+        diff = np.interp(z, ed[i], ev[i]) - np.interp(z, td[i], tv[i])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[i] = np.sqrt(np.mean(diff**2)) / np.max(np.abs(tv[i]))
+    return out

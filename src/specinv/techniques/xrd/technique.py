@@ -33,6 +33,7 @@ import torch
 
 from ...config.errors import ConfigError
 from ...config.schema import load_schema
+from ...evaluation.metrics import profile_errors
 from ...physics.xrd import CrystalError, XRDSetup, XRDSetupError, XRDSimulator, load_crystal
 from ...physics.xrd.profiles import bspline_design_matrix
 from ..base import Axis, Technique
@@ -206,13 +207,18 @@ class XRDTechnique(Technique):
 
     def derived_errors(self, estimate: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
         """The paper's derived accuracies: the relative error of e_max (the profile's
-        maximum), and the rms error of the strain profile over depth (each profile on its
-        own thickness, i.e. at the same fractions of depth) relative to the true e_max."""
-        est_profile, true_profile = self.strain_profiles(estimate), self.strain_profiles(true)
+        maximum), and σ_e / e_max, the rms difference of the strain profiles e(z) over depth
+        z relative to the true e_max (:func:`~specinv.evaluation.metrics.profile_errors`:
+        over the union of both damaged depths, the strain 0 below each one's thickness;
+        a profile of the right shape but the wrong thickness counts as wrong)."""
+        est_depth, est_profile = self.depth_profiles(estimate)
+        true_depth, true_profile = self.depth_profiles(true)
         e_max_true = true_profile.max(axis=1)
         e_max_est = est_profile.max(axis=1)
-        rmse = np.sqrt(np.mean((est_profile - true_profile) ** 2, axis=1))
-        return {"e_max": (e_max_est - e_max_true) / e_max_true, "strain": rmse / e_max_true}
+        return {
+            "e_max": (e_max_est - e_max_true) / e_max_true,
+            "strain": profile_errors(est_depth, est_profile, true_depth, true_profile),
+        }
 
     def figure_parameters(self) -> list[str]:
         """The scalars (t, DW_min, H, DR, κ; the paper's Fig. 3); the strain weights only
@@ -221,7 +227,8 @@ class XRDTechnique(Technique):
 
     def depth_profiles(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Strain profiles (%) [n, 200] against depth below the surface (nm) [n, 200], at
-        the same fractions (i + ½)/200 of each profile's damaged thickness."""
+        the same fractions (i + ½)/200 of each profile's damaged thickness (the strain is
+        0 below it, in the undamaged crystal)."""
         params = np.atleast_2d(np.asarray(params, dtype=np.float64))
         strain = self.strain_profiles(params)
         fractions = (np.arange(strain.shape[1]) + 0.5) / strain.shape[1]
