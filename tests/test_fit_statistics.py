@@ -18,9 +18,10 @@ def gaussian_peaks(params: torch.Tensor) -> torch.Tensor:
     on a flat background of 2 counts; spans ~4 decades."""
     x = torch.linspace(-10.0, 10.0, 200, dtype=params.dtype)
     height, centre, width = params.unbind(1)
-    return 10.0 ** height[:, None] * torch.exp(
-        -0.5 * ((x - centre[:, None]) / width[:, None]) ** 2
-    ) + 2.0
+    return (
+        10.0 ** height[:, None] * torch.exp(-0.5 * ((x - centre[:, None]) / width[:, None]) ** 2)
+        + 2.0
+    )
 
 
 LOW, HIGH = np.array([1.0, -5.0, 0.3]), np.array([6.0, 5.0, 5.0])
@@ -30,7 +31,11 @@ def test_log10_residuals_are_differences_of_log_intensities_with_half_the_smalle
     observed = np.array([[0.0, 4.0, 10.0, 1000.0]])
     expected = torch.tensor([[1.0, 4.0, 20.0, 100.0]], dtype=torch.float64)
     problem = SpectrumFitProblem(
-        lambda p: expected.expand(p.shape[0], -1), observed, None, [0.0], [1.0],
+        lambda p: expected.expand(p.shape[0], -1),
+        observed,
+        None,
+        [0.0],
+        [1.0],
         statistic="log10",
     )
     r = problem.residuals(torch.zeros((1, 1), dtype=torch.float64), [0]).numpy()[0]

@@ -16,7 +16,7 @@ import yaml
 from conftest import run_snakemake
 from specinv.config import ConfigError, validate_config
 from specinv.data import dataset_config, read_dataset, sample_parameters, simulate_shard
-from specinv.plan import workflow_plan
+from specinv.plan import PROFILE_FIGURES, REGRESSION_FIGURES, workflow_plan
 from specinv.techniques import available, technique_class
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,14 +140,9 @@ def test_a_plugin_regression_technique_runs_the_whole_dag(tmp_path):
         assert (res / f"tables/{name}.csv").exists(), name
     coverage = pd.read_csv(res / "tables/coverage.csv", index_col=0)
     assert coverage["ACS"].isna().all() and coverage["MRE"].notna().all()  # no std: no score
-    for name in (
-        "mre_vs_training_size",
-        "prediction_ratio",
-        "chi2_distributions",
-        "example_fits",
-        "accuracy_vs_training_size",
-        "predicted_vs_true",
-    ):
+    assert "profile_examples" not in REGRESSION_FIGURES  # no depth profiles: not drawn
+    assert not (res / "figures/profile_examples.png").exists()
+    for name in REGRESSION_FIGURES:
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
     assert not (res / "figures/profile_examples.png").exists()  # no depth profiles
     assert not (tmp_path / "results" / "example").exists()  # no example file: none
@@ -181,17 +176,28 @@ def test_the_xrd_technique_runs_the_whole_dag(tmp_path):
     autofit = read_dataset(res / "fits/autofit.nc")
     assert autofit.attrs["statistic"] == "log10"
     assert np.isfinite(autofit["chi2"]).all() and (autofit["chi2"] > 0).all()
+    # a measured curve (2θ) fitted from the run's network: put on the run's ΔQ/Q axis,
+    # estimated, refined
+    from specinv.cli import main
+
+    experiment = tmp_path / "sample.yaml"
+    experiment.write_text(
+        "crystal: YSZ\nreflection: [4, 0, 0]\nwavelength_A: 1.5406\nslices: 12\n"
+        "axis: {coordinate: two_theta_deg, start: 72.9, stop: 73.7, points: 161}\n"
+        "sample:\n  strain_percent: [0.2, 0.5, 0.8, 1.0, 1.0, 0.9, 0.7, 0.5, 0.3, 0.2]\n"
+        "  thickness_nm: 300\n  dw_min: 0.7\n  fwhm_deg: 0.02\n  dynamic_range: 4\n"
+        "  log10_peak: 4\n"
+    )
+    curve = tmp_path / "curve.csv"
+    assert main(["xrd", "simulate", str(experiment), "-o", str(curve)]) == 0
+    fitted = tmp_path / "fit.csv"
+    args = ["xrd", "fit", str(curve), str(experiment), "-o", str(fitted), "--iterations", "2"]
+    assert main([*args, "--network", str(res), "--size", "48"]) == 0
+    assert fitted.stat().st_size > 0
+    assert main([*args, "--network", str(res), "--size", "7"]) == 2  # a one-line error
     transform = json.loads((res / "preprocessing/transform.json").read_text())
     assert transform["settings"]["log"] is True and transform["settings"]["merge"] == 1
-    for name in (
-        "mre_vs_training_size",
-        "prediction_ratio",
-        "chi2_distributions",
-        "example_fits",
-        "accuracy_vs_training_size",
-        "predicted_vs_true",
-        "profile_examples",
-    ):
+    for name in (*REGRESSION_FIGURES, *PROFILE_FIGURES):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000, name
         assert (res / f"figures/{name}.pdf").stat().st_size > 5_000, name
 

@@ -65,3 +65,44 @@ def test_binary_and_missing_files(tmp_path):
         read_curve(path)
     with pytest.raises(ConfigError, match="cannot read the curve"):
         read_curve(tmp_path / "none.txt")
+
+
+def test_angle_axes_convert_both_ways():
+    from specinv.physics.xrd import convert_axis
+
+    bragg = np.radians(36.7)
+    two_theta = np.array([72.0, 73.4, 74.5])
+    dq = convert_axis(two_theta, "two_theta_deg", "dq_over_q", bragg)
+    np.testing.assert_allclose(dq, np.sin(np.radians(two_theta / 2)) / np.sin(bragg) - 1)
+    np.testing.assert_allclose(convert_axis(dq, "dq_over_q", "two_theta_deg", bragg), two_theta)
+    np.testing.assert_allclose(
+        convert_axis(two_theta, "two_theta_deg", "theta_deg", bragg), two_theta / 2
+    )
+    with pytest.raises(Exception, match="axis"):
+        convert_axis(two_theta, "omega", "dq_over_q", bragg)
+
+
+def test_a_measured_curve_is_put_on_a_network_axis_with_its_minimum_outside():
+    from specinv.config.schema import validate
+    from specinv.physics.xrd import convert_axis
+    from specinv.techniques import technique_class
+    from specinv.techniques.xrd.curves import MeasuredCurve
+    from specinv.techniques.xrd.network import curve_on_axis
+
+    cls = technique_class("xrd")
+    section: dict = {}
+    validate(section, cls.config_schema, where="xrd")
+    t = cls.from_config(section)  # the default axis: ΔQ/Q_B
+    assert t.setup.axis == "dq_over_q"
+    bragg = t.simulator.reflection.bragg_angle_rad
+    two_theta = np.linspace(72.9, 73.7, 81)
+    intensity = 10.0 ** (1 + np.arange(81) / 40)  # log-linear in the index
+    curve = MeasuredCurve(two_theta, intensity, "test")
+    dq = convert_axis(two_theta, "two_theta_deg", "dq_over_q", bragg)
+    axis = np.linspace(dq[0] - 0.01, dq[-1] + 0.01, 300)
+    out = curve_on_axis(curve, "two_theta_deg", t, axis)
+    inside = (axis >= dq[0]) & (axis <= dq[-1])
+    np.testing.assert_allclose(out[~inside], 10.0)  # the smallest intensity
+    np.testing.assert_allclose(
+        np.log10(out[inside]), np.interp(axis[inside], dq, np.log10(intensity))
+    )

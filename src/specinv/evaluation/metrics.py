@@ -161,8 +161,10 @@ def profile_errors(
     0 at its interface is then 0 in the undamaged crystal below).  A profile of the right
     shape at the wrong depth thus counts as wrong, as the rms difference of e(z) over z.
     """
-    ed, ev, td, tv = (np.atleast_2d(np.asarray(a, dtype=np.float64)) for a in (
-        estimate_depths, estimate_values, true_depths, true_values))
+    ed, ev, td, tv = (
+        np.atleast_2d(np.asarray(a, dtype=np.float64))
+        for a in (estimate_depths, estimate_values, true_depths, true_values)
+    )
     if not (ed.shape == ev.shape and td.shape == tv.shape and ed.shape[0] == td.shape[0]):
         raise ValueError(
             f"profiles: expected depths and values of equal shapes [n, P] for both, got "

@@ -29,8 +29,8 @@ from ..evaluation.metrics import roi_mask
 from .levenberg_marquardt import refine_levenberg_marquardt
 from .nelder_mead import minimize_batched
 from .problem import SpectrumFitProblem
-from .starts import perturbed_starts
 from .settings import FIT_METHODS, FitSettings, method_name  # noqa: F401 (re-exported)
+from .starts import perturbed_starts
 
 
 def parameter_bounds(technique) -> tuple[np.ndarray, np.ndarray]:
@@ -152,8 +152,7 @@ def _poisson_chi2(problem, cfg, test, transform, settings, *pairs):
     if problem.statistic == "poisson":
         return tuple(objective for _, objective in zip(pairs[::2], pairs[1::2], strict=True))
     return tuple(
-        chi2_of_estimates(cfg, test, transform, estimate, settings)[0]
-        for estimate in pairs[::2]
+        chi2_of_estimates(cfg, test, transform, estimate, settings)[0] for estimate in pairs[::2]
     )
 
 

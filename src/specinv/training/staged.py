@@ -432,7 +432,7 @@ def _train_stage(
 
 def predict(
     checkpoints: str | Path | Sequence[str | Path],
-    processed: str | Path,
+    processed: str | Path | xr.Dataset,
     transform: SpectrumTransform,
     batch_size: int = 1024,
 ) -> xr.Dataset:
@@ -442,12 +442,14 @@ def predict(
 
     Several checkpoints (a deep ensemble of K networks of the same kind) are pooled by the
     kind (the MDN: one mixture of all their components, each network weighted 1/K).
+    ``processed``: a file, or a dataset with ``x`` [sample, feature] and ``params``
+    [sample, param] (NaN where the truth is unknown, e.g. measured spectra).
     """
     if isinstance(checkpoints, str | Path):
         checkpoints = [checkpoints]
     if not checkpoints:
         raise ValueError("checkpoints: expected at least one")
-    ds = read_dataset(processed)
+    ds = processed if isinstance(processed, xr.Dataset) else read_dataset(processed)
     loader = DataLoader(TensorDataset(torch.as_tensor(ds["x"].values)), batch_size=batch_size)
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -26,15 +26,19 @@ from .profiles import (
     strain_profile,
 )
 from .simulator import (
+    ANGLE_AXES,
     SliceProfiles,
     XRDParameters,
     XRDSetup,
     XRDSetupError,
     XRDSimulator,
+    convert_axis,
 )
 from .takagi_taupin import propagate_slice, recursive_amplitude, substrate_amplitude
 
 __all__ = [
+    "ANGLE_AXES",
+    "convert_axis",
     "Crystal",
     "CrystalError",
     "Lattice",

@@ -435,3 +435,32 @@ class XRDSimulator:
 def _batch_slice(p: XRDParameters, start: int, stop: int) -> XRDParameters:
     """Samples start..stop-1 of a batch."""
     return XRDParameters(**{f.name: getattr(p, f.name)[start:stop] for f in fields(p)})
+
+
+def convert_axis(
+    values: np.ndarray, source: str, target: str, bragg_angle_rad: float
+) -> np.ndarray:
+    """Points of one angle axis on another (:data:`ANGLE_AXES`): 2θ or θ in degrees, or
+    ΔQ/Q_B = sin θ / sin θ_B − 1 for the reflection of Bragg angle ``bragg_angle_rad``.
+
+    Raises:
+        XRDSetupError: an unknown axis, or ΔQ/Q_B values beyond θ = 90°.
+    """
+    for name in (source, target):
+        if name not in ANGLE_AXES:
+            raise XRDSetupError(f"axis: expected one of {', '.join(ANGLE_AXES)}, got {name!r}")
+    values = np.asarray(values, dtype=np.float64)
+    sin_b = math.sin(bragg_angle_rad)
+    if source == "two_theta_deg":
+        theta = np.radians(values) / 2
+    elif source == "theta_deg":
+        theta = np.radians(values)
+    else:
+        if np.any(np.abs((1 + values) * sin_b) >= 1):
+            raise XRDSetupError("angles: ΔQ/Q_B values beyond θ = 90°")
+        theta = np.arcsin((1 + values) * sin_b)
+    if target == "two_theta_deg":
+        return 2 * np.degrees(theta)
+    if target == "theta_deg":
+        return np.degrees(theta)
+    return np.sin(theta) / sin_b - 1

@@ -76,7 +76,8 @@ def _add_fit(subparsers: argparse._SubParsersAction) -> None:
         description="Fit the strain and damage profile of a measured two-column curve "
         "(angle in degrees, intensity) by Levenberg-Marquardt in log intensity, starting "
         "from the `sample` of EXPERIMENT (an XRD experiment file: crystal, reflection, "
-        "wavelength, slices, strain_weights, prior; its axis is taken from the curve). "
+        "wavelength, slices, strain_weights, prior; its axis is taken from the curve), or "
+        "with --network from a trained network's estimate of the curve. "
         "Writes a CSV (angle, measured, fitted) and prints the fitted parameters.",
     )
     fit.add_argument("curve", type=Path, help="measured curve: angle (deg), intensity")
@@ -90,6 +91,16 @@ def _add_fit(subparsers: argparse._SubParsersAction) -> None:
         help="what the curve's first column is (default 2θ)",
     )
     fit.add_argument("--iterations", type=int, default=100, help="Levenberg-Marquardt steps")
+    fit.add_argument(
+        "--network",
+        type=Path,
+        help="start from the estimate of the network of this workflow run (its results "
+        "folder, results/<name>; same crystal, reflection and strain_weights) instead of "
+        "the experiment file's sample",
+    )
+    fit.add_argument(
+        "--size", type=int, help="with --network: the training-set size (default: largest)"
+    )
     fit.set_defaults(func=fit_command)
 
 
@@ -158,10 +169,26 @@ def fit_command(args: argparse.Namespace) -> int:
     check_output_arguments(args)
     if args.iterations < 1:
         raise ConfigError(f"--iterations: expected >= 1, got {args.iterations}")
+    if args.size is not None and args.network is None:
+        raise ConfigError("--size: expected together with --network")
+    run = None
+    if args.network is not None:
+        from .network import load_network_run
+
+        run = load_network_run(args.network, args.size)
     curve = read_curve(args.curve)
     start_technique, start = load_xrd_experiment(args.experiment)
     technique = technique_for_curve(start_technique.section, curve, args.axis)
     t0 = time.perf_counter()
+    if run is not None:
+        from .network import network_estimate
+
+        start = network_estimate(run, curve, args.axis, technique)
+        print(
+            f"network {run.checkpoints[0].parent.parent.name} of {args.network}: e_max "
+            f"{technique.strain_profiles(start).max():.3g} %, t {start[technique.n_weights]:.4g}"
+            f" nm ({time.perf_counter() - t0:.1f} s)"
+        )
     result = fit_curve(technique, curve.intensity, start, max_iterations=args.iterations)
     elapsed = time.perf_counter() - t0
     write_csv_columns(
