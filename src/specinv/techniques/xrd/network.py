@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,7 +156,10 @@ def network_estimate(
     for logger in quiet:
         logger.setLevel(logging.WARNING)
     try:
-        return predict(run.checkpoints, ds, transform)["mean"].values[0]
+        with warnings.catch_warnings():
+            # Lightning's own use of a deprecated torch API, not the user's to act on
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+            return predict(run.checkpoints, ds, transform)["mean"].values[0]
     finally:
         for logger, level in zip(quiet, levels, strict=True):
             logger.setLevel(level)
