@@ -146,14 +146,12 @@ def chi2_of_estimates(
     return chi2, problem.dof
 
 
-def _poisson_chi2(problem, cfg, test, transform, settings, *pairs):
-    """Poisson χ² of (estimates, their objective) pairs of a fit of ``problem``: the
-    objectives themselves where the fit minimised χ², else evaluated afresh."""
+def _poisson_chi2(problem, cfg, test, transform, settings, estimate, objective) -> np.ndarray:
+    """Poisson χ² [B] of the ``estimate`` [B, D] of a fit of ``problem``: its ``objective``
+    itself where the fit minimised χ², else evaluated afresh."""
     if problem.statistic == "poisson":
-        return tuple(objective for _, objective in zip(pairs[::2], pairs[1::2], strict=True))
-    return tuple(
-        chi2_of_estimates(cfg, test, transform, estimate, settings)[0] for estimate in pairs[::2]
-    )
+        return objective
+    return chi2_of_estimates(cfg, test, transform, estimate, settings)[0]
 
 
 def network_back_simulation(
@@ -233,7 +231,7 @@ def nelder_mead_fits(
         progress=progress,
     )
     seconds = time.perf_counter() - t0
-    (chi2,) = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.fun)
+    chi2 = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.fun)
     details = {
         "max_evaluations": per_param * d,
         "restart_every": settings.restart_every,
@@ -325,7 +323,7 @@ def refinement_fits(
             seed=settings.seed,
             best_start_share=np.bincount(best, minlength=settings.refine_starts).tolist(),
         )
-    (chi2,) = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.chi2)
+    chi2 = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.chi2)
     chi2_start = chi2_of_estimates(cfg, test, transform, start, settings)[0]
     # the statistic at the network's estimate (a problem of its own: not charged to the fit)
     objective_start = make_problem(cfg, test, transform, settings).chi2(
