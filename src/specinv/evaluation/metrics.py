@@ -157,8 +157,8 @@ def profile_errors(
 
     Profiles are given at increasing depths [n, P] (each row its own depths, e.g. at
     fractions of its own thickness) and interpolated linearly; above its first depth and
-    below its last a profile keeps its first and last value (a strain profile that ends at
-    0 at its interface is then 0 in the undamaged crystal below).  A profile of the right
+    below its last a profile keeps its first and last value (a profile that ends at 0 at its
+    deepest point is then 0 below it).  A profile of the right
     shape at the wrong depth thus counts as wrong, as the rms difference of e(z) over z.
     """
     ed, ev, td, tv = (

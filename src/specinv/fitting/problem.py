@@ -27,13 +27,13 @@ class SpectrumFitProblem:
     """Independent least-squares fits of ``observed`` [B, C] spectra.
 
     ``statistic="poisson"`` (the default): χ²_b(y) = Σ_{i ∈ RoI} (x_bi − s_i(y))² /
-    (x_bi + 1), the RBS paper's eq. (4) restricted to the region of interest; residuals
+    (x_bi + 1) (Muzakka et al. 2024, eq. 4) over the region of interest; residuals
     r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).
 
     ``statistic="log10"``: r_bi = log10(x_bi + f_b) − log10(s_i(y) + f_b), every decade of a
-    curve weighted alike (diffraction curves spanning 3–6 decades, as RaDMaX fits them),
-    with f_b half the smallest positive value of spectrum b (0.5 if it has none) so that
-    empty channels stay finite.  The sum of squares is then not a χ²; it is what the minimisers see.
+    spectrum weighted alike (for spectra spanning several decades), with f_b half the
+    smallest positive value of spectrum b (0.5 if it has none) so that empty channels stay
+    finite.  The sum of squares is then not a χ²; it is what the minimisers see.
 
     With ``weights`` w_bi given, the residuals are multiplied by them instead of the
     Poisson weights (``poisson``: r_bi = (x_bi − s_i(y)) w_bi; ``log10``: default 1).

@@ -2,9 +2,10 @@
 perturbations of it, reproducible per spectrum.
 
 A Levenberg–Marquardt refinement ends in the minimum of the basin it starts in.  Where the
-statistic has many basins (diffraction curves: fringes that a thickness or a strain a few
-per cent off puts out of phase), refining a few perturbed copies of a network's estimate
-for a few steps and going on from the best finds the global minimum more often.
+statistic has many basins (interference fringes that a thickness a few per cent off puts
+out of phase), refining a few perturbed copies of a network's estimate for a few steps and
+going on from the best finds lower minima more often (whether they are closer to the truth
+depends on the problem: benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
