@@ -6,7 +6,9 @@ gives its own defaults, ``Technique.preprocessing_defaults``):
 
 1. region of interest: drop the first ``first_channel`` channels;
 2. merge every ``merge`` adjacent channels (sums of counts);
-3. optionally take log(1 + counts) (``log``: spectra over many decades, e.g. XRD);
+3. optionally take log(1 + counts) (``log``: spectra over many decades, e.g. XRD), then
+   optionally divide every spectrum by its largest bin (``normalize: max``: spectra whose
+   overall level carries no information, e.g. EELS);
 4. Savitzky–Golay smoothing of the merged spectrum (window and polynomial order in
    merged bins; window 0 switches it off);
 5. pruning (``prune: variance``): keep only the merged bins whose standard deviation
@@ -35,6 +37,8 @@ from ..config import ConfigError
 from ..fileio import atomic_path
 
 PRUNING = ("variance", "none")
+#: per-spectrum normalisations (step 3)
+NORMALIZATIONS = ("none", "max")
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class PreprocessSettings:
     first_channel: int = 0
     merge: int = 1
     log: bool = False
+    normalize: str = "none"
     prune: str = "variance"
     sigmas: float = 3.0
     savgol_window: int = 0
@@ -64,6 +69,11 @@ class PreprocessSettings:
         if self.prune not in PRUNING:
             raise ConfigError(
                 f"preprocessing.prune: expected one of {', '.join(PRUNING)}, got {self.prune!r}"
+            )
+        if self.normalize not in NORMALIZATIONS:
+            raise ConfigError(
+                f"preprocessing.normalize: expected one of {', '.join(NORMALIZATIONS)}, "
+                f"got {self.normalize!r}"
             )
         if self.savgol_window and (
             self.savgol_window % 2 == 0 or self.savgol_window <= self.savgol_polyorder
@@ -293,6 +303,9 @@ def _smooth(merged: np.ndarray, settings: PreprocessSettings) -> np.ndarray:
     """The (log and) smoothed merged spectra, from which the features are taken."""
     if settings.log:
         merged = np.log1p(merged)
+    if settings.normalize == "max":
+        top = merged.max(axis=1, keepdims=True)
+        merged = merged / np.where(top > 0, top, 1.0)
     if not settings.savgol_window or merged.shape[1] < settings.savgol_window:
         return merged
     from scipy.signal import savgol_filter  # imported here: a slow import (0.7 s)

@@ -19,6 +19,7 @@ from .base import TASKS, Axis, PartialSimulation, Technique
 TECHNIQUES = {
     "rbs": "specinv.techniques.rbs:RBSTechnique",
     "xrd": "specinv.techniques.xrd:XRDTechnique",
+    "eels": "specinv.techniques.eels:EELSTechnique",
 }
 
 ENTRY_POINT_GROUP = "specinv.techniques"
