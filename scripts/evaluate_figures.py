@@ -74,4 +74,5 @@ else:
         outputs["label_scores"],
         threshold=ev["threshold"],
         title=f"{plan.name}: {plan.label}",
+        validation={n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)},
     )

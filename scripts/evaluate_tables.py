@@ -24,8 +24,16 @@ if plan.regression:
         derived_errors=plan.dataset.technique_instance.derived_errors,
     )
 else:
-    tables = classification_tables(predictions, par.model_size, ev["threshold"])
-    tables = {"classification": tables["summary"], "labels": tables["labels"]}
+    validation = {
+        n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)
+    }
+    tables = classification_tables(predictions, par.model_size, ev["threshold"], validation)
+    tables = {
+        "classification": tables["summary"],
+        "models": tables["models"],
+        "labels": tables["labels"],
+        "confusions": tables["confusions"],
+    }
 for name, table in tables.items():
     write_table(table, getattr(snakemake.output, name))
     logging.info("%s:\n%s", name, table.to_string(max_cols=12))

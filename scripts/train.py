@@ -30,7 +30,7 @@ try:
         inp.validation,
         Path(snakemake.output.model).parent,
         n_train,
-        plan.model,
+        plan.member_model(member),
         settings,
         **resampled,
     )

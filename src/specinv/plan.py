@@ -13,7 +13,7 @@ and the order of the keys in a file does not matter.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .data.config import DatasetConfig, dataset_config
 from .data.preprocess import PreprocessSettings, preprocess_settings
 from .fitting.settings import FIT_METHODS, FitSettings, method_name
 from .models import model_kind
-from .training.settings import TrainingSettings, model_settings
+from .training.settings import TrainingSettings, member_model_settings
 
 #: the keys of ``data`` that change the simulated data (not shards, batch size, threads,
 #: device, which do not)
@@ -77,7 +77,7 @@ REGRESSION_FIGURES = (
 )
 #: the regression figure of a technique with depth profiles (Technique.depth_profile_labels)
 PROFILE_FIGURES = ("profile_examples",)
-CLASSIFICATION_TABLES = ("runtimes", "classification", "labels")
+CLASSIFICATION_TABLES = ("runtimes", "classification", "models", "labels", "confusions")
 CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores")
 #: file names of the ids that a technique does not rename (Technique.output_names)
 DEFAULT_NAMES = {"information": "information_limit"}
@@ -104,6 +104,7 @@ class WorkflowPlan:
     preprocessing: PreprocessSettings
     training: TrainingSettings
     model: dict[str, Any]
+    member_models: list[dict[str, Any]]
     fitting: FitSettings
     train_sizes: list[int]
     model_size: int
@@ -125,7 +126,22 @@ class WorkflowPlan:
 
     @property
     def label(self) -> str:
-        return model_kind(self.kind).label
+        """The model's display name; a mixed ensemble's lists its members ("2×ViT +
+        3×U-Net")."""
+        kinds = [m["kind"] for m in self.member_models]
+        if len(set(kinds)) == 1:
+            return model_kind(self.kind).label
+        counts = {k: kinds.count(k) for k in dict.fromkeys(kinds)}
+        return " + ".join(f"{n}×{model_kind(k).label}" for k, n in counts.items())
+
+    def member_model(self, member: int) -> dict[str, Any]:
+        """The model spec of ensemble member ``member``."""
+        return self.member_models[member]
+
+    @property
+    def mixed_ensemble(self) -> bool:
+        """Whether the ensemble's members are not all the same model."""
+        return any(m != self.model for m in self.member_models)
 
     @property
     def regression(self) -> bool:
@@ -199,6 +215,7 @@ class WorkflowPlan:
             "preprocessing": {"settings": asdict(self.preprocessing), "task": self.task},
             "training": {
                 "model": self.model,
+                **({"members": self.member_models} if self.mixed_ensemble else {}),
                 "training": {
                     k: v for k, v in c["training"].items() if k not in TRAINING_EXECUTION_KEYS
                 },
@@ -245,7 +262,10 @@ def workflow_plan(
     cls = technique_class(dataset.technique)
     preprocessing = preprocess_settings(config, cls.preprocessing_defaults)
     training = TrainingSettings.from_config(config)
-    model = model_settings(config, cls.task)
+    members = member_model_settings(config, cls.task)
+    model = members[0]
+    if len(members) != training.ensemble:
+        training = replace(training, ensemble=len(members))
     fitting = FitSettings.from_config(config)
     for split, use in (("validation", "early stopping"), ("test", "the evaluation")):
         if dataset.sizes[split] < 1:
@@ -284,6 +304,7 @@ def workflow_plan(
         preprocessing=preprocessing,
         training=training,
         model=model,
+        member_models=members,
         fitting=fitting,
         train_sizes=sizes,
         model_size=model_size,

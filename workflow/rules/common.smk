@@ -44,6 +44,8 @@ TABLES_HTML = {
 }
 FIGURES = PLAN.figures
 PREDICTIONS = f"{RESULTS}/predictions/n{{n_train}}/test.nc"
+#: a multi-label network's predictions for the validation split (its balanced threshold)
+VALIDATION_PREDICTIONS = f"{RESULTS}/predictions/n{{n_train}}/validation.nc"
 TRANSFORM = f"{RESULTS}/preprocessing/transform.json"
 
 
@@ -80,6 +82,8 @@ def evaluation_inputs(wildcards):
         "transform": TRANSFORM,
         "predictions": [PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES],
     }
+    if not PLAN.regression:
+        inputs["validation"] = [VALIDATION_PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES]
     if PLAN.regression:
         inputs["network"] = [f"{RESULTS}/fits/{KIND}_n{n}.nc" for n in TRAIN_SIZES]
         inputs["fits"] = [f"{RESULTS}/fits/{m}.nc" for m in FIT_METHODS]

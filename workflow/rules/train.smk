@@ -38,8 +38,10 @@ rule predict_network:
         ),
         test=f"{RESULTS}/processed/test.nc",
         transform=TRANSFORM,
+        **({} if PLAN.regression else {"validation": f"{RESULTS}/processed/validation.nc"}),
     output:
-        PREDICTIONS,
+        test=PREDICTIONS,
+        **({} if PLAN.regression else {"validation": VALIDATION_PREDICTIONS}),
     log:
         f"logs/{NAME}/predict/n{{n_train}}.log",
     conda:

@@ -81,5 +81,35 @@ class TrainingSettings:
 
 def model_settings(config: Mapping[str, Any], task: str = "regression") -> dict:
     """Config section ``model`` for a technique's ``task``: ``{"kind": ..., "architecture":
-    {...}}`` (:func:`specinv.models.model_spec`)."""
-    return model_spec(config.get("model", {}), task)
+    {...}}`` (:func:`specinv.models.model_spec`); of a mixed ensemble (``model.members``),
+    that of its first member."""
+    return member_model_settings(config, task)[0]
+
+
+def member_model_settings(config: Mapping[str, Any], task: str = "regression") -> list[dict]:
+    """The model spec of every member of the ensemble: ``model.members[k]`` for a mixed
+    ensemble (e.g. 2 ViTs and 3 U-Nets), else ``training.ensemble`` copies of ``model``.
+    Raises ConfigError naming the key (``model.members[2].kind``)."""
+    from ..config import ConfigError
+
+    section = dict(config.get("model", {}) or {})
+    members = section.pop("members", None)
+    ensemble = int((config.get("training") or {}).get("ensemble", 1) or 1)
+    if not members:
+        return [model_spec(section, task)] * ensemble
+    if section.get("kind") is not None or section.get("architecture") is not None:
+        raise ConfigError(
+            "model: expected either members (a mixed ensemble) or kind/architecture, got both"
+        )
+    if ensemble not in (1, len(members)):
+        raise ConfigError(
+            f"training.ensemble: model.members lists {len(members)} networks; expected 1 "
+            f"(the default) or {len(members)}, got {ensemble}"
+        )
+    specs = []
+    for k, member in enumerate(members):
+        try:
+            specs.append(model_spec(dict(member), task))
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("model", f"model.members[{k}]", 1)) from None
+    return specs

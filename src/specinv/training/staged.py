@@ -458,26 +458,39 @@ def predict(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    members, kinds = [], set()
+    members, kinds, seconds = [], [], []
     for checkpoint in checkpoints:
         module = InverseModel.load_from_checkpoint(str(checkpoint), map_location="cpu")
-        kinds.add(module.hparams.kind)
+        kinds.append(module.hparams.kind)
+        started = time.perf_counter()
         batches = trainer.predict(module, dataloaders=loader)
+        seconds.append(time.perf_counter() - started)
         members.append(
             tuple(torch.cat(t) for t in zip(*batches, strict=True))
             if isinstance(batches[0], tuple)
             else torch.cat(batches)
         )
-    if len(kinds) != 1:
-        raise ValueError(f"checkpoints: an ensemble needs one model kind, got {sorted(kinds)}")
-    kind = model_kind(kinds.pop())
+    formats = {model_kind(k).prediction.__func__ for k in kinds}
+    if len(formats) != 1:
+        raise ValueError(
+            f"checkpoints: an ensemble needs models of one prediction format, got "
+            f"{sorted(set(kinds))}"
+        )
+    kind = model_kind(kinds[0])
     out = kind.prediction(members, ds, transform.target_min, transform.target_max)
+    if "member" in out.dims:
+        out = out.assign_coords(
+            member_kind=("member", kinds),
+            member_seconds=("member", np.asarray(seconds)),
+        )
+    labels = list(dict.fromkeys(model_kind(k).label for k in kinds))
     out.attrs = {
         **ds.attrs,
         "checkpoint": ", ".join(str(c) for c in checkpoints),
         "ensemble": len(members),
-        "model_kind": kind.name,
-        "model_label": kind.label,
+        "model_kind": kind.name if len(set(kinds)) == 1 else "+".join(dict.fromkeys(kinds)),
+        "model_label": " + ".join(labels),
+        "prediction_seconds": float(sum(seconds)),
     }
     return out
 
