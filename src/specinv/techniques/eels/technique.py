@@ -263,6 +263,23 @@ class EELSTechnique(Technique):
         counts = self.simulator.simulate(p).to(device=self.device)
         return counts[0] if single else counts
 
+    # ------------------------------------------------------------------ command line
+    @classmethod
+    def add_cli(cls, subparsers) -> None:
+        from .cli import add_cli
+
+        add_cli(subparsers)
+
+    @classmethod
+    def check_example(cls, path) -> None:
+        """An experiment file for ``specinv eels simulate`` (ConfigError naming the key)."""
+        from .cli import load_eels_experiment
+
+        try:
+            load_eels_experiment(path)
+        except ConfigError as exc:
+            raise ConfigError(f"example.experiment: {exc}") from None
+
     def axis(self) -> Axis:
         return Axis(
             "energy_loss_eV",

@@ -1,0 +1,205 @@
+"""``specinv eels`` verbs: ``simulate`` the core-loss spectrum of an experiment file.
+
+An EELS experiment file (YAML or JSON)::
+
+    composition: SrTiO3          # a chemical formula, or {Sr: 1, Ti: 1, O: 3}
+    conditions:                  # any of specinv.physics.eels.CONDITIONS; the rest default
+      beam_energy_kV: 200
+      start_eV: 100
+      end_eV: 2100
+      seed: 1                    # chemical shifts and fine structure
+
+The spectrum covers 0–3071 eV at 1 eV per channel, zero outside [start_eV, end_eV].
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...cli import add_simulate_arguments, check_output_arguments
+from ...config.errors import ConfigError
+from ...config.files import load_mapping_file
+from ...physics.eels.spectrum import CONDITIONS
+from .technique import EELSTechnique
+
+#: conditions of an experiment file that leaves them out: a 200 kV probe of 10 mrad, a
+#: 20 mrad aperture, a thin sample, mild fine structure, no shifts
+DEFAULT_CONDITIONS = {
+    "beam_energy_kV": 200.0,
+    "convergence_mrad": 10.0,
+    "collection_mrad": 20.0,
+    "start_eV": 100.0,
+    "end_eV": 3071.0,
+    "zlp_fwhm_eV": 1.0,
+    "plasmon_eV": 15.0,
+    "plasmon_fwhm_eV": 5.0,
+    "n_plasmons": 3.0,
+    "thickness_over_mfp": 0.3,
+    "jump_ratio": 1.0,
+    "background_exponent": 3.0,
+    "log10_background": 5.0,
+    "fine_structure_window_eV": 60.0,
+    "fine_structure_degree": 15.0,
+    "fine_structure_scale": 0.5,
+    "atomic_diameter_pm": 150.0,
+    "instrumental_shift_eV": 0.0,
+    "seed": 0.0,
+}
+
+
+def parse_composition(value: Any, where: str = "composition") -> dict[str, float]:
+    """Atoms per formula unit of a chemical formula (``SrTiO3``, via periodictable) or a
+    mapping ``{symbol: amount}``; ConfigError naming an unknown or unsupported element."""
+    from ...physics.eels.edges import element_symbols
+
+    if isinstance(value, str):
+        import periodictable
+
+        try:
+            atoms = {str(el): float(n) for el, n in periodictable.formula(value).atoms.items()}
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"{where}: not a chemical formula: {value!r} ({exc})") from None
+    elif isinstance(value, Mapping):
+        atoms = dict(value)
+    else:
+        raise ConfigError(f"{where}: expected a formula or a mapping, got {value!r}")
+    known = element_symbols()
+    for symbol, amount in atoms.items():
+        if symbol not in known:
+            raise ConfigError(
+                f"{where}.{symbol}: expected one of the elements Be … Bi, got {symbol!r}"
+            )
+        if not isinstance(amount, int | float) or amount <= 0:
+            raise ConfigError(f"{where}.{symbol}: expected a positive amount, got {amount!r}")
+    if not atoms:
+        raise ConfigError(f"{where}: expected at least one element, got {value!r}")
+    return {k: float(v) for k, v in atoms.items()}
+
+
+def load_eels_experiment(path: str | Path) -> tuple[EELSTechnique, np.ndarray]:
+    """The technique and the parameter vector [D] of an EELS experiment file.
+
+    Raises:
+        ConfigError: naming the file and the key.
+    """
+    from ...config.schema import validate
+
+    data = dict(load_mapping_file(path, "EELS experiment file (YAML or JSON)"))
+    try:
+        unknown = sorted(set(data) - {"composition", "conditions"})
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {', '.join(unknown)} (expected composition, conditions)"
+            )
+        if "composition" not in data:
+            raise ConfigError("composition: is required but missing")
+        composition = parse_composition(data["composition"])
+        conditions = dict(data.get("conditions") or {})
+        names = [n for n, _ in CONDITIONS]
+        for key, value in conditions.items():
+            if key not in names:
+                raise ConfigError(f"conditions.{key}: unknown (expected one of {', '.join(names)})")
+            if not isinstance(value, int | float):
+                raise ConfigError(f"conditions.{key}: expected a number, got {value!r}")
+        values = {**DEFAULT_CONDITIONS, **conditions}
+        if not 0 <= values["start_eV"] < values["end_eV"] <= 3071:
+            raise ConfigError(
+                f"conditions: expected 0 <= start_eV < end_eV <= 3071, got start_eV "
+                f"{values['start_eV']}, end_eV {values['end_eV']}"
+            )
+        section: dict = {}
+        validate(section, EELSTechnique.config_schema)
+        technique = EELSTechnique(section)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    params = np.zeros(len(technique.parameter_names))
+    for symbol, amount in composition.items():
+        params[technique.parameter_names.index(f"amount_{symbol}")] = amount
+    for name, value in values.items():
+        params[technique.parameter_names.index(name)] = value
+    return technique, params
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    sim = subparsers.add_parser(
+        "simulate",
+        help="simulate the core-loss spectrum of an experiment file",
+        description="Simulate the expected core-loss EELS spectrum of the composition and "
+        "conditions in EXPERIMENT (YAML or JSON; see specinv.techniques.eels.cli) and write "
+        "a CSV with columns energy_loss_eV, counts.",
+    )
+    add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG, log scale, edges marked)")
+    sim.set_defaults(func=simulate_command)
+
+
+def simulate_command(args: argparse.Namespace) -> int:
+    """``specinv eels simulate``: one experiment file -> CSV (and a figure)."""
+    from ...fileio import write_csv_columns
+
+    check_output_arguments(args)
+    technique, params = load_eels_experiment(args.experiment)
+    t0 = time.perf_counter()
+    expected = technique.simulate(params).numpy()
+    elapsed = time.perf_counter() - t0
+    axis = technique.axis()
+    columns: dict[str, Any] = {axis.coordinate: axis.values}
+    if args.noise:
+        columns["counts"] = technique.add_noise(expected, np.random.default_rng(args.seed))
+        columns["expected_counts"] = expected
+    else:
+        columns["counts"] = expected
+    write_csv_columns(args.output, columns, ["%.0f"] + ["%.10g"] * (len(columns) - 1))
+    labels = [
+        s for s, v in zip(technique.target_names, technique.targets(params)[0], strict=True) if v
+    ]
+    print(
+        f"{args.output}: {len(expected)} channels, elements with an edge in range: "
+        f"{', '.join(labels) or 'none'} (simulated in {elapsed:.2f} s)"
+    )
+    if args.plot:
+        plot_eels_spectrum(technique, params, columns["counts"], args.plot, Path(args.experiment))
+        print(f"{args.plot}: figure written")
+    return 0
+
+
+def plot_eels_spectrum(technique, params, counts, path, experiment: Path) -> None:
+    """The spectrum (log scale) over its range, each visible edge set marked at its onset."""
+    from ...evaluation.figures import _pyplot, _save
+
+    plt = _pyplot()
+    sim = technique.simulator
+    col = sim.column
+    start, end = int(params[col["start_eV"]]), int(params[col["end_eV"]])
+    energy = technique.axis().values
+    inside = slice(start, end + 1)
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    ax.semilogy(energy[inside], np.maximum(counts[inside], 0.5), lw=0.9)
+    visible = sim.visible_sets(params[None])[0]
+    for s, shown in zip(sim.sets, visible, strict=True):
+        if shown:
+            ax.axvline(s.onset_eV, color="0.6", ls="--", lw=0.7)
+            ax.annotate(
+                s.label,
+                (s.onset_eV, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -12),
+                textcoords="offset points",
+                fontsize=8,
+                rotation=90,
+                va="top",
+            )
+    ax.set_xlabel("energy loss (eV)")
+    ax.set_ylabel("counts per eV")
+    ax.set_title(
+        f"{experiment.stem}: {params[col['beam_energy_kV']]:g} kV, α = "
+        f"{params[col['convergence_mrad']]:g} mrad, β = {params[col['collection_mrad']]:g} mrad, "
+        f"t/λ = {params[col['thickness_over_mfp']]:g}",
+        fontsize=9,
+    )
+    _save(fig, [path])
