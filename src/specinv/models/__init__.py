@@ -10,7 +10,11 @@ from .mixture import (
     mixture_sample,
     mixture_variance,
 )
+from .multilabel import bce_soft_f1_loss, soft_f1_loss
 from .registry import DEFAULT_KIND, MODELS, ModelKind, model_kind, model_spec
+from .unet import UNet1D, UNetConfig
+from .vgg import VGG1D, VGGConfig
+from .vit import VisionTransformer1D, ViTConfig
 
 __all__ = [
     "DEFAULT_KIND",
@@ -22,6 +26,13 @@ __all__ = [
     "MDNConfig",
     "MixtureDensityNetwork",
     "ModelKind",
+    "UNet1D",
+    "UNetConfig",
+    "VGG1D",
+    "VGGConfig",
+    "ViTConfig",
+    "VisionTransformer1D",
+    "bce_soft_f1_loss",
     "mixture_covariance",
     "mixture_log_prob",
     "mixture_mean",
@@ -30,4 +41,5 @@ __all__ = [
     "mixture_variance",
     "model_kind",
     "model_spec",
+    "soft_f1_loss",
 ]

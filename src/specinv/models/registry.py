@@ -6,8 +6,17 @@ kind           task        prediction
 =============  ==========  ============================================================
 ``mdn``        regression  mixture of Gaussians: ``log_pi``, ``mu``, ``sigma``, ``mean``, ``std``
 ``cnn``        regression  point estimate ``mean`` (``std``: spread of an ensemble)
-``classifier`` multilabel  ``probability`` of every label
+``classifier`` multilabel  ``probability`` of every label (CNN, binary cross-entropy)
+``unet``       multilabel  ``probability`` of every label (1D U-Net)
+``vit``        multilabel  ``probability`` of every label (1D vision transformer)
+``vgg``        multilabel  ``probability`` of every label (1D VGG-11)
 =============  ==========  ============================================================
+
+``unet``, ``vit`` and ``vgg`` are the networks of Annys, Jannis & Verbeeck 2023 (element
+identification in core-loss EELS), trained on their loss: binary cross-entropy plus macro
+soft-F1 (:func:`specinv.models.multilabel.bce_soft_f1_loss`); each has the named
+architecture ``annys2023`` (the paper's parameter count: ~20 M, ~2 M and ~45 M for 3072
+channels and 80 labels) and ``small`` (tests, CPU runs).
 
 Predictions are datasets over ``sample`` in physical units (the preprocessing's target
 scaling undone), with the ``true`` targets for comparison.
@@ -30,6 +39,10 @@ from ..config import ConfigError
 from .cnn import CNNConfig, ConvNet
 from .mdn import PAPER_ARCHITECTURES, MDNConfig, MixtureDensityNetwork
 from .mixture import mixture_mean, mixture_nll, mixture_variance
+from .multilabel import bce_soft_f1_loss
+from .unet import UNet1D, UNetConfig
+from .vgg import VGG1D, VGGConfig
+from .vit import VisionTransformer1D, ViTConfig
 
 
 class ModelKind:
@@ -239,15 +252,11 @@ class CNNKind(ModelKind):
         )
 
 
-class ClassifierKind(CNNKind):
-    """A convolutional network with one logit per label, trained on the binary
-    cross-entropy of every label (multi-label classification)."""
+class MultiLabelKind(ModelKind):
+    """A network with one logit per label (multi-label classification): the prediction is
+    the probability of every label."""
 
-    name, label, task = "classifier", "CNN classifier", "multilabel"
-
-    @classmethod
-    def loss(cls, output, y):
-        return F.binary_cross_entropy_with_logits(output, y)
+    task = "multilabel"
 
     @classmethod
     def prediction(cls, members, processed, target_min, target_max):
@@ -272,8 +281,110 @@ class ClassifierKind(CNNKind):
         )
 
 
+class ClassifierKind(MultiLabelKind, CNNKind):
+    """A convolutional network with one logit per label, trained on the binary
+    cross-entropy of every label (multi-label classification)."""
+
+    name, label = "classifier", "CNN classifier"
+
+    @classmethod
+    def loss(cls, output, y):
+        return F.binary_cross_entropy_with_logits(output, y)
+
+
+class AnnysKind(MultiLabelKind):
+    """A multi-label network of Annys, Jannis & Verbeeck 2023, trained on their loss: the
+    binary cross-entropy plus the macro soft-F1 loss over the batch."""
+
+    size_fields = ("input_length", "n_outputs")
+    default_architecture = "annys2023"
+
+    @classmethod
+    def loss(cls, output, y):
+        return bce_soft_f1_loss(output, y)
+
+
+class UNetKind(AnnysKind):
+    """A 1D U-Net (Ronneberger et al. 2015) with a 1x1-convolution + MLP head
+    (:mod:`specinv.models.unet`)."""
+
+    name, label = "unet", "U-Net"
+    config_class = UNetConfig
+    architectures = {
+        # Ronneberger's filters (64 ... 1024 in the bottleneck) over 4 levels; the paper's
+        # ~20 M parameters with a head of 4 channels x 3072 positions -> 768 -> 80 labels
+        # (20.3 M for 3072 channels, 80 labels; the head's sizes are not the paper's)
+        "annys2023": {
+            "depth": 4,
+            "base_filters": 64,
+            "head_channels": 4,
+            "hidden": (768,),
+            "dropout": 0.0,
+        },
+        "small": {"depth": 3, "base_filters": 4, "head_channels": 1, "hidden": (24,)},
+    }
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        return UNet1D(cfg)
+
+
+class ViTKind(AnnysKind):
+    """A 1D vision transformer, tokens flattened into the head
+    (:mod:`specinv.models.vit`)."""
+
+    name, label = "vit", "ViT"
+    config_class = ViTConfig
+    architectures = {
+        # the paper's ~2 M parameters: 192 tokens of 16 channels, 6 layers of width 96
+        # (1.94 M for 3072 channels, 80 labels; the sizes are not the paper's)
+        "annys2023": {
+            "patch": 16,
+            "dim": 96,
+            "depth": 6,
+            "heads": 8,
+            "mlp_dim": 192,
+            "dropout": 0.0,
+            "pool": "flatten",
+            "cls_token": False,
+        },
+        "small": {"patch": 64, "dim": 16, "depth": 2, "heads": 2, "mlp_dim": 32},
+    }
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        return VisionTransformer1D(cfg)
+
+
+class VGGKind(AnnysKind):
+    """A 1D VGG-11 with batch normalisation and an MLP head (:mod:`specinv.models.vgg`)."""
+
+    name, label = "vgg", "VGG"
+    config_class = VGGConfig
+    architectures = {
+        # VGG-11's convolutions (3.1 M parameters) and a head 512 x 96 -> 840 -> 840 -> 80:
+        # the paper's ~45 M parameters (45.1 M for 3072 channels, 80 labels; the head's
+        # sizes are not the paper's)
+        "annys2023": {
+            "filters": (64, 128, 256, 512, 512),
+            "convs": (1, 1, 2, 2, 2),
+            "kernel": 3,
+            "batch_norm": True,
+            "hidden": (840, 840),
+            "dropout": 0.0,
+        },
+        "small": {"filters": (4, 8, 16, 16, 16), "convs": (1, 1, 2, 2, 2), "hidden": (32,)},
+    }
+
+    @classmethod
+    def _network(cls, cfg) -> nn.Module:
+        return VGG1D(cfg)
+
+
 #: name -> kind; the only place that names every inverse model.
-MODELS: dict[str, type[ModelKind]] = {k.name: k for k in (MDNKind, CNNKind, ClassifierKind)}
+MODELS: dict[str, type[ModelKind]] = {
+    k.name: k for k in (MDNKind, CNNKind, ClassifierKind, UNetKind, ViTKind, VGGKind)
+}
 
 #: the model kind of each task when a configuration does not name one
 DEFAULT_KIND = {"regression": "mdn", "multilabel": "classifier"}

@@ -92,7 +92,8 @@ class InverseModel(pl.LightningModule):
     """A network of the model registry trained on its kind's loss with AdamW.
 
     Args:
-        kind: registry name of the model (``mdn``, ``cnn``, ``classifier``).
+        kind: registry name of the model (``mdn``, ``cnn``, ``classifier``, ``unet``,
+            ``vit``, ``vgg``).
         architecture: the kind's architecture fields (e.g. of
             :class:`~specinv.models.MDNConfig`) without the sizes.
         input_length, n_targets: features per spectrum and targets per spectrum.
