@@ -218,6 +218,34 @@ def test_a_plugin_multilabel_technique_runs_the_whole_dag(tmp_path):
     assert not (res / "fits").exists()  # no fits for a classifier
 
 
+@pytest.mark.slow
+def test_the_eels_workflow_runs_with_a_mixed_ensemble(tmp_path):
+    """Sampling -> training of a ViT and a U-Net -> the paper's scores with the balanced
+    threshold, each kind alone and the ensemble, on 3072-channel spectra."""
+    res = run_workflow(tmp_path, "tiny_eels.yaml")
+    summary = pd.read_csv(res / "tables/classification.csv", index_col=0)
+    assert list(summary.index) == [48, 96]
+    assert summary["threshold"].between(0, 1, inclusive="neither").all()
+    for column in ("weighted_F1", "weighted_precision", "weighted_recall", "rmse"):
+        assert summary[column].between(0, 1).all(), column
+    models = pd.read_csv(res / "tables/models.csv", index_col=0)
+    assert list(models.index) == ["vit", "unet", "ViT + U-Net"]
+    assert list(models["networks"]) == [1, 1, 2]
+    assert (models["ms_per_spectrum"] > 0).all()
+    labels = pd.read_csv(res / "tables/labels.csv", index_col=0)
+    assert len(labels) == 80 and labels.index[0] == "Be" and labels.index[-1] == "Bi"
+    assert (res / "tables/confusions.csv").exists()
+    test = read_dataset(res / "predictions/n96/test.nc")
+    assert test["member_probability"].shape == (2, 32, 80)
+    assert list(test["member_kind"].values) == ["vit", "unet"]
+    assert read_dataset(res / "predictions/n96/validation.nc").sizes["sample"] == 32
+    transform = json.loads((res / "preprocessing/transform.json").read_text())
+    assert transform["settings"]["normalize"] == "max"
+    for name in ("classification_vs_training_size", "label_scores"):
+        assert (res / f"figures/{name}.png").stat().st_size > 10_000
+    assert not (res / "fits").exists()
+
+
 def test_the_workflow_schema_file_points_at_the_library_schema():
     """workflow/schemas/config.schema.yaml (for Snakemake's validate, editors, the catalog)
     is the library's generic schema: it accepts the default configuration and rejects what

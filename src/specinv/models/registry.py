@@ -260,12 +260,26 @@ class MultiLabelKind(ModelKind):
 
     @classmethod
     def prediction(cls, members, processed, target_min, target_max):
-        """The average of the networks' probabilities."""
-        p = torch.stack([torch.sigmoid(m.double()) for m in members]).mean(0).numpy()
+        """The average of the networks' probabilities; with several networks also each
+        one's (``member_probability`` [member, sample, label], float32)."""
+        each = torch.stack([torch.sigmoid(m.double()) for m in members])
+        p = each.mean(0).numpy()
         dims = ("sample", "label")
+        several = (
+            {
+                "member_probability": (
+                    ("member", *dims),
+                    each.float().numpy(),
+                    {"long_name": "probability predicted by each network"},
+                )
+            }
+            if len(members) > 1
+            else {}
+        )
         return xr.Dataset(
             {
                 "probability": (dims, p, {"long_name": "predicted probability of the label"}),
+                **several,
                 "true": (
                     dims,
                     processed["labels"].values.astype(np.int8),
