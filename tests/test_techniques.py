@@ -244,6 +244,16 @@ def test_the_eels_workflow_runs_with_a_mixed_ensemble(tmp_path):
     for name in ("classification_vs_training_size", "label_scores"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
     assert not (res / "fits").exists()
+    from specinv.cli import main
+
+    # element maps of a simulated superlattice by the run's ensemble
+    figure, table = tmp_path / "maps.png", tmp_path / "maps.csv"
+    args = ["eels", "map", "--network", str(res), "-o", str(figure), "--csv", str(table)]
+    assert main([*args, "--layers", "SrTiO3:2,LaMnO3:2", "--columns", "3"]) == 0
+    maps = pd.read_csv(table)
+    assert len(maps) == 12 and list(maps["layer"].unique()) == [0, -1, 1]
+    assert figure.stat().st_size > 5_000
+    assert main([*args, "--layers", "SrTiO3"]) == 2  # formula:rows expected
 
 
 def test_the_workflow_schema_file_points_at_the_library_schema():

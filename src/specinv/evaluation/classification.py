@@ -267,19 +267,25 @@ def plot_classification(
     ax.set_title(title)
     _save(fig, paths_summary)
     lab = tables["labels"]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(lab) + 2), 4.2))
-    x = np.arange(len(lab))
-    for i, col in enumerate(("precision", "recall", "F1")):
-        ax.bar(x + (i - 1) * 0.27, lab[col], width=0.27, label=col)
-    ax.set_xticks(x, lab.index, rotation=45 if len(lab) > 8 else 0)
+    if len(lab) > 20:  # many labels (EELS: 80 elements): F1 bars, precision and recall dots
+        fig, ax = plt.subplots(figsize=(min(0.17 * len(lab) + 2.0, 16.0), 4.2))
+        x = np.arange(len(lab))
+        ax.bar(x, lab["F1"], width=0.75, color="0.65", label="F1")
+        ax.plot(x, lab["precision"], "v", ms=3.5, label="precision")
+        ax.plot(x, lab["recall"], "^", ms=3.5, label="recall")
+        ax.set_xticks(x, lab.index, rotation=90, fontsize=7)
+        ax.set_xlim(-0.7, len(lab) - 0.3)
+        legend_below = -0.2
+    else:
+        fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(lab) + 2), 4.2))
+        x = np.arange(len(lab))
+        for i, col in enumerate(("precision", "recall", "F1")):
+            ax.bar(x + (i - 1) * 0.27, lab[col], width=0.27, label=col)
+        ax.set_xticks(x, lab.index, rotation=45 if len(lab) > 8 else 0)
+        legend_below = -0.12 if len(lab) <= 8 else -0.25
     ax.set_ylim(0, 1.05)
     ax.set_ylabel(f"score (threshold {threshold:g})")
     # below the axes: the bars fill the panel
-    ax.legend(
-        fontsize=8,
-        ncol=3,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.12 if len(lab) <= 8 else -0.25),
-    )
+    ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, legend_below))
     ax.set_title(f"{title} (trained on {model_size} spectra)".strip())
     _save(fig, paths_labels)

@@ -136,6 +136,120 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     )
     add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG, log scale, edges marked)")
     sim.set_defaults(func=simulate_command)
+    maps = subparsers.add_parser(
+        "map",
+        help="element maps of a simulated spectrum image by a trained network",
+        description="Simulate the spectrum image of a layered sample (by default the "
+        "paper's LaMnO3/BaTiO3/SrTiO3 superlattice over 400-1000 eV), predict every "
+        "pixel's elements with the network of a workflow run, and draw the maps of the "
+        "elements detected in at least 1 %% of the pixels (threshold: the run's balanced "
+        "one, from its validation predictions).",
+    )
+    maps.add_argument("--network", required=True, type=Path, help="results/<name> of a run")
+    maps.add_argument("--size", type=int, help="training-set size (default: the largest)")
+    maps.add_argument("-o", "--output", type=Path, required=True, help="figure (PNG/PDF/SVG)")
+    maps.add_argument("--csv", type=Path, help="also write every pixel's probabilities")
+    maps.add_argument(
+        "--layers",
+        default=",".join(f"{f}:{n}" for f, n in _superlattice()),
+        help="formula:rows of every layer from the top (default: %(default)s)",
+    )
+    maps.add_argument("--columns", type=int, default=6, help="pixels along the layers")
+    maps.add_argument("--seed", type=int, default=0, help="seed of the noise and structures")
+    maps.set_defaults(func=map_command)
+
+
+def _superlattice():
+    from .mapping import SUPERLATTICE
+
+    return SUPERLATTICE
+
+
+def parse_layers(text: str) -> list[tuple[str, int]]:
+    """``"SrTiO3:4,BaTiO3:4"`` -> [("SrTiO3", 4), ("BaTiO3", 4)] (ConfigError naming
+    ``--layers``)."""
+    layers = []
+    for item in text.split(","):
+        formula, _, rows = item.strip().partition(":")
+        if not formula or not rows.strip().isdigit() or int(rows) < 1:
+            raise ConfigError(f"--layers: expected formula:rows, e.g. SrTiO3:4, got {item!r}")
+        parse_composition(formula, "--layers")
+        layers.append((formula, int(rows)))
+    return layers
+
+
+def map_command(args: argparse.Namespace) -> int:
+    """``specinv eels map``: simulate, predict, keep the detected elements, draw."""
+    from ...evaluation.classification import resolve_threshold
+    from ...fileio import check_output_path, write_csv_columns
+    from ...plotting import check_figure_path
+    from ...training.runs import load_network_run, predict_spectra
+    from .mapping import element_maps, layered_spectrum_image
+
+    check_figure_path(args.output, "-o/--output")
+    if args.csv:
+        check_output_path(args.csv, "--csv")
+    layers = parse_layers(args.layers)
+    if args.columns < 1:
+        raise ConfigError(f"--columns: expected >= 1, got {args.columns}")
+    run = load_network_run(args.network, "eels", args.size)
+    section = {k: v for k, v in run.forward_model.items() if k not in ("technique", "parameters")}
+    technique = EELSTechnique(section)
+    image = layered_spectrum_image(technique, layers, args.columns, seed=args.seed)
+    rows, columns, channels = image.counts.shape
+    t0 = time.perf_counter()
+    predicted = predict_spectra(
+        run, image.counts.reshape(-1, channels), labels=technique.target_names
+    )
+    elapsed = time.perf_counter() - t0
+    validation = Path(args.network) / "predictions" / f"n{run.size}" / "validation.nc"
+    if validation.is_file():
+        from ...data import read_dataset
+
+        threshold = resolve_threshold("balanced", read_dataset(validation))
+    else:
+        threshold = 0.5
+    probability = predicted["probability"].values.reshape(rows, columns, -1)
+    maps = element_maps(probability, technique.target_names, threshold)
+    print(
+        f"{rows * columns} spectra predicted in {elapsed:.2f} s; threshold {threshold:g}; "
+        f"detected: {', '.join(maps.elements) or 'none'}"
+    )
+    plot_element_maps(image, maps, args.output, f"{Path(args.network).name} n={run.size}")
+    print(f"{args.output}: figure written")
+    if args.csv:
+        r, c = np.meshgrid(np.arange(rows), np.arange(columns), indexing="ij")
+        data = {"row": r.ravel(), "column": c.ravel(), "layer": image.row_layer[r.ravel()]}
+        for k, el in enumerate(maps.elements):
+            data[el] = maps.probability[..., k].ravel()
+        write_csv_columns(args.csv, data, ["%d", "%d", "%d"] + ["%.4f"] * len(maps.elements))
+        print(f"{args.csv}: {rows * columns} pixels written")
+    return 0
+
+
+def plot_element_maps(image, maps, path, title: str) -> None:
+    """The summed counts and every detected element's probability, one panel each, the
+    layers named along the rows."""
+    from ...evaluation.figures import _pyplot, _save
+
+    plt = _pyplot()
+    n = 1 + len(maps.elements)
+    rows, columns = image.counts.shape[:2]
+    fig, axes = plt.subplots(1, n, figsize=(1.1 * n + 1.5, 0.28 * rows + 1.6), sharey=True)
+    axes = np.atleast_1d(axes)
+    axes[0].imshow(image.counts.sum(-1), cmap="gray", aspect="auto")
+    axes[0].set_title("counts", fontsize=8)
+    ticks = [r for r, layer in enumerate(image.row_layer) if layer >= 0]
+    axes[0].set_yticks(ticks, [image.layers[image.row_layer[r]][0] for r in ticks], fontsize=6)
+    for ax, k in zip(axes[1:], range(len(maps.elements)), strict=True):
+        shown = ax.imshow(maps.probability[..., k], vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_title(maps.elements[k], fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+    if len(axes) > 1:
+        fig.colorbar(shown, ax=list(axes), fraction=0.04, label="probability")
+    fig.suptitle(f"{title}: threshold {maps.threshold:g}", fontsize=9)
+    _save(fig, [path])
 
 
 def simulate_command(args: argparse.Namespace) -> int:

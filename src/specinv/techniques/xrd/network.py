@@ -10,10 +10,6 @@ network then give the parameters (the mean of an ensemble's or a mixture's estim
 
 from __future__ import annotations
 
-import json
-import logging
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,66 +17,23 @@ import xarray as xr
 
 from ...config.errors import ConfigError
 from ...physics.xrd import convert_axis
+from ...training.runs import NetworkRun, predict_spectra
+from ...training.runs import load_network_run as _load_run
 from .curves import MeasuredCurve
 from .technique import XRDTechnique
 
 
-@dataclass(frozen=True)
-class NetworkRun:
-    """What a workflow run left for estimating new curves: its checkpoints (one network or
-    an ensemble), preprocessing, the ``xrd`` section it simulated (the forward model's
-    description) and its curves' axis (coordinate name and values)."""
-
-    checkpoints: list[Path]
-    transform_path: Path
-    forward_model: dict
-    coordinate: str
-    axis_values: np.ndarray
-
-    @property
-    def parameter_names(self) -> list[str]:
-        return list(self.forward_model["parameters"])
-
-
 def load_network_run(results: str | Path, size: int | None = None) -> NetworkRun:
-    """The network of training-set size ``size`` (None: the largest trained) of the run
-    whose outputs are in ``results`` (``results/<name>`` of a workflow run).
+    """The XRD network of training-set size ``size`` (None: the largest trained) of the run
+    in ``results`` (:func:`specinv.training.runs.load_network_run`)."""
+    return _load_run(results, "xrd", size)
 
-    Raises:
-        ConfigError: naming the missing file or size and what the folder holds.
-    """
-    results = Path(results)
-    models = results / "models"
-    sizes = sorted(
-        int(p.name[1:]) for p in models.glob("n*") if p.name[1:].isdigit() and p.is_dir()
-    )
-    if not sizes:
-        raise ConfigError(
-            f"--network {results}: expected a workflow run's results folder with "
-            "models/n<size>/member<k>/model.ckpt; found no trained network"
-        )
-    size = max(sizes) if size is None else size
-    checkpoints = sorted((models / f"n{size}").glob("member*/model.ckpt"))
-    if not checkpoints:
-        raise ConfigError(
-            f"--size {size}: no trained network of that size in {models} (found "
-            f"{', '.join(map(str, sizes))})"
-        )
-    transform = results / "preprocessing" / "transform.json"
-    test = results / "data" / "test.nc"
-    for path in (transform, test):
-        if not path.is_file():
-            raise ConfigError(f"--network {results}: {path} is missing")
-    with xr.open_dataset(test, engine="h5netcdf") as ds:
-        forward_model = json.loads(ds.attrs["forward_model"])
-        if forward_model.get("technique") != "xrd":
-            raise ConfigError(
-                f"--network {results}: expected a run of technique xrd, got "
-                f"{forward_model.get('technique')!r}"
-            )
-        coordinate = forward_model["axis"]["coordinate"]
-        axis_values = ds[coordinate].values.astype(np.float64)
-    return NetworkRun(checkpoints, transform, forward_model, coordinate, axis_values)
+
+def run_axis(run: NetworkRun) -> tuple[str, np.ndarray]:
+    """(coordinate, values) of the axis the run's curves were simulated on."""
+    coordinate = run.forward_model["axis"]["coordinate"]
+    with xr.open_dataset(run.test_path, engine="h5netcdf") as ds:
+        return coordinate, ds[coordinate].values.astype(np.float64)
 
 
 def curve_on_axis(
@@ -113,9 +66,6 @@ def network_estimate(
     Raises:
         ConfigError: the run's crystal, reflection, wavelength or parameters differ.
     """
-    from ...data import SpectrumTransform
-    from ...training import predict
-
     trained = run.forward_model
     mine = technique.identity()
     for key in ("reflection", "wavelength_A"):
@@ -139,27 +89,6 @@ def network_estimate(
     run_technique = XRDTechnique(
         {**technique.section, "axis": trained["axis"]}, dtype=technique.dtype
     )
-    counts = curve_on_axis(curve, coordinate, run_technique, run.axis_values)
-    transform = SpectrumTransform.load(run.transform_path)
-    x = transform.features(counts[None])
-    names = run.parameter_names
-    ds = xr.Dataset(
-        {
-            "x": (("sample", "feature"), x),
-            "params": (("sample", "param"), np.full((1, len(names)), np.nan)),
-        },
-        coords={"sample": [0], "param": names},
-    )
-    # Lightning's start-up messages (accelerators, tips) are not for a command's output
-    quiet = [logging.getLogger(n) for n in ("pytorch_lightning", "lightning_fabric")]
-    levels = [logger.level for logger in quiet]
-    for logger in quiet:
-        logger.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            # Lightning's own use of a deprecated torch API, not the user's to act on
-            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-            return predict(run.checkpoints, ds, transform)["mean"].values[0]
-    finally:
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
+    _, axis_values = run_axis(run)
+    counts = curve_on_axis(curve, coordinate, run_technique, axis_values)
+    return predict_spectra(run, counts[None])["mean"].values[0]
