@@ -22,6 +22,9 @@ import torch
 
 from ..config.errors import ConfigError
 
+#: counts are stored as int32: expected counts must stay well below 2**31
+_INT32_LIMIT = 2.0e9
+
 #: The tasks a technique's network can solve; they decide which evaluation the workflow runs.
 TASKS = ("regression", "multilabel")
 
@@ -212,6 +215,12 @@ class Technique(abc.ABC):
         """One noisy spectrum (int32 [C]) of expected counts ``expected`` [C], drawn from the
         spectrum's own generator ``rng``.  ``poisson``: counting noise; ``none``: the
         expected counts rounded."""
+        top = float(np.max(expected, initial=0.0))
+        if not np.isfinite(top) or top >= _INT32_LIMIT:
+            raise ValueError(
+                f"expected counts: at most {_INT32_LIMIT:.3g} per channel fit the int32 "
+                f"counts of a dataset, got {top:.3g} (lower the technique's intensity prior)"
+            )
         if model == "none":
             return np.rint(expected).astype(np.int32)
         if model != "poisson" or model not in self.noise_models:

@@ -10,10 +10,10 @@ A spectrum on channels 0 … C−1 (energy loss i × step, 1 eV as the paper) is
 2. the sum becomes an energy-loss cross section in the dipole approximation for the beam
    energy, convergence and collection angles (:mod:`.scattering`);
 3. plural scattering: convolution with a generic low-loss spectrum (:mod:`.lowloss`);
-4. scaled so that the strongest visible set's jump ratio (the edge's single-scattering
-   signal 5–15 eV above its onset over the background at the onset) is the spectrum's
-   ``jump_ratio``, and added to a power-law background A (E/E_start)^−r with A counts at the
-   start;
+4. scaled so that the spectrum's most visible set has the jump ratio ``jump_ratio`` (the
+   largest ratio of the set's single scattering, without fine structure, to the background
+   5–100 eV above its onset), and added to a power-law background A (E/E_start)^−r with A
+   counts at the start;
 5. zero outside [start, end] (the paper's zero padding).  Poisson noise and the
    normalisation to the maximum are the data pipeline's (noise model, preprocessing).
 
@@ -58,8 +58,9 @@ CONDITIONS = (
 )
 #: a visible set's onset lies this far after the start and before the end (eV)
 MARGIN_BEFORE_EV, MARGIN_AFTER_EV = 10.0, 25.0
-#: window (eV) above the onset over which a set's jump is measured
-_JUMP_WINDOW_EV = (5, 15)
+#: window (eV) above the onset over which a set's jump ratio is measured (its largest value
+#: there: delayed edges, e.g. Sr M4,5, peak tens of eV above the onset)
+_JUMP_WINDOW_EV = (5, 100)
 #: white lines are this many times (at most) the edge's level above the onset
 WHITE_LINE_MAX_SCALE = 10.0
 
@@ -136,9 +137,9 @@ class EELSSimulator:
         return out
 
     # ------------------------------------------------------------------ spectra
-    def _set_signal(self, p: np.ndarray, s: int) -> tuple[np.ndarray, float, float]:
-        """(photoabsorption with fine structure on the channels, shifted onset (eV), mean
-        level 5–15 eV above the onset) of set ``s`` in a spectrum of parameters ``p``."""
+    def _set_signal(self, p: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(photoabsorption with fine structure on the channels, the same without it,
+        shifted onset (eV)) of set ``s`` in a spectrum of parameters ``p``."""
         cfg, col = self.settings, self.column
         rng = np.random.default_rng([int(p[col["seed"]]), s])
         shift = int(rng.integers(-cfg.chemical_shift_eV, cfg.chemical_shift_eV + 1)) + int(
@@ -150,8 +151,7 @@ class EELSSimulator:
         else:
             row[:shift] = self.table[s, -shift:]
         onset = self.set_onset[s] + shift
-        lo, hi = (int(onset + d) for d in _JUMP_WINDOW_EV)
-        level = float(row[lo:hi].mean()) if hi <= cfg.n_channels else 0.0
+        plain = row.copy()
         window = float(p[col["fine_structure_window_eV"]])
         above = (self.energy >= onset) & (self.energy <= onset + window)
         edge_level = float(row[above].mean()) if above.any() else 0.0
@@ -175,27 +175,33 @@ class EELSSimulator:
                 rng,
             )
         row[first : first + local.size] += edge_level * structure
-        return row, onset, level
+        return row, plain, onset
 
-    def single_scattering(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def single_scattering(
+        self, params: np.ndarray, conversion: np.ndarray, background: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The visible sets' photoabsorption with their shifts and fine structures, weighted
-        by the amounts, [B, C] (cm²), and one row per visible set [P, 3]: (spectrum index,
-        amount × the set's mean level 5–15 eV above its onset, its shifted onset in eV)."""
+        by the amounts, [B, C] (cm²), and each spectrum's largest jump ratio [B] for a core
+        loss of unit scale: over its visible sets and the energies 5–100 eV above their
+        onsets, the set's single scattering without fine structure (photoabsorption ×
+        ``conversion`` [B, C], the dipole factor) over ``background`` [B, C]."""
         p = np.asarray(params, dtype=float)
         visible = self.visible_sets(p)
         total = np.zeros((p.shape[0], self.settings.n_channels))
-        sets = np.zeros((int(visible.sum()), 3))
-        for i, (b, s) in enumerate(zip(*np.nonzero(visible), strict=True)):
-            row, onset, level = self._set_signal(p[b], s)
+        jump = np.zeros(p.shape[0])
+        lo_eV, hi_eV = _JUMP_WINDOW_EV
+        for b, s in zip(*np.nonzero(visible), strict=True):
+            row, plain, onset = self._set_signal(p[b], s)
             amount = p[b, self.set_element[s]]
             total[b] += amount * row
-            sets[i] = (b, amount * level, onset)
-        return total, sets
+            w = slice(int(onset + lo_eV), min(int(onset + hi_eV), self.settings.n_channels))
+            ratio = amount * plain[w] * conversion[b, w] / background[b, w]
+            jump[b] = max(jump[b], float(ratio.max(initial=0.0)))
+        return total, jump
 
     def simulate(self, params: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Expected counts [B, C] (module docstring)."""
         p = np.asarray(params.detach().cpu() if torch.is_tensor(params) else params, float)
-        photo, sets = self.single_scattering(p)
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=float), dtype=self.dtype)  # noqa: E731
         c = lambda n: t(self.condition(p, n))  # noqa: E731
         beam = c("beam_energy_kV") * 1e3
@@ -204,11 +210,17 @@ class EELSSimulator:
         start, end = c("start_eV"), c("end_eV")
         amplitude = 10.0 ** c("log10_background")
         exponent = c("background_exponent")
-        single = dipole_cross_section(
-            t(photo), energy[None, :], beam[:, None], alpha[:, None], beta[:, None]
+        background = amplitude[:, None] * (energy[None, :] / start[:, None]) ** -exponent[:, None]
+        conversion = dipole_cross_section(
+            torch.ones_like(background),
+            energy[None, :],
+            beam[:, None],
+            alpha[:, None],
+            beta[:, None],
         )
+        photo, jump = self.single_scattering(p, conversion.numpy(), background.numpy())
         recorded = plural_scattering(
-            single,
+            t(photo) * conversion,
             self.settings.step_eV,
             c("zlp_fwhm_eV"),
             c("plasmon_eV"),
@@ -216,18 +228,9 @@ class EELSSimulator:
             c("n_plasmons"),
             c("thickness_over_mfp"),
         )
-        background = amplitude[:, None] * (energy[None, :] / start[:, None]) ** -exponent[:, None]
-        # the spectrum's jump ratio is its most visible set's: scale the core loss so that
-        # max over sets of (single-scattering level 5–15 eV above the onset) / (background
-        # at the onset) is jump_ratio
-        b = torch.as_tensor(sets[:, 0], dtype=torch.long)
-        onset = t(np.maximum(sets[:, 2], 1.0))
-        level = t(sets[:, 1]) * dipole_cross_section(
-            torch.ones_like(onset), onset + 10.0, beam[b], alpha[b], beta[b]
-        )
-        ratio = level / (amplitude[b] * (onset / start[b]) ** -exponent[b])
-        strongest = torch.zeros_like(start).scatter_reduce(0, b, ratio, "amax")
-        scale = torch.where(strongest > 0, c("jump_ratio") / strongest.clamp_min(1e-300), 0.0)
+        # the spectrum's jump ratio is its most visible set's (single_scattering)
+        jump = t(jump)
+        scale = torch.where(jump > 0, c("jump_ratio") / jump.clamp_min(1e-300), 0.0)
         counts = background + scale[:, None] * recorded.clamp_min(0.0)
         inside = (energy[None, :] >= start[:, None]) & (energy[None, :] <= end[:, None])
         return torch.where(inside, counts, torch.zeros((), dtype=self.dtype))

@@ -9,9 +9,10 @@ The spectrum over its non-zero range is modelled (Verbeeck & Van Aert, Ultramicr
   (photoabsorption of :func:`~specinv.physics.eels.edges.edge_table` through the dipole
   conversion of :mod:`~specinv.physics.eels.scattering` for the beam energy and the angles;
   convolved with the low-loss spectrum where it is known);
-* h_k: triangular functions every ``elnes_spacing_eV`` from just below each set's onset to
-  ``elnes_window_eV`` above it, with free signs: the near-edge fine structure, which no
-  atomic cross section has, is fitted, not attributed to the amount;
+* h_k: triangular functions from just below each set's onset to ``elnes_window_eV`` above
+  it, 1 eV apart over the first 30 eV (white lines), ``elnes_spacing_eV`` beyond, with free
+  signs: the near-edge fine structure, which no atomic cross section has, is fitted, not
+  attributed to the amount;
 * the power-law background A E^−r.
 
 For a given exponent r the model is linear: non-negative least squares of A, the amounts
@@ -36,6 +37,9 @@ from ...physics.eels.scattering import dipole_cross_section
 
 #: exponents of the background power law searched
 EXPONENT_RANGE = (1.0, 6.0)
+#: the fine-structure functions are 1 eV apart this far above an onset (white lines), then
+#: ``elnes_spacing_eV``
+_NEAR_EDGE_EV = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,10 @@ class Quantification:
     shifts_eV: np.ndarray
 
 
-def _hats(energy: np.ndarray, centres: np.ndarray, spacing: float) -> np.ndarray:
-    """Triangular functions [channels, len(centres)] of half-width ``spacing``."""
-    return np.clip(1.0 - np.abs(energy[:, None] - centres[None, :]) / spacing, 0.0, None)
+def _hats(energy: np.ndarray, centres: np.ndarray, half_widths: np.ndarray) -> np.ndarray:
+    """Triangular functions [channels, len(centres)] of the given half-widths."""
+    z = np.abs(energy[:, None] - centres[None, :]) / half_widths[None, :]
+    return np.clip(1.0 - z, 0.0, None)
 
 
 def element_cross_sections(
@@ -165,18 +170,17 @@ def quantify(
 
     def columns(shift: np.ndarray):
         moved = np.column_stack([np.roll(x[:, i], shift[i]) for i in range(n_el)])[window]
-        centres = np.concatenate(
-            [
-                np.arange(
-                    o + shift[i] - 2 * elnes_spacing_eV,
-                    o + shift[i] + elnes_window_eV + 1e-9,
-                    elnes_spacing_eV,
-                )
-                for i, el in enumerate(elements)
-                for o in onsets[el]
-            ]
-        )
-        return moved, _hats(e, centres, elnes_spacing_eV)
+        centres, widths = [], []
+        for i, el in enumerate(elements):
+            for o in onsets[el]:
+                o = o + shift[i]
+                # fine near the onset (white lines are a few eV wide), coarser beyond
+                near = np.arange(o - 2.0, o + _NEAR_EDGE_EV, 1.0)
+                far = np.arange(o + _NEAR_EDGE_EV, o + elnes_window_eV + 1e-9, elnes_spacing_eV)
+                centres += [near, far]
+                widths += [np.ones(near.size), np.full(far.size, elnes_spacing_eV)]
+        centres, widths = np.concatenate(centres), np.concatenate(widths)
+        return moved, _hats(e, centres, widths)
 
     def solve(r: float, shift: np.ndarray):
         moved, hats = columns(shift)
