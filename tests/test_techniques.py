@@ -81,7 +81,7 @@ def test_plans_follow_the_task():
     assert regression.tables["methods"] == "results/tiny_peaks/tables/methods.csv"
     labels = workflow_plan(load("tiny_peak_labels.yaml"))
     assert labels.kind == "classifier" and labels.fit_methods == []
-    assert set(labels.tables) == {"runtimes", "classification", "labels"}
+    assert set(labels.tables) == {"runtimes", "classification", "models", "labels", "confusions"}
     rbs = workflow_plan(load("tiny.yaml"))
     assert rbs.tables["methods"].endswith("tables/table6_methods.csv")  # the paper's names
     # the accuracy figures for every regression technique, depth profiles where it has them

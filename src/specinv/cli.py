@@ -45,6 +45,19 @@ def add_simulate_arguments(parser: argparse.ArgumentParser, plot_help: str) -> N
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
 
 
+def add_simulate_parser(
+    subparsers: argparse._SubParsersAction, what: str, description: str, plot_help: str, func
+) -> argparse.ArgumentParser:
+    """A technique's ``simulate`` verb (``help``: simulate ``what`` of an experiment file)
+    with the shared arguments (:func:`add_simulate_arguments`), running ``func``."""
+    parser = subparsers.add_parser(
+        "simulate", help=f"simulate {what} of an experiment file", description=description
+    )
+    add_simulate_arguments(parser, plot_help)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def check_output_arguments(args: argparse.Namespace):
     """Check ``-o``, ``--plot`` and (if present) ``--device`` before any work; return the
     torch device (None without ``--device``).

@@ -247,16 +247,28 @@ class Technique(abc.ABC):
         return None
 
     @classmethod
+    def experiment_loader(cls) -> Callable[[str | Path], Any] | None:
+        """The reader of the technique's experiment files (``specinv <name> simulate``),
+        raising ConfigError (or ValueError) naming the file and the key; None (the default)
+        for a technique without them."""
+        return None
+
+    @classmethod
     def check_example(cls, path: str | Path) -> None:
         """Check a file for ``specinv <name> simulate`` (the workflow's ``example``) before
         any job runs.
 
         Raises:
-            ConfigError: naming the file, the key and what was expected.  The default
-                raises for every file: a technique without a ``simulate`` verb has no
-                example.
+            ConfigError: naming the file, the key and what was expected; for every file of
+                a technique without a ``simulate`` verb (no :meth:`experiment_loader`).
         """
-        raise ConfigError(
-            f"example.experiment: technique {cls.name!r} has no `specinv {cls.name} simulate` "
-            f"command; expected null, got {str(path)!r}"
-        )
+        loader = cls.experiment_loader()
+        if loader is None:
+            raise ConfigError(
+                f"example.experiment: technique {cls.name!r} has no `specinv {cls.name} "
+                f"simulate` command; expected null, got {str(path)!r}"
+            )
+        try:
+            loader(path)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(f"example.experiment: {exc}") from None

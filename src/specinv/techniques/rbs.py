@@ -19,13 +19,12 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ..cli import add_simulate_arguments, check_output_arguments
+from ..cli import add_simulate_parser, check_output_arguments
 from ..config.errors import ConfigError
 from ..config.schema import load_schema
 from ..physics.rbs import RBSSimulator, Setup
@@ -201,28 +200,24 @@ class RBSTechnique(Technique):
         )
 
     @classmethod
-    def check_example(cls, path: str | Path) -> None:
-        """An experiment file for ``specinv rbs simulate`` (ConfigError naming the key)."""
+    def experiment_loader(cls):
         from ..physics.rbs import load_experiment
 
-        try:
-            load_experiment(path)
-        except ExperimentError as exc:
-            raise ConfigError(f"example.experiment: {exc}") from None
+        return load_experiment
 
     # ------------------------------------------------------------------ command line
     @classmethod
     def add_cli(cls, subparsers: argparse._SubParsersAction) -> None:
-        sim = subparsers.add_parser(
-            "simulate",
-            help="simulate the spectrum of an experiment file",
-            description="Simulate the expected RBS spectrum of the sample and setup in "
-            "EXPERIMENT (YAML or JSON, see README) and write a CSV with columns channel, "
-            "energy_keV (lower channel edge), counts.",
+        sim = add_simulate_parser(
+            subparsers,
+            "the spectrum",
+            "Simulate the expected RBS spectrum of the sample and setup in EXPERIMENT (YAML "
+            "or JSON, see README) and write a CSV with columns channel, energy_keV (lower "
+            "channel edge), counts.",
+            "also write a figure (PNG/PDF/SVG)",
+            simulate_command,
         )
-        add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG)")
         sim.add_argument("--log", action="store_true", help="logarithmic counts axis in the plot")
-        sim.set_defaults(func=simulate_command)
 
 
 def simulate_command(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ...cli import add_simulate_arguments, check_output_arguments
+from ...cli import add_simulate_parser, check_output_arguments
 from ...config.errors import ConfigError
 from ...config.files import load_mapping_file
 from ...physics.eels.spectrum import CONDITIONS
@@ -127,15 +127,15 @@ def load_eels_experiment(path: str | Path) -> tuple[EELSTechnique, np.ndarray]:
 
 
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    sim = subparsers.add_parser(
-        "simulate",
-        help="simulate the core-loss spectrum of an experiment file",
-        description="Simulate the expected core-loss EELS spectrum of the composition and "
-        "conditions in EXPERIMENT (YAML or JSON; see specinv.techniques.eels.cli) and write "
-        "a CSV with columns energy_loss_eV, counts.",
+    add_simulate_parser(
+        subparsers,
+        "the core-loss spectrum",
+        "Simulate the expected core-loss EELS spectrum of the composition and conditions in "
+        "EXPERIMENT (YAML or JSON; see specinv.techniques.eels.cli) and write a CSV with "
+        "columns energy_loss_eV, counts.",
+        "also write a figure (PNG/PDF/SVG, log scale, edges marked)",
+        simulate_command,
     )
-    add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG, log scale, edges marked)")
-    sim.set_defaults(func=simulate_command)
     maps = subparsers.add_parser(
         "map",
         help="element maps of a simulated spectrum image by a trained network",

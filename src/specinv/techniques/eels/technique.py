@@ -271,14 +271,10 @@ class EELSTechnique(Technique):
         add_cli(subparsers)
 
     @classmethod
-    def check_example(cls, path) -> None:
-        """An experiment file for ``specinv eels simulate`` (ConfigError naming the key)."""
+    def experiment_loader(cls):
         from .cli import load_eels_experiment
 
-        try:
-            load_eels_experiment(path)
-        except ConfigError as exc:
-            raise ConfigError(f"example.experiment: {exc}") from None
+        return load_eels_experiment
 
     def axis(self) -> Axis:
         return Axis(

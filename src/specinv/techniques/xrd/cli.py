@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...cli import add_simulate_arguments, check_output_arguments
+from ...cli import add_simulate_parser, check_output_arguments
 from ...config.errors import ConfigError
 from ...config.files import load_mapping_file
 from ...config.schema import validate
@@ -105,15 +105,15 @@ def _add_fit(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
-    sim = subparsers.add_parser(
-        "simulate",
-        help="simulate the diffraction curve of an experiment file",
-        description="Simulate the expected XRD curve of the crystal, setup and sample in "
-        "EXPERIMENT (YAML or JSON; see specinv.techniques.xrd.cli) and write a CSV with "
-        "columns <axis coordinate>, counts.",
+    add_simulate_parser(
+        subparsers,
+        "the diffraction curve",
+        "Simulate the expected XRD curve of the crystal, setup and sample in EXPERIMENT (YAML "
+        "or JSON; see specinv.techniques.xrd.cli) and write a CSV with columns <axis "
+        "coordinate>, counts.",
+        "also write a figure (PNG/PDF/SVG, log scale)",
+        simulate_command,
     )
-    add_simulate_arguments(sim, "also write a figure (PNG/PDF/SVG, log scale)")
-    sim.set_defaults(func=simulate_command)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
