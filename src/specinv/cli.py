@@ -58,6 +58,25 @@ def add_simulate_parser(
     return parser
 
 
+def write_simulated_csv(args: argparse.Namespace, technique, expected, axis_format: str) -> dict:
+    """Write a ``simulate`` verb's CSV (``-o``): the technique's axis, then ``counts`` (with
+    ``--noise`` drawn from the expected counts with ``--seed``, and ``expected_counts``);
+    returns the columns."""
+    import numpy as np
+
+    from .fileio import write_csv_columns
+
+    axis = technique.axis()
+    columns = {axis.coordinate: axis.values}
+    if args.noise:
+        columns["counts"] = technique.add_noise(expected, np.random.default_rng(args.seed))
+        columns["expected_counts"] = expected
+    else:
+        columns["counts"] = expected
+    write_csv_columns(args.output, columns, [axis_format] + ["%.10g"] * (len(columns) - 1))
+    return columns
+
+
 def check_output_arguments(args: argparse.Namespace):
     """Check ``-o``, ``--plot`` and (if present) ``--device`` before any work; return the
     torch device (None without ``--device``).

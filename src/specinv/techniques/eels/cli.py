@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ...cli import add_simulate_parser, check_output_arguments
+from ...cli import add_simulate_parser, check_output_arguments, write_simulated_csv
 from ...config.errors import ConfigError
 from ...config.files import load_mapping_file
 from ...physics.eels.spectrum import CONDITIONS
@@ -254,21 +254,13 @@ def plot_element_maps(image, maps, path, title: str) -> None:
 
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv eels simulate``: one experiment file -> CSV (and a figure)."""
-    from ...fileio import write_csv_columns
 
     check_output_arguments(args)
     technique, params = load_eels_experiment(args.experiment)
     t0 = time.perf_counter()
     expected = technique.simulate(params).numpy()
     elapsed = time.perf_counter() - t0
-    axis = technique.axis()
-    columns: dict[str, Any] = {axis.coordinate: axis.values}
-    if args.noise:
-        columns["counts"] = technique.add_noise(expected, np.random.default_rng(args.seed))
-        columns["expected_counts"] = expected
-    else:
-        columns["counts"] = expected
-    write_csv_columns(args.output, columns, ["%.0f"] + ["%.10g"] * (len(columns) - 1))
+    columns = write_simulated_csv(args, technique, expected, "%.0f")
     labels = [
         s for s, v in zip(technique.target_names, technique.targets(params)[0], strict=True) if v
     ]

@@ -24,12 +24,11 @@ import argparse
 import copy
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ...cli import add_simulate_parser, check_output_arguments
+from ...cli import add_simulate_parser, check_output_arguments, write_simulated_csv
 from ...config.errors import ConfigError
 from ...config.files import load_mapping_file
 from ...config.schema import validate
@@ -119,7 +118,6 @@ def _add_simulate(subparsers: argparse._SubParsersAction) -> None:
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv xrd simulate``: one experiment file -> CSV (and a figure); every option is
     checked before the simulation starts."""
-    from ...fileio import write_csv_columns
     from ...plotting import plot_spectrum
 
     device = check_output_arguments(args)
@@ -127,14 +125,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     expected = technique.simulate(torch.as_tensor(params)).detach().cpu().numpy()
     elapsed = time.perf_counter() - t0
-    axis = technique.axis()
-    columns: dict[str, Any] = {axis.coordinate: axis.values}
-    if args.noise:
-        columns["counts"] = technique.add_noise(expected, np.random.default_rng(args.seed))
-        columns["expected_counts"] = expected
-    else:
-        columns["counts"] = expected
-    write_csv_columns(args.output, columns, ["%.8g"] + ["%.10g"] * (len(columns) - 1))
+    columns = write_simulated_csv(args, technique, expected, "%.8g")
     print(
         f"{args.output}: {len(expected)} points, peak {expected.max():.6g} counts "
         f"(simulated in {elapsed:.2f} s on {device})"
@@ -146,6 +137,7 @@ def simulate_command(args: argparse.Namespace) -> int:
             f"t = {params[technique.n_weights]:g} nm, e_max ≈ "
             f"{technique.strain_profiles(params).max():.2g} %"
         )
+        axis = technique.axis()
         plot_spectrum(
             axis.values,
             {"expected counts": expected},
