@@ -94,3 +94,12 @@ def test_xrd_throughput_runs(monkeypatch, capsys):
     assert "51 points, 60 slices, batch 4" in out
     rows = [line for line in out.splitlines() if line.startswith("| 1 |")]
     assert len(rows) == 1 and float(rows[0].split("|")[2]) > 0
+
+
+def test_eels_throughput_runs(monkeypatch, capsys):
+    bench = _load("eels_throughput")
+    argv = ["eels_throughput.py", "--spectra", "8", "--steps", "1", "--batch", "2"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--networks", "vit"])
+    bench.main()
+    out = capsys.readouterr().out
+    assert "simulation:" in out and "| vit annys2023 | 1.9 M |" in out
