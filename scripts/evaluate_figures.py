@@ -10,7 +10,11 @@ from _common import start
 from specinv.data import SpectrumTransform, read_dataset
 from specinv.evaluation import roi_mask
 from specinv.evaluation.accuracy_figures import accuracy_figures, profile_figure
-from specinv.evaluation.classification import plot_classification
+from specinv.evaluation.classification import (
+    plot_classification,
+    plot_prediction_examples,
+    resolve_threshold,
+)
 from specinv.evaluation.figures import paper_figures
 from specinv.evaluation.tables import methods_on_fitted_spectra, mre_table
 
@@ -67,6 +71,7 @@ if plan.regression:
             estimates, test, technique, simulate, outputs["profile_examples"], name=plan.name
         )
 else:
+    validation = {n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)}
     plot_classification(
         predictions,
         par.model_size,
@@ -74,5 +79,15 @@ else:
         outputs["label_scores"],
         threshold=ev["threshold"],
         title=f"{plan.name}: {plan.label}",
-        validation={n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)},
+        validation=validation,
+    )
+    axis = plan.dataset.technique_instance.axis()
+    plot_prediction_examples(
+        read_dataset(inp.test),
+        predictions[par.model_size],
+        resolve_threshold(ev["threshold"], validation.get(par.model_size)),
+        outputs["prediction_examples"],
+        (axis.coordinate, axis.label),
+        seed=ev["seed"],
+        title=f"{plan.name}: {plan.label} ({par.model_size} training spectra)",
     )

@@ -24,9 +24,7 @@ if plan.regression:
         derived_errors=plan.dataset.technique_instance.derived_errors,
     )
 else:
-    validation = {
-        n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)
-    }
+    validation = {n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)}
     tables = classification_tables(predictions, par.model_size, ev["threshold"], validation)
     tables = {
         "classification": tables["summary"],

@@ -213,7 +213,7 @@ def test_a_plugin_multilabel_technique_runs_the_whole_dag(tmp_path):
     predictions = read_dataset(res / "predictions/n80/test.nc")
     p = predictions["probability"].values
     assert p.shape == (30, 4) and ((p >= 0) & (p <= 1)).all()
-    for name in ("classification_vs_training_size", "label_scores"):
+    for name in ("classification_vs_training_size", "label_scores", "prediction_examples"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
     assert not (res / "fits").exists()  # no fits for a classifier
 
@@ -241,7 +241,7 @@ def test_the_eels_workflow_runs_with_a_mixed_ensemble(tmp_path):
     assert read_dataset(res / "predictions/n96/validation.nc").sizes["sample"] == 32
     transform = json.loads((res / "preprocessing/transform.json").read_text())
     assert transform["settings"]["normalize"] == "max"
-    for name in ("classification_vs_training_size", "label_scores"):
+    for name in ("classification_vs_training_size", "label_scores", "prediction_examples"):
         assert (res / f"figures/{name}.png").stat().st_size > 10_000
     assert not (res / "fits").exists()
     from specinv.cli import main

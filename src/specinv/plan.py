@@ -78,7 +78,7 @@ REGRESSION_FIGURES = (
 #: the regression figure of a technique with depth profiles (Technique.depth_profile_labels)
 PROFILE_FIGURES = ("profile_examples",)
 CLASSIFICATION_TABLES = ("runtimes", "classification", "models", "labels", "confusions")
-CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores")
+CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores", "prediction_examples")
 #: file names of the ids that a technique does not rename (Technique.output_names)
 DEFAULT_NAMES = {"information": "information_limit"}
 
@@ -209,7 +209,7 @@ class WorkflowPlan:
         # the regression evaluation reads the test level and the ratio figure's sample; the
         # classification its threshold
         table_keys = ("alpha",) if self.regression else ("threshold",)
-        figure_keys = ("ratio_samples", "seed") if self.regression else ()
+        figure_keys = ("ratio_samples", "seed") if self.regression else ("seed",)
         out = {
             "data": {"technique": t, t: c[t], "data": {k: c["data"][k] for k in DATA_KEYS}},
             "preprocessing": {"settings": asdict(self.preprocessing), "task": self.task},

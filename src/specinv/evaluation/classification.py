@@ -289,3 +289,66 @@ def plot_classification(
     ax.legend(fontsize=8, ncol=3, loc="upper center", bbox_to_anchor=(0.5, legend_below))
     ax.set_title(f"{title} (trained on {model_size} spectra)".strip())
     _save(fig, paths_labels)
+
+
+def plot_prediction_examples(
+    test: xr.Dataset,
+    predictions: xr.Dataset,
+    threshold: float,
+    paths: Sequence[str | Path],
+    axis: tuple[str, str],
+    n: int = 6,
+    seed: int = 0,
+    title: str = "",
+) -> None:
+    """``n`` test spectra (drawn with ``seed``) with their true labels and the labels
+    predicted above ``threshold``, with probabilities (the layout of Annys et al. 2023,
+    Fig. 6): right ones black, missed ones grey, wrong ones red.
+
+    ``test``: the raw test split (``counts`` [sample, channel]); ``axis``: (coordinate,
+    label) of its channels."""
+    plt = _pyplot()
+    coordinate, label = axis
+    rng = np.random.default_rng(seed)
+    picks = np.sort(
+        rng.choice(predictions.sizes["sample"], min(n, predictions.sizes["sample"]), replace=False)
+    )
+    names = predictions["label"].values.astype(str)
+    x = test[coordinate].values if coordinate in test.coords else np.arange(test.sizes["channel"])
+    cols = 2 if len(picks) > 1 else 1
+    rows = int(np.ceil(len(picks) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 2.6 * rows), squeeze=False)
+    for ax, i in zip(axes.ravel(), picks, strict=False):
+        counts = test["counts"].values[i].astype(float)
+        shown = counts > 0
+        ax.plot(x[shown], counts[shown] / max(counts.max(), 1.0), lw=0.8)
+        truth = predictions["true"].values[i].astype(bool)
+        p = predictions["probability"].values[i]
+        lines = []
+        for k in np.flatnonzero(truth | (p > threshold)):
+            hit, present = p[k] > threshold, truth[k]
+            colour = "black" if hit and present else ("0.55" if present else "tab:red")
+            lines.append((names[k], f"{names[k]} {p[k]:.2f}", colour))
+        for j, (_, text, colour) in enumerate(lines):
+            ax.text(
+                0.98,
+                0.92 - 0.12 * j,
+                text,
+                color=colour,
+                ha="right",
+                va="top",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
+        ax.set_title(f"test spectrum {int(predictions['sample'].values[i])}", fontsize=8)
+        ax.set_xlabel(label, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.ravel()[len(picks) :]:
+        ax.set_visible(False)
+    fig.suptitle(
+        f"{title}: probabilities of the true and the predicted labels (threshold "
+        f"{threshold:g}; black right, grey missed, red wrong)".strip(": "),
+        fontsize=9,
+    )
+    fig.tight_layout()
+    _save(fig, paths)
