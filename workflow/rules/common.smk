@@ -83,7 +83,9 @@ def evaluation_inputs(wildcards):
         "predictions": [PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES],
     }
     if not PLAN.regression:
-        inputs["validation"] = [VALIDATION_PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES]
+        inputs["validation"] = [
+            VALIDATION_PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES
+        ]
     if PLAN.regression:
         inputs["network"] = [f"{RESULTS}/fits/{KIND}_n{n}.nc" for n in TRAIN_SIZES]
         inputs["fits"] = [f"{RESULTS}/fits/{m}.nc" for m in FIT_METHODS]

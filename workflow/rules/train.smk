@@ -32,16 +32,20 @@ rule train_network:
 
 rule predict_network:
     input:
+        **(
+            {}
+            if PLAN.regression
+            else {"validation": f"{RESULTS}/processed/validation.nc"}
+        ),
         model=expand(
             f"{RESULTS}/models/n{{{{n_train}}}}/member{{member}}/model.ckpt",
             member=MEMBERS,
         ),
         test=f"{RESULTS}/processed/test.nc",
         transform=TRANSFORM,
-        **({} if PLAN.regression else {"validation": f"{RESULTS}/processed/validation.nc"}),
     output:
-        test=PREDICTIONS,
         **({} if PLAN.regression else {"validation": VALIDATION_PREDICTIONS}),
+        test=PREDICTIONS,
     log:
         f"logs/{NAME}/predict/n{{n_train}}.log",
     conda:
