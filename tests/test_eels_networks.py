@@ -217,3 +217,27 @@ def test_small_networks_learn_where_the_peaks_are(kind):
         logits = net(x)
     assert float(kind_.loss(logits, y)) < 0.05  # from ~1.2 untrained
     assert float(((logits > 0).float() == y).float().mean()) > 0.99
+
+
+def test_mixed_ensembles_are_checked_member_by_member():
+    from specinv.training.settings import member_model_settings
+
+    members = [{"kind": "vit", "architecture": "small"}, {"kind": "unet", "architecture": "small"}]
+    specs = member_model_settings({"model": {"members": members}}, "multilabel")
+    assert [s["kind"] for s in specs] == ["vit", "unet"]
+    plain = member_model_settings(
+        {"model": {"kind": "vit", "architecture": "small"}, "training": {"ensemble": 3}},
+        "multilabel",
+    )
+    assert len(plain) == 3 and all(s == plain[0] for s in plain)
+    bad = [members[0], {"kind": "unet", "architecture": "huge"}]
+    with pytest.raises(ConfigError, match=r"model.members\[1\].architecture: expected one of"):
+        member_model_settings({"model": {"members": bad}}, "multilabel")
+    with pytest.raises(ConfigError, match="expected either members .* or kind, got both"):
+        member_model_settings({"model": {"members": members, "kind": "vit"}}, "multilabel")
+    with pytest.raises(ConfigError, match="training.ensemble: model.members lists 2 networks"):
+        member_model_settings(
+            {"model": {"members": members}, "training": {"ensemble": 3}}, "multilabel"
+        )
+    with pytest.raises(ConfigError, match=r"model.members\[0\].kind: 'mdn' solves regression"):
+        member_model_settings({"model": {"members": [{"kind": "mdn"}]}}, "multilabel")

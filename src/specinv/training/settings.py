@@ -97,9 +97,11 @@ def member_model_settings(config: Mapping[str, Any], task: str = "regression") -
     ensemble = int((config.get("training") or {}).get("ensemble", 1) or 1)
     if not members:
         return [model_spec(section, task)] * ensemble
-    if section.get("kind") is not None or section.get("architecture") is not None:
+    others = sorted(k for k, v in section.items() if v is not None)
+    if others:
         raise ConfigError(
-            "model: expected either members (a mixed ensemble) or kind/architecture, got both"
+            f"model: expected either members (a mixed ensemble, each member with its own "
+            f"kind, architecture and overrides) or {', '.join(others)}, got both"
         )
     if ensemble not in (1, len(members)):
         raise ConfigError(
