@@ -254,6 +254,19 @@ def test_the_eels_workflow_runs_with_a_mixed_ensemble(tmp_path):
     assert len(maps) == 12 and list(maps["layer"].unique()) == [0, -1, 1]
     assert figure.stat().st_size > 5_000
     assert main([*args, "--layers", "SrTiO3"]) == 2  # formula:rows expected
+    # a "measured" spectrum (two columns, 0.5 eV per channel) identified and quantified
+    energy = np.arange(300.0, 900.0, 0.5)
+    spectrum = tmp_path / "measured.txt"
+    spectrum.write_text(
+        "energy_eV counts\n"
+        + "".join(f"{e} {1e5 * (e / 300) ** -3 * (1 + (e > 456) * 0.5)}\n" for e in energy)
+    )
+    out = tmp_path / "identified.csv"
+    ident = ["eels", "identify", str(spectrum), "--network", str(res), "-o", str(out)]
+    assert main([*ident, "--plot", str(tmp_path / "identified.png")]) == 0
+    identified = pd.read_csv(out)
+    assert len(identified) == 80 and identified["probability"].between(0, 1).all()
+    assert main([*ident, "--quantify", "--beam-kv", "200"]) == 2  # the angles are missing
 
 
 def test_the_workflow_schema_file_points_at_the_library_schema():

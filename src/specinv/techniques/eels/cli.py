@@ -157,6 +157,27 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     maps.add_argument("--columns", type=int, default=6, help="pixels along the layers")
     maps.add_argument("--seed", type=int, default=0, help="seed of the noise and structures")
     maps.set_defaults(func=map_command)
+    ident = subparsers.add_parser(
+        "identify",
+        help="the elements of a measured spectrum, by a trained network",
+        description="Read a measured core-loss spectrum (two columns: energy loss in eV, "
+        "counts), put it on the 0-3071 eV channels (cubic spline, zero outside its range, "
+        "as the paper), predict the probability of every element with the network of a "
+        "workflow run and report those above the threshold (default: the run's balanced "
+        "one); with --quantify also their atomic fractions (model-based fit; needs the "
+        "beam energy and the angles).",
+    )
+    ident.add_argument("spectrum", type=Path, help="two-column text file (eV, counts)")
+    ident.add_argument("--network", required=True, type=Path, help="results/<name> of a run")
+    ident.add_argument("--size", type=int, help="training-set size (default: the largest)")
+    ident.add_argument("--threshold", type=float, help="probability threshold (0-1)")
+    ident.add_argument("-o", "--output", type=Path, help="CSV of every element's probability")
+    ident.add_argument("--plot", type=Path, help="figure of the spectrum and the elements")
+    ident.add_argument("--quantify", action="store_true", help="also the atomic fractions")
+    ident.add_argument("--beam-kv", type=float, help="acceleration voltage (kV)")
+    ident.add_argument("--convergence-mrad", type=float, help="convergence semi-angle (mrad)")
+    ident.add_argument("--collection-mrad", type=float, help="collection semi-angle (mrad)")
+    ident.set_defaults(func=identify_command)
 
 
 def _superlattice():
@@ -225,6 +246,118 @@ def map_command(args: argparse.Namespace) -> int:
         write_csv_columns(args.csv, data, ["%d", "%d", "%d"] + ["%.4f"] * len(maps.elements))
         print(f"{args.csv}: {rows * columns} pixels written")
     return 0
+
+
+def identify_command(args: argparse.Namespace) -> int:
+    """``specinv eels identify``: a measured spectrum -> elements (and fractions)."""
+    from ...data import read_dataset
+    from ...evaluation.classification import resolve_threshold
+    from ...fileio import check_output_path
+    from ...plotting import check_figure_path
+    from ...training.runs import load_network_run, predict_spectra
+    from .measured import on_channels, read_spectrum
+    from .quantify import elements_with_edges, quantify
+
+    if args.output:
+        check_output_path(args.output, "-o/--output")
+    if args.plot:
+        check_figure_path(args.plot, "--plot")
+    if args.threshold is not None and not 0 < args.threshold < 1:
+        raise ConfigError(f"--threshold: expected a probability in (0, 1), got {args.threshold}")
+    angles = (args.beam_kv, args.convergence_mrad, args.collection_mrad)
+    if args.quantify:
+        for option, value in zip(
+            ("--beam-kv", "--convergence-mrad", "--collection-mrad"), angles, strict=True
+        ):
+            if value is None or value <= 0:
+                raise ConfigError(f"{option}: --quantify needs a positive value, got {value}")
+    spectrum = read_spectrum(args.spectrum)
+    counts = on_channels(spectrum)
+    run = load_network_run(args.network, "eels", args.size)
+    section = {k: v for k, v in run.forward_model.items() if k not in ("technique", "parameters")}
+    technique = EELSTechnique(section)
+    probability = predict_spectra(run, counts[None], labels=technique.target_names)[
+        "probability"
+    ].values[0]
+    if args.threshold is not None:
+        threshold = args.threshold
+    else:
+        validation = Path(args.network) / "predictions" / f"n{run.size}" / "validation.nc"
+        threshold = (
+            resolve_threshold("balanced", read_dataset(validation)) if validation.is_file() else 0.5
+        )
+    names = technique.target_names
+    found = [names[k] for k in np.argsort(probability)[::-1] if probability[k] > threshold]
+    listed = ", ".join(f"{el} {probability[names.index(el)]:.2f}" for el in found)
+    print(
+        f"{args.spectrum}: {listed or 'no element'} above {threshold:g} "
+        f"(network {Path(args.network).name}, n={run.size})"
+    )
+    fractions = {}
+    in_range = elements_with_edges(found, counts, args.beam_kv or 200.0)
+    if args.quantify and set(found) - set(in_range):
+        print(
+            "not quantified (no edge in the recorded range): "
+            + ", ".join(el for el in found if el not in in_range)
+        )
+    if args.quantify and in_range:
+        result = quantify(
+            counts,
+            in_range,
+            beam_energy_kV=args.beam_kv,
+            convergence_mrad=args.convergence_mrad,
+            collection_mrad=args.collection_mrad,
+        )
+        fractions = dict(zip(in_range, result.concentrations, strict=True))
+        print(
+            "atomic fractions: "
+            + ", ".join(f"{el} {100 * x:.1f} %" for el, x in fractions.items())
+            + f" (reduced chi2 {result.chi2_reduced:.3g})"
+        )
+    if args.output:
+        from ...fileio import atomic_path
+
+        with atomic_path(args.output) as tmp, open(tmp, "w") as f:
+            f.write("element,probability,present,atomic_fraction\n")
+            for el, p in zip(names, probability, strict=True):
+                frac = fractions.get(el)
+                f.write(
+                    f"{el},{p:.5f},{int(p > threshold)},{'' if frac is None else f'{frac:.5f}'}\n"
+                )
+        print(f"{args.output}: {len(names)} elements written")
+    if args.plot:
+        _plot_identified(counts, found, probability, names, threshold, args.plot, args.spectrum)
+        print(f"{args.plot}: figure written")
+    return 0
+
+
+def _plot_identified(counts, found, probability, names, threshold, path, source) -> None:
+    """The spectrum on its channels with the onsets of the found elements' edge sets."""
+    from ...evaluation.figures import _pyplot, _save
+    from ...physics.eels.edges import dataset_edge_sets
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    inside = np.flatnonzero(counts > 0)
+    e = np.arange(counts.size)
+    ax.plot(e[inside[0] : inside[-1] + 1], counts[inside[0] : inside[-1] + 1], lw=0.9)
+    for s in dataset_edge_sets():
+        if s.symbol in found and inside[0] <= s.onset_eV <= inside[-1]:
+            ax.axvline(s.onset_eV, color="0.5", ls="--", lw=0.7)
+            ax.annotate(
+                f"{s.label} {probability[names.index(s.symbol)]:.2f}",
+                (s.onset_eV, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(2, -12),
+                textcoords="offset points",
+                fontsize=8,
+                rotation=90,
+                va="top",
+            )
+    ax.set_xlabel("energy loss (eV)")
+    ax.set_ylabel("counts per eV")
+    ax.set_title(f"{Path(source).name}: elements above {threshold:g}", fontsize=9)
+    _save(fig, [path])
 
 
 def plot_element_maps(image, maps, path, title: str) -> None:

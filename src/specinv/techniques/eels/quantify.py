@@ -119,6 +119,27 @@ def element_cross_sections(
     return x.numpy().T, onsets
 
 
+def elements_with_edges(
+    elements: Sequence[str], counts: np.ndarray, beam_energy_kV: float = 200.0
+) -> list[str]:
+    """Those of ``elements`` with a non-zero cross section in the recorded (non-zero) range
+    of ``counts`` [C] on 0 … C−1 eV: the ones :func:`quantify` can fit."""
+    counts = np.asarray(counts, dtype=float)
+    recorded = np.flatnonzero(counts > 0)
+    if recorded.size == 0:
+        return []
+    lo, hi = recorded[0], recorded[-1]
+    x, _ = element_cross_sections(
+        tuple(elements),
+        np.arange(counts.size, dtype=float),
+        beam_energy_kV,
+        10.0,
+        20.0,
+        visible_eV=(lo, hi),
+    )
+    return [el for i, el in enumerate(elements) if np.any(x[lo : hi + 1, i] > 0)]
+
+
 def quantify(
     counts: np.ndarray,
     elements: Sequence[str],
