@@ -341,21 +341,14 @@ def _plot_identified(counts, found, probability, names, threshold, path, source)
     inside = np.flatnonzero(counts > 0)
     e = np.arange(counts.size)
     ax.plot(e[inside[0] : inside[-1] + 1], counts[inside[0] : inside[-1] + 1], lw=0.9)
-    for s in dataset_edge_sets():
-        if s.symbol in found and inside[0] <= s.onset_eV <= inside[-1]:
-            ax.axvline(s.onset_eV, color="0.5", ls="--", lw=0.7)
-            ax.annotate(
-                f"{s.label} {probability[names.index(s.symbol)]:.2f}",
-                (s.onset_eV, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(2, -12),
-                textcoords="offset points",
-                fontsize=8,
-                rotation=90,
-                va="top",
-            )
-    ax.set_xlabel("energy loss (eV)")
-    ax.set_ylabel("counts per eV")
+    _mark_onsets(
+        ax,
+        {
+            s.onset_eV: f"{s.label} {probability[names.index(s.symbol)]:.2f}"
+            for s in dataset_edge_sets()
+            if s.symbol in found and inside[0] <= s.onset_eV <= inside[-1]
+        },
+    )
     ax.set_title(f"{Path(source).name}: elements above {threshold:g}", fontsize=9)
     _save(fig, [path])
 
@@ -407,6 +400,24 @@ def simulate_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mark_onsets(ax, labels: dict[float, str]) -> None:
+    """A dashed line and a label at every onset (eV -> label); the axes' labels."""
+    for onset, text in labels.items():
+        ax.axvline(onset, color="0.55", ls="--", lw=0.7)
+        ax.annotate(
+            text,
+            (onset, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -12),
+            textcoords="offset points",
+            fontsize=8,
+            rotation=90,
+            va="top",
+        )
+    ax.set_xlabel("energy loss (eV)")
+    ax.set_ylabel("counts per eV")
+
+
 def plot_eels_spectrum(technique, params, counts, path, experiment: Path) -> None:
     """The spectrum (log scale) over its range, each visible edge set marked at its onset."""
     from ...evaluation.figures import _pyplot, _save
@@ -420,21 +431,9 @@ def plot_eels_spectrum(technique, params, counts, path, experiment: Path) -> Non
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax.semilogy(energy[inside], np.maximum(counts[inside], 0.5), lw=0.9)
     visible = sim.visible_sets(params[None])[0]
-    for s, shown in zip(sim.sets, visible, strict=True):
-        if shown:
-            ax.axvline(s.onset_eV, color="0.6", ls="--", lw=0.7)
-            ax.annotate(
-                s.label,
-                (s.onset_eV, 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(2, -12),
-                textcoords="offset points",
-                fontsize=8,
-                rotation=90,
-                va="top",
-            )
-    ax.set_xlabel("energy loss (eV)")
-    ax.set_ylabel("counts per eV")
+    _mark_onsets(
+        ax, {s.onset_eV: s.label for s, shown in zip(sim.sets, visible, strict=True) if shown}
+    )
     ax.set_title(
         f"{experiment.stem}: {params[col['beam_energy_kV']]:g} kV, α = "
         f"{params[col['convergence_mrad']]:g} mrad, β = {params[col['collection_mrad']]:g} mrad, "
