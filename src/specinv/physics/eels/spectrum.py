@@ -194,6 +194,8 @@ class EELSSimulator:
             row, plain, onset = self._set_signal(p[b], s)
             amount = p[b, self.set_element[s]]
             total[b] += amount * row
+            # a property of the sample and the microscope, not of the detector range: the
+            # window may reach past the spectrum's end
             w = slice(int(onset + lo_eV), min(int(onset + hi_eV), self.settings.n_channels))
             ratio = amount * plain[w] * conversion[b, w] / background[b, w]
             jump[b] = max(jump[b], float(ratio.max(initial=0.0)))
