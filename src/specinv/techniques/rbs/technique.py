@@ -24,14 +24,14 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from ..cli import add_simulate_parser, check_output_arguments
-from ..config.errors import ConfigError
-from ..config.schema import load_schema
-from ..physics.rbs import RBSSimulator, Setup
-from ..physics.rbs.experiment import ExperimentError, sample_species, setup_from_dict
-from ..physics.rbs.simulator import default_device
-from .base import Axis, PartialSimulation, Technique
-from .priors import Prior, prior_box, sample_independent
+from ...cli import add_simulate_parser, check_output_arguments
+from ...config.errors import ConfigError
+from ...config.schema import load_schema
+from ...physics.rbs import RBSSimulator, Setup
+from ...physics.rbs.experiment import ExperimentError, sample_species, setup_from_dict
+from ...physics.rbs.simulator import default_device
+from ..base import Axis, PartialSimulation, Technique
+from ..priors import Prior, prior_box, sample_independent
 
 AREAL_DENSITY_UNIT = "1e15 atoms/cm2"
 
@@ -201,7 +201,7 @@ class RBSTechnique(Technique):
 
     @classmethod
     def experiment_loader(cls):
-        from ..physics.rbs import load_experiment
+        from ...physics.rbs import load_experiment
 
         return load_experiment
 
@@ -223,8 +223,8 @@ class RBSTechnique(Technique):
 def simulate_command(args: argparse.Namespace) -> int:
     """``specinv rbs simulate``: one experiment file -> CSV (and a figure).  Every option is
     checked before the simulation starts."""
-    from ..fileio import write_csv_columns
-    from ..physics.rbs import load_experiment, poisson_noise
+    from ...fileio import write_csv_columns
+    from ...physics.rbs import load_experiment, poisson_noise
 
     device = check_output_arguments(args)
     try:
@@ -250,7 +250,7 @@ def simulate_command(args: argparse.Namespace) -> int:
         f"(simulated in {elapsed:.2f} s on {sim.device})"
     )
     if args.plot:
-        from ..plotting import plot_spectrum
+        from ...plotting import plot_spectrum
 
         layers = " / ".join(
             " ".join(f"{n} {v:g}" for n, v in layer.areal_densities.items()) for layer in exp.layers
