@@ -49,16 +49,19 @@ def poisson_fisher_information(expected, jacobian, roi=None) -> np.ndarray:
     return np.einsum("...ij,...i,...ik->...jk", jac, inv, jac)
 
 
-def cramer_rao_std(fisher, rtol: float = 1e-12) -> np.ndarray:
-    """Cramér–Rao bound on the standard deviation of each parameter, sqrt(diag F⁻¹) [..., D].
+def fisher_covariance(fisher, rtol: float = 1e-12) -> np.ndarray:
+    """The inverse of the Fisher information [..., D, D]: the smallest covariance of any
+    unbiased estimator (and, at the fitted values, the covariance of a least-squares fit).
 
     A parameter with no information (F_jj = 0), or one that moves along a direction the
     spectrum does not see (an eigenvalue of the normalised information below ``rtol``
-    times the largest), gets ``inf``.
+    times the largest), gets ``inf`` on the diagonal and ``nan`` off it.
     """
     f = np.asarray(fisher, dtype=np.float64)
     if f.ndim < 2 or f.shape[-1] != f.shape[-2]:
         raise ValueError(f"fisher: expected square matrices [..., D, D], got {f.shape}")
+    if f.shape[-1] == 0:
+        return f.copy()
     diag = np.diagonal(f, axis1=-2, axis2=-1)
     seen = diag > 0
     scale = np.where(seen, 1.0 / np.sqrt(np.where(seen, diag, 1.0)), 0.0)
@@ -66,9 +69,21 @@ def cramer_rao_std(fisher, rtol: float = 1e-12) -> np.ndarray:
     mu, v = np.linalg.eigh(g)
     null = mu <= rtol * mu.max(axis=-1, keepdims=True)
     inv_mu = np.where(null, 0.0, 1.0 / np.where(null, 1.0, mu))
-    var = np.einsum("...jm,...m->...j", v * v, inv_mu) * scale**2
+    cov = np.einsum("...jm,...m,...km->...jk", v, inv_mu, v) * scale[..., :, None]
+    cov = cov * scale[..., None, :]
     loads_on_null = np.einsum("...jm,...m->...j", v * v, null.astype(np.float64)) > 1e-9
-    return np.where(seen & ~loads_on_null, np.sqrt(var), np.inf)
+    bad = ~seen | loads_on_null
+    cov = np.where(bad[..., :, None] | bad[..., None, :], np.nan, cov)
+    d = np.arange(f.shape[-1])
+    cov[..., d, d] = np.where(bad, np.inf, cov[..., d, d])
+    return cov
+
+
+def cramer_rao_std(fisher, rtol: float = 1e-12) -> np.ndarray:
+    """Cramér–Rao bound on the standard deviation of each parameter, sqrt(diag F⁻¹) [..., D]
+    (``inf`` where :func:`fisher_covariance` finds no information)."""
+    cov = fisher_covariance(fisher, rtol)
+    return np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1))
 
 
 def efficient_median_relative_error(relative_std) -> float:

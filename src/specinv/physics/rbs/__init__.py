@@ -9,14 +9,16 @@ from .experiment import (
     PhysicsOptions,
     Setup,
     experiment_from_dict,
+    experiment_to_dict,
     load_experiment,
 )
 from .noise import poisson_noise
-from .simulator import RBSSimulator
+from .simulator import Instrument, RBSSimulator
 
 __all__ = [
     "Detector",
     "Experiment",
+    "Instrument",
     "ExperimentError",
     "Layer",
     "Numerics",
@@ -24,6 +26,7 @@ __all__ = [
     "RBSSimulator",
     "Setup",
     "experiment_from_dict",
+    "experiment_to_dict",
     "load_experiment",
     "poisson_noise",
 ]

@@ -26,6 +26,9 @@ An experiment file (YAML or JSON) looks like::
       layers:                  # surface first; areal densities in 1e15 atoms/cm2 (TFU)
         - {W: 1000, D: 3000}
         - {W: 4000, D: 500}
+        # or a thickness and relative amounts, and a roughness (standard deviation of the
+        # thickness, Gamma distribution) in either form:
+        # - {thickness_tfu: 6500, composition: {Si: 1, O: 2}, roughness_tfu: 100}
 
 Every value is checked on construction; errors are :class:`ExperimentError` naming the
 file (when known), the key and what was expected.
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -398,36 +401,76 @@ class Setup:
 
 @dataclass(frozen=True)
 class Layer:
-    """One layer: areal density (TFU) per element or isotope, e.g. ``{"W": 1000, "D": 3000}``."""
+    """One layer: areal density (TFU) per element or isotope, e.g. ``{"W": 1000, "D": 3000}``,
+    and the standard deviation of its thickness (TFU; a Gamma distribution of the thickness,
+    as SIMNRA's and JaBS's roughness; 0: smooth)."""
 
     areal_densities: Mapping[str, float]
+    roughness_tfu: float = 0.0
 
     @property
     def thickness_tfu(self) -> float:
         return float(sum(self.areal_densities.values()))
 
 
+#: the keys of a layer given as thickness and composition instead of element amounts
+_LAYER_KEYS = ("thickness_tfu", "composition", "roughness_tfu")
+
+
 def validate_layers(
     layers: Sequence[Mapping[str, Any]], key: str = "sample.layers"
 ) -> tuple[Layer, ...]:
-    """Check a list of layers (element/isotope names, finite non-negative areal densities)."""
+    """Check a list of layers.
+
+    A layer is a mapping of element/isotope names to areal densities (1e15 at/cm², finite,
+    >= 0), e.g. ``{W: 1000, D: 3000}``, or a thickness and relative amounts, e.g.
+    ``{thickness_tfu: 6500, composition: {Si: 1, O: 2}}``; either form may add
+    ``roughness_tfu`` (standard deviation of the thickness, >= 0).
+    """
     if not isinstance(layers, Sequence) or isinstance(layers, (str, bytes)) or not layers:
         raise ExperimentError(f"{key}: expected a non-empty list of layers, got {layers!r}")
     out = []
     for i, layer in enumerate(layers):
         lkey = f"{key}[{i}]"
+        if isinstance(layer, Layer):
+            layer = {**layer.areal_densities, "roughness_tfu": layer.roughness_tfu}
         if not isinstance(layer, Mapping) or not layer:
             raise ExperimentError(
                 f"{lkey}: expected a mapping of element -> areal density (1e15 at/cm2), "
                 f"got {layer!r}"
             )
+        layer = dict(layer)
+        roughness = _number(
+            layer.pop("roughness_tfu", 0.0), f"{lkey}.roughness_tfu", nonnegative=True
+        )
+        if "composition" in layer or "thickness_tfu" in layer:
+            _check_keys(layer, _LAYER_KEYS, lkey)
+            thickness = _number(
+                _get(layer, "thickness_tfu", lkey), f"{lkey}.thickness_tfu", nonnegative=True
+            )
+            composition = _get(layer, "composition", lkey)
+            if not isinstance(composition, Mapping) or not composition:
+                raise ExperimentError(
+                    f"{lkey}.composition: expected a mapping of element -> relative amount, "
+                    f"got {composition!r}"
+                )
+            amounts = {
+                str(n): _number(v, f"{lkey}.composition.{n}", nonnegative=True)
+                for n, v in composition.items()
+            }
+            total = sum(amounts.values())
+            if total <= 0:
+                raise ExperimentError(
+                    f"{lkey}.composition: expected at least one amount > 0, got {composition!r}"
+                )
+            layer = {n: thickness * v / total for n, v in amounts.items()}
         clean = {}
         for name, value in layer.items():
             sample_species(str(name), f"{lkey}.{name}")
             clean[str(name)] = _number(
                 value, f"{lkey}.{name} (areal density, 1e15 at/cm2)", nonnegative=True
             )
-        out.append(Layer(clean))
+        out.append(Layer(clean, roughness))
     return tuple(out)
 
 
@@ -439,7 +482,7 @@ class Experiment:
     layers: tuple[Layer, ...]
 
     def __post_init__(self):
-        validate_layers([layer.areal_densities for layer in self.layers])
+        validate_layers(self.layers)
 
     @property
     def structure(self) -> tuple[tuple[str, ...], ...]:
@@ -456,7 +499,10 @@ class Experiment:
         if len(values) != len(names):
             raise ExperimentError(f"expected {len(names)} areal densities, got {len(values)}")
         it = iter(values)
-        layers = tuple(Layer({n: float(next(it)) for n in layer}) for layer in self.structure)
+        layers = tuple(
+            Layer({n: float(next(it)) for n in names}, layer.roughness_tfu)
+            for names, layer in zip(self.structure, self.layers, strict=True)
+        )
         return replace(self, layers=layers)
 
 
@@ -615,6 +661,56 @@ def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
     _check_keys(sample, ["layers"], "sample")
     layers = validate_layers(_get(sample, "layers", "sample"))
     return Experiment(setup=setup, layers=layers)
+
+
+def experiment_to_dict(experiment: Experiment, solid_angle_msr: float | None = None) -> dict:
+    """The nested mapping of an experiment file that :func:`experiment_from_dict` reads back
+    into ``experiment`` (the exit angle written out; the fluence as ``fluence`` with the
+    detector's solid angle when ``solid_angle_msr`` is given, else as
+    ``fluence_times_solid_angle_sr``)."""
+    s, det = experiment.setup, experiment.setup.detector
+    geometry = {
+        "type": s.geometry,
+        "incidence_deg": s.incidence_deg,
+        "scattering_deg": s.scattering_deg,
+        "exit_deg": s.exit_angle_deg,
+    }
+    if s.geometry == "general":
+        geometry["azimuth_deg"] = s.azimuth_deg
+    detector = {
+        "channels": det.channels,
+        "calibration": {
+            "offset_keV": det.offset_keV,
+            "gain_keV_per_channel": det.gain_keV_per_channel,
+            "quadratic_keV_per_channel2": det.quadratic_keV_per_channel2,
+        },
+        "resolution_fwhm_keV": det.resolution_fwhm_keV,
+    }
+    out: dict[str, Any] = {
+        "beam": {
+            "ion": s.ion,
+            "energy_keV": s.beam_energy_keV,
+            "energy_spread_fwhm_keV": s.beam_spread_fwhm_keV,
+        },
+        "geometry": geometry,
+        "detector": detector,
+    }
+    if solid_angle_msr:
+        detector["solid_angle_msr"] = solid_angle_msr
+        out["fluence"] = s.fluence_times_solid_angle_sr / (solid_angle_msr * 1e-3)
+    else:
+        out["fluence_times_solid_angle_sr"] = s.fluence_times_solid_angle_sr
+    out["energy_cutoff_keV"] = s.energy_cutoff_keV
+    out["physics"] = asdict(s.physics)
+    out["numerics"] = asdict(s.numerics)
+    layers = []
+    for layer in experiment.layers:
+        entry = {name: float(v) for name, v in layer.areal_densities.items()}
+        if layer.roughness_tfu:
+            entry["roughness_tfu"] = float(layer.roughness_tfu)
+        layers.append(entry)
+    out["sample"] = {"layers": layers}
+    return out
 
 
 def load_experiment(path: str | Path) -> Experiment:

@@ -68,7 +68,14 @@ from .constants import (
     MILLIBARN_CM2,
     TFU,
 )
-from .experiment import Experiment, ExperimentError, Setup, beam_ion, sample_species
+from .experiment import (
+    MAX_CHANNELS,
+    Experiment,
+    ExperimentError,
+    Setup,
+    beam_ion,
+    sample_species,
+)
 from .isotopes import Species
 from .kinematics import largest_scattering_angle
 from .reactions import Reaction, layer_reactions
@@ -260,17 +267,9 @@ class RBSSimulator:
         )
         self._newton_weights = torch.tensor([1.0, self.cos_in / self.cos_out], dtype=dt, device=dev)
 
-        # detector
-        det = s.detector
-        self._var_det = (det.resolution_fwhm_keV / FWHM_PER_SIGMA) ** 2
         self._var_beam = (s.beam_spread_fwhm_keV / FWHM_PER_SIGMA) ** 2
-        chi_cut = float(det.channel_coordinate(s.energy_cutoff_keV))
-        self._edge0 = min(0, int(math.floor(chi_cut)) - 1)
-        self._n_edges = det.channels + 1 - self._edge0
         # Q·Ω·(mb → cm²)·(TFU → atoms/cm²)
         self._yield_scale = s.fluence_times_solid_angle_sr * MILLIBARN_CM2 * TFU
-        upper = det.channel_energy(torch.arange(1, det.channels + 1, dtype=dt, device=dev))
-        self._above_cutoff = (upper > s.energy_cutoff_keV).to(dt)
 
     # ------------------------------------------------------------------ physics pieces
     def _cross_section(self, rutherford, screen_a, screen_b, energy: torch.Tensor):
@@ -317,7 +316,9 @@ class RBSSimulator:
             )
         return int(first_layer)
 
-    def simulate(self, areal_densities, first_layer: int = 0) -> torch.Tensor:
+    def simulate(
+        self, areal_densities, first_layer: int = 0, instrument: Instrument | None = None
+    ) -> torch.Tensor:
         """Expected (noise-free) counts per channel.
 
         Args:
@@ -330,6 +331,10 @@ class RBSSimulator:
                 ``simulate(y, first_layer=l)``, at a fraction of the cost
                 (:meth:`reaction_share`).  Partial spectra of different first layers add up
                 to the whole to rounding (~1e-15 relative), not bit for bit.
+            instrument: per-spectrum fluence, calibration and resolution instead of the
+                setup's (:class:`Instrument`); derivatives with respect to them flow like
+                those of the areal densities.  The depth nodes do not depend on them, so a
+                spectrum changes smoothly with them.
 
         Returns:
             [B, channels] (or [channels]) tensor of expected counts.
@@ -352,6 +357,7 @@ class RBSSimulator:
                     f"areal_densities[{b}, {d}] ({self.parameter_names[d]}): expected a finite "
                     f"number >= 0 (1e15 at/cm2), got {float(params[b, d])}"
                 )
+        calibration = self._calibration(instrument, params)
         # blocks of samples whose working set (tables of every layer, nodes of every
         # channel) fits in cache; the result does not depend on the blocking
         per_sample = n_reactions * 16 + self.n_layers * self._grid_size
@@ -360,19 +366,86 @@ class RBSSimulator:
             # nothing scatters back from these layers: zero counts, still a function of the
             # input (zero derivatives, so that backward and forward mode work as usual)
             out = params.new_zeros(params.shape[0], self.setup.detector.channels)
-            out = out + 0.0 * params[:, :1]
+            out = out + 0.0 * params[:, :1] * calibration.fluence_factor[:, None]
             return out[0] if single else out
         # without derivatives to track, inference mode saves a fifth of the time on small batches
-        tracked = params.requires_grad or forward_ad.unpack_dual(params).tangent is not None
+        tracked = any(
+            x.requires_grad or forward_ad.unpack_dual(x).tangent is not None
+            for x in (params, *calibration)
+        )
         with contextlib.nullcontext() if tracked else torch.inference_mode():
             parts = [
-                self._simulate(params[i : i + chunk], n_reactions)
+                self._simulate(params[i : i + chunk], n_reactions, calibration.rows(i, i + chunk))
                 for i in range(0, params.shape[0], chunk)
             ]
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
         return out[0] if single else out
 
-    def _simulate(self, params: torch.Tensor, n_reactions: int) -> torch.Tensor:
+    def _calibration(self, instrument: Instrument | None, params: torch.Tensor) -> _Calibration:
+        """The per-spectrum detector values of ``instrument`` (the setup's where None),
+        checked: finite, gains and resolutions > 0, fluences >= 0, and a channel grid from
+        the cut-off that stays within :data:`MAX_CHANNELS` edges."""
+        s, det = self.setup, self.setup.detector
+        instrument = instrument or Instrument()
+        defaults = (
+            s.fluence_times_solid_angle_sr,
+            det.offset_keV,
+            det.gain_keV_per_channel,
+            det.resolution_fwhm_keV,
+        )
+        batch = params.shape[0]
+        values = []
+        for name, value, default in zip(Instrument._fields, instrument, defaults, strict=True):
+            v = torch.as_tensor(
+                default if value is None else value, dtype=self.dtype, device=self.device
+            )
+            if v.dim() > 1 or (v.dim() == 1 and v.shape[0] not in (1, batch)):
+                raise ValueError(
+                    f"instrument.{name}: expected a number or a tensor [{batch}], got shape "
+                    f"{tuple(v.shape)}"
+                )
+            v = v.expand(batch)
+            ok, expected = _INSTRUMENT_RANGES[name]
+            with torch.no_grad():
+                bad = ~(torch.isfinite(v) & ok(v))
+                if bool(bad.any()):
+                    b = int(torch.nonzero(bad)[0, 0])
+                    raise ValueError(
+                        f"instrument.{name}[{b}]: expected a finite number {expected}, got "
+                        f"{float(v[b])}"
+                    )
+            values.append(v)
+        fluence, offset, gain, fwhm = values
+        var_det = (fwhm / FWHM_PER_SIGMA) ** 2
+        return _Calibration(offset, gain, var_det, fluence / s.fluence_times_solid_angle_sr)
+
+    def _channel_grid(self, calibration: _Calibration) -> tuple[int, int, torch.Tensor]:
+        """First edge (<= 0: the grid reaches down to the cut-off), number of edges, and
+        which channels lie above the cut-off [B, C], for the calibrations of a block."""
+        det, cut = self.setup.detector, self.setup.energy_cutoff_keV
+        q = det.quadratic_keV_per_channel2
+        with torch.no_grad():
+            de = cut - calibration.offset
+            if q == 0.0:
+                chi_cut = de / calibration.gain
+            else:
+                disc = (calibration.gain * calibration.gain + 4.0 * q * de).clamp_min(0.0)
+                chi_cut = 2.0 * de / (calibration.gain + disc.sqrt())
+            edge0 = min(0, int(math.floor(float(chi_cut.min()))) - 1)
+            n_edges = det.channels + 1 - edge0
+            if n_edges > MAX_CHANNELS:
+                raise ValueError(
+                    f"instrument: a calibration puts the cut-off at {cut:g} keV at channel "
+                    f"{float(chi_cut.min()):.4g}: {n_edges} channel edges, at most "
+                    f"{MAX_CHANNELS} are supported"
+                )
+            upper = torch.arange(1, det.channels + 1, dtype=self.dtype, device=self.device)
+            upper = calibration.offset[:, None] + upper * (calibration.gain[:, None] + q * upper)
+        return edge0, n_edges, (upper > cut).to(self.dtype)
+
+    def _simulate(
+        self, params: torch.Tensor, n_reactions: int, calibration: _Calibration
+    ) -> torch.Tensor:
         """Spectra [B, C] from the first ``n_reactions`` reactions, deepest first."""
         batch = params.shape[0]
         n_layers, size = self.n_layers, self._grid_size
@@ -448,25 +521,36 @@ class RBSSimulator:
             )
             counts = torch.where(same_run & inside[1:] & inside[:-1], counts, 0.0)
         return self._assemble(
-            batch, runs.sample.index_select(0, run_of), u_det, variance, density, counts, same_run
+            batch,
+            runs.sample.index_select(0, run_of),
+            u_det,
+            variance,
+            density,
+            counts,
+            same_run,
+            calibration,
         )
 
-    def _assemble(self, batch, sample, u_det, variance, density, counts, same_run):
+    def _assemble(self, batch, sample, u_det, variance, density, counts, same_run, calibration):
         """Channel spectrum [B, C] of the piecewise-linear densities of all runs.
 
         ``sample``, ``u_det``, ``variance`` and ``density`` are per node (ln keV, keV²,
         counts/keV); ``counts`` and ``same_run`` per pair of consecutive nodes (a piece when
-        both belong to one run).
+        both belong to one run); ``calibration`` the detector values of the B spectra.
         """
         det = self.setup.detector
-        chi = det.channel_coordinate(torch.exp(u_det))
-        if det.quadratic_keV_per_channel2 == 0.0:
-            dens_ch = density * det.gain_keV_per_channel  # counts/channel
-            var_ch = (variance + self._var_det) * (1.0 / det.gain_keV_per_channel**2)
+        q = det.quadratic_keV_per_channel2
+        offset, gain, var_det = (x.index_select(0, sample) for x in calibration[:3])
+        de = torch.exp(u_det) - offset
+        if q == 0.0:
+            chi = de / gain
+            local_gain = gain
         else:
-            local_gain = det.gain_keV_per_channel + 2.0 * det.quadratic_keV_per_channel2 * chi
-            dens_ch = density * local_gain
-            var_ch = (variance + self._var_det) / (local_gain * local_gain)  # channel²
+            # stable root of q χ² + g χ − ΔE = 0 on the increasing branch
+            chi = 2.0 * de / (gain + torch.sqrt((gain * gain + 4.0 * q * de).clamp_min(0.0)))
+            local_gain = gain + 2.0 * q * chi
+        dens_ch = density * local_gain  # counts/channel
+        var_ch = (variance + var_det) / (local_gain * local_gain)  # channel²
         width = chi[:-1] - chi[1:]  # >= 0 within a run
         ok = same_run & (width > 0)
         inv_w = ok.to(width.dtype) / torch.where(ok, width, 1.0)
@@ -477,23 +561,24 @@ class RBSSimulator:
         ends = torch.nn.functional.pad(torch.stack([mean - half, mean + half, slope]), (1, 1))
         jump = ends[0, :-1] - ends[1, 1:]
         kink = ends[2, :-1] - ends[2, 1:]
+        edge0, n_edges, above_cutoff = self._channel_grid(calibration)
         cum = smoothed_cumulative(
-            chi - self._edge0,
+            chi - edge0,
             jump,
             kink,
             var_ch,
             sample,
             batch,
-            self._n_edges,
+            n_edges,
             self.setup.numerics.gaussian_cutoff_sigmas,
         )
-        spectrum = torch.diff(cum, dim=1)[:, -self._edge0 : det.channels - self._edge0]
+        spectrum = torch.diff(cum, dim=1)[:, -edge0 : det.channels - edge0]
         # differences of the cumulative counts leave ±1e-10 rounding where there is nothing;
         # it is clamped to 0 in the values only: the derivatives pass unchanged (a clamp's
         # zero derivative there would drop, depending on the sign of the rounding, the
         # derivative of counts that appear as an element's amount grows from 0)
         clamped = spectrum + (spectrum.clamp(min=0.0) - spectrum).detach()
-        return clamped.to(self.dtype) * self._above_cutoff
+        return clamped.to(self.dtype) * above_cutoff * calibration.fluence_factor[:, None]
 
     def _layer_tops(self, tab: LayerTables, thickness):
         """At the top of every layer (and below the last one, [B, L+1]): ln(beam energy) and
@@ -691,6 +776,41 @@ class RBSSimulator:
         )
         u_x_bot = torch.where(full, u_x_full, u_need)
         return u_bot, torch.where(none, u_hi + lnk, u_x_bot), vals[:, 1, 0]
+
+
+class Instrument(NamedTuple):
+    """Values of the setup that may differ from spectrum to spectrum and that gradients
+    flow through (a fit's experiment parameters): each None (the setup's value), a number,
+    or a tensor [B].  The quadratic term of the calibration stays the setup's."""
+
+    #: fluence × solid angle (particles·sr); the counts are proportional to it
+    fluence_times_solid_angle_sr: torch.Tensor | float | None = None
+    #: energy calibration E(χ) = offset + gain·χ + quadratic·χ² (keV, keV/channel)
+    offset_keV: torch.Tensor | float | None = None
+    gain_keV_per_channel: torch.Tensor | float | None = None
+    #: detector resolution, FWHM (keV)
+    resolution_fwhm_keV: torch.Tensor | float | None = None
+
+
+#: per Instrument field: which values are allowed (besides being finite), in words
+_INSTRUMENT_RANGES = {
+    "fluence_times_solid_angle_sr": (lambda v: v >= 0, ">= 0"),
+    "offset_keV": (lambda v: torch.ones_like(v, dtype=torch.bool), "(keV)"),
+    "gain_keV_per_channel": (lambda v: v > 0, "> 0"),
+    "resolution_fwhm_keV": (lambda v: v > 0, "> 0"),
+}
+
+
+class _Calibration(NamedTuple):
+    """Per-spectrum detector values ([B] tensors) used to assemble the channel spectrum."""
+
+    offset: torch.Tensor
+    gain: torch.Tensor
+    var_det: torch.Tensor  # keV²
+    fluence_factor: torch.Tensor  # relative to the setup's fluence × solid angle
+
+    def rows(self, i: int, j: int) -> _Calibration:
+        return _Calibration(*(x[i:j] for x in self))
 
 
 class _Runs(NamedTuple):

@@ -32,6 +32,7 @@ from ...physics.rbs.experiment import ExperimentError, sample_species, setup_fro
 from ...physics.rbs.simulator import default_device
 from ..base import Axis, PartialSimulation, Technique
 from ..priors import Prior, prior_box, sample_independent
+from .cli import add_fit_parser
 
 AREAL_DENSITY_UNIT = "1e15 atoms/cm2"
 
@@ -218,6 +219,7 @@ class RBSTechnique(Technique):
             simulate_command,
         )
         sim.add_argument("--log", action="store_true", help="logarithmic counts axis in the plot")
+        add_fit_parser(subparsers)
 
 
 def simulate_command(args: argparse.Namespace) -> int:
@@ -225,6 +227,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     checked before the simulation starts."""
     from ...fileio import write_csv_columns
     from ...physics.rbs import load_experiment, poisson_noise
+    from .fitmodel import RBSFitModel
 
     device = check_output_arguments(args)
     try:
@@ -232,8 +235,9 @@ def simulate_command(args: argparse.Namespace) -> int:
     except ExperimentError as exc:
         raise ConfigError(str(exc)) from None
     t0 = time.perf_counter()
-    sim = RBSSimulator.from_experiment(exp, device=device)
-    expected = sim.simulate(exp.areal_densities)
+    # through the fit model: it averages the spectra of rough layers' thicknesses
+    model = RBSFitModel.from_experiment(exp, [], device=device or default_device())
+    expected = model.simulate(np.zeros((1, 0)))[0]
     elapsed = time.perf_counter() - t0
     det = exp.setup.detector
     channels = np.arange(det.channels)
@@ -247,7 +251,7 @@ def simulate_command(args: argparse.Namespace) -> int:
     write_csv_columns(args.output, columns, ["%d", "%.6f"] + ["%.10g"] * (len(columns) - 2))
     print(
         f"{args.output}: {det.channels} channels, {float(expected.sum()):.6g} counts "
-        f"(simulated in {elapsed:.2f} s on {sim.device})"
+        f"(simulated in {elapsed:.2f} s on {model.simulator.device})"
     )
     if args.plot:
         from ...plotting import plot_spectrum

@@ -1,0 +1,97 @@
+"""Per-spectrum fluence, calibration and resolution (:class:`Instrument`): the same spectra
+as a simulator built with those values, and derivatives that match finite differences."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from specinv.physics.rbs import Detector, Instrument, PhysicsOptions, RBSSimulator, Setup
+
+AMOUNTS = torch.tensor([30.0, 4000.0, 8000.0, 20000.0], dtype=torch.float64)
+
+
+def au_sio2_setup(**detector) -> Setup:
+    det = {"channels": 1200, "gain_keV_per_channel": 1.72, "resolution_fwhm_keV": 12.0}
+    det.update(detector)
+    return Setup(
+        ion="4He",
+        beam_energy_keV=2027.0,
+        scattering_deg=160.0,
+        detector=Detector(offset_keV=det.pop("offset_keV", 10.0), **det),
+        fluence_times_solid_angle_sr=1e11,
+        energy_cutoff_keV=150.0,
+        physics=PhysicsOptions(screening="andersen", straggling="bohr"),
+    )
+
+
+def simulator(setup: Setup) -> RBSSimulator:
+    # Au (one isotope) over SiO2 over Si: isotope merging does not depend on the resolution
+    return RBSSimulator(setup, [["Au"], ["O", "Si"], ["Si"]], device="cpu", dtype=torch.float64)
+
+
+def test_instrument_matches_a_simulator_built_with_those_values():
+    base = simulator(au_sio2_setup())
+    values = [(10.0, 1.72, 12.0, 1e11), (25.0, 1.70, 15.0, 2.5e11), (-5.0, 1.75, 9.0, 4e10)]
+    columns = zip(*[(q, o, g, r) for o, g, r, q in values], strict=True)
+    instrument = Instrument(*(torch.tensor(c, dtype=torch.float64) for c in columns))
+    batch = base.simulate(AMOUNTS.expand(len(values), -1), instrument=instrument)
+    for row, (offset, gain, fwhm, fluence) in enumerate(values):
+        setup = au_sio2_setup(
+            offset_keV=offset, gain_keV_per_channel=gain, resolution_fwhm_keV=fwhm
+        )
+        own = simulator(replace(setup, fluence_times_solid_angle_sr=fluence)).simulate(AMOUNTS)
+        assert float(own.sum()) > 1e4
+        torch.testing.assert_close(batch[row], own, rtol=1e-10, atol=1e-9 * float(own.max()))
+
+
+def test_default_instrument_is_the_setup():
+    sim = simulator(au_sio2_setup())
+    torch.testing.assert_close(
+        sim.simulate(AMOUNTS), sim.simulate(AMOUNTS, instrument=Instrument())
+    )
+
+
+def test_instrument_derivatives_match_finite_differences():
+    sim = simulator(au_sio2_setup())
+    x0 = torch.tensor([1e11, 10.0, 1.72, 12.0], dtype=torch.float64)
+
+    def run(x):
+        return sim.simulate(AMOUNTS[None], instrument=Instrument(*(v[None] for v in x)))[0]
+
+    jac = torch.autograd.functional.jacobian(run, x0, strategy="forward-mode", vectorize=True)
+    for d, rel_step in enumerate([1e-6, 1e-4, 1e-7, 1e-5]):
+        h = rel_step * float(x0[d])
+        up, down = x0.clone(), x0.clone()
+        up[d] += h
+        down[d] -= h
+        fd = (run(up) - run(down)) / (2 * h)
+        scale = float(fd.abs().max())
+        assert scale > 0, Instrument._fields[d]
+        err = float((jac[:, d] - fd).abs().max()) / scale
+        assert err < 1e-4, f"{Instrument._fields[d]}: max relative error {err:.2e}"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("gain_keV_per_channel", 0.0, "> 0"),
+        ("resolution_fwhm_keV", -1.0, "> 0"),
+        ("fluence_times_solid_angle_sr", float("nan"), ">= 0"),
+        ("offset_keV", float("inf"), "finite"),  # any finite offset
+    ],
+)
+def test_bad_instrument_values_are_named(field, value, expected):
+    sim = simulator(au_sio2_setup())
+    with pytest.raises(ValueError, match=rf"instrument\.{field}\[0\].*{expected}"):
+        sim.simulate(AMOUNTS, instrument=Instrument(**{field: value}))
+
+
+def test_instrument_of_wrong_length_is_refused():
+    sim = simulator(au_sio2_setup())
+    with pytest.raises(
+        ValueError, match=r"instrument\.offset_keV: expected a number or a tensor \[2\]"
+    ):
+        sim.simulate(AMOUNTS.expand(2, -1), instrument=Instrument(offset_keV=torch.zeros(3)))
