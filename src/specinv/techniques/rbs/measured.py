@@ -10,8 +10,11 @@ Formats (:func:`read_spectrum` decides from the content, not the file name):
   spread, fluence or charge), geometry (type, incidence, scattering and exit angle), solid
   angle, energy calibration, detector resolution, the data (``<simpledata>`` x and y) and
   the sample's layers (thickness, roughness, elements or compounds with concentrations).
-  An ``.xnra`` without measured counts gives SIMNRA's simulated spectrum
-  (``simulated=True``).  DTDs with entities and external references are refused (the file
+  A layer element may be a compound (``SiO2``, ``Co50Pt50``, ``Si 1 O 2``): its
+  concentration is the fraction of the layer's atoms that belong to it, normalised over
+  the layer (so percentages work), and its atoms divide among its elements as in the
+  formula (:func:`layer_areal_densities`).  An ``.xnra`` without measured counts gives
+  SIMNRA's simulated spectrum (``simulated=True``).  DTDs with entities and external references are refused (the file
   is parsed with :mod:`defusedxml`).
 * **Columns of numbers**: two columns (channel or energy in keV, counts), one column (counts
   of channels 0, 1, ...), or the CSV that ``specinv rbs simulate`` writes (header
@@ -494,10 +497,11 @@ def _decode_text(path: Path, raw: bytes) -> str:
     """UTF-8 text (Latin-1 accepted for instrument headers); binary data is refused."""
     if b"\x00" in raw:
         offset = raw.index(b"\x00")
+        utf16 = " (UTF-16 text? save it as UTF-8)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
         raise _error(
             path,
-            f"binary data (a NUL byte at offset {offset}); expected a text file of numbers or "
-            "IDF XML",
+            f"binary data (a NUL byte at offset {offset}){utf16}; expected a text file of "
+            "numbers or IDF XML",
         )
     try:
         text = raw.decode("utf-8-sig")
