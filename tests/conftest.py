@@ -39,6 +39,18 @@ def reference_dir() -> Path:
     return shared / "reference"
 
 
+def real_dir() -> Path:
+    """shared/real (measured spectra from other projects); skips the calling test (fails
+    with SPECINV_REQUIRE_SHARED=1) when it is not there."""
+    shared = shared_dir()
+    if shared is None or not (shared / "real").is_dir():
+        message = "shared/real not found: set SPECINV_SHARED to the shared folder"
+        if os.environ.get("SPECINV_REQUIRE_SHARED") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return shared / "real"
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(1234)
