@@ -56,8 +56,8 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="LOW:HIGH",
-        help="channels fitted, both ends included (repeatable; default: every channel above "
-        "the energy cut-off up to the last with counts)",
+        help="channels fitted, both ends included (repeatable; default: from two resolution "
+        "widths above the energy cut-off to the last channel with counts)",
     )
     parser.add_argument(
         "--tilt",
@@ -65,6 +65,11 @@ def add_fit_parser(subparsers: argparse._SubParsersAction) -> None:
         default="towards",
         help="IBM geometry without a stated exit angle: sample tilted towards the detector "
         "(beta = 180 - theta - alpha, the default) or away from it (180 - theta + alpha)",
+    )
+    parser.add_argument(
+        "--exit-deg",
+        type=float,
+        help="exit angle beta (degrees from the surface normal), overriding the file's and --tilt",
     )
     parser.add_argument(
         "--relative",
@@ -112,9 +117,12 @@ def default_free(n_layers: int) -> list[str]:
     return ["fluence"] + [f"layer{i}.thickness" for i in range(1, max(n_layers, 2))]
 
 
-def default_roi(counts: np.ndarray, energy_keV: np.ndarray, cutoff_keV: float) -> np.ndarray:
-    """Every channel whose lower energy is above the cut-off, up to the last with counts."""
-    mask = energy_keV > cutoff_keV
+def default_roi(
+    counts: np.ndarray, energy_keV: np.ndarray, cutoff_keV: float, resolution_fwhm_keV: float
+) -> np.ndarray:
+    """Every channel from two resolution widths above the energy cut-off (where the
+    simulated spectrum no longer feels the cut-off) up to the last channel with counts."""
+    mask = energy_keV > cutoff_keV + 2.0 * resolution_fwhm_keV
     counted = np.nonzero(counts > 0)[0]
     if counted.size:
         mask[counted[-1] + 1 :] = False
@@ -137,6 +145,9 @@ def fit_command(args: argparse.Namespace) -> int:
             if args.experiment
             else None
         )
+        if args.exit_deg is not None:
+            overrides = {**(overrides or {})}
+            overrides["geometry"] = {**overrides.get("geometry", {}), "exit_deg": args.exit_deg}
         mapping = experiment_mapping(measured, overrides=overrides, tilt=args.tilt)
         experiment = experiment_from_dict(mapping)
     except (MeasuredFileError, ExperimentError) as exc:
@@ -148,7 +159,9 @@ def fit_command(args: argparse.Namespace) -> int:
     energy = det.channel_energy(np.arange(n_file, dtype=float))
     roi = parse_roi(args.roi, n_file)
     if roi is None:
-        roi = default_roi(counts, energy, experiment.setup.energy_cutoff_keV)
+        roi = default_roi(
+            counts, energy, experiment.setup.energy_cutoff_keV, det.resolution_fwhm_keV
+        )
     # the spectrum is simulated up to the last channel fitted
     n_model = int(np.nonzero(roi)[0][-1]) + 1
     setup = replace(experiment.setup, detector=replace(det, channels=n_model))
@@ -157,7 +170,10 @@ def fit_command(args: argparse.Namespace) -> int:
     )
     solid_angle_msr = mapping.get("detector", {}).get("solid_angle_msr")
     options = {} if args.roughness_points is None else {"roughness_points": args.roughness_points}
+    relative = args.relative or measured.relative
     try:
+        if "fluence" in free:
+            setup = _fluence_scaled_to(counts[:n_model], roi[:n_model], experiment, setup)
         model = RBSFitModel.from_experiment(
             replace(experiment, setup=setup),
             free,
@@ -166,7 +182,6 @@ def fit_command(args: argparse.Namespace) -> int:
         )
     except (FitModelError, ExperimentError) as exc:
         raise ConfigError(str(exc)) from None
-    relative = args.relative or measured.relative
     out = args.output or args.spectrum.with_name(args.spectrum.name.replace(".", "_") + "_fit")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"-o/--output: {str(out)!r} is a file; expected a folder")
@@ -208,6 +223,21 @@ def fit_command(args: argparse.Namespace) -> int:
     _plot_fit(out / "fit.png", fitted_energy[:n_model], counts[:n_model], fit, args)
     print(f"{out}: experiment.yaml, result.json, spectrum.csv, fit.png written")
     return 0
+
+
+def _fluence_scaled_to(counts, roi, experiment, setup):
+    """``setup`` with its fluence scaled so that the start's spectrum has the size of the
+    measured one on the region of interest (least squares of one factor): a start for the
+    fluence whatever the file states (relative counts, a charge without a fluence)."""
+    from .fitmodel import RBSFitModel
+
+    start = replace(experiment, setup=setup)
+    spectrum = RBSFitModel.from_experiment(start, []).simulate(np.zeros((1, 0)))[0].numpy()
+    s, x = spectrum[roi], counts[roi]
+    scale = float(x @ s) / float(s @ s) if float(s @ s) > 0 else 0.0
+    if not np.isfinite(scale) or scale <= 0:
+        return setup
+    return replace(setup, fluence_times_solid_angle_sr=setup.fluence_times_solid_angle_sr * scale)
 
 
 def _result_document(args, fit, measured) -> dict:

@@ -14,8 +14,8 @@ Formats (:func:`read_spectrum` decides from the content, not the file name):
   concentration is the fraction of the layer's atoms that belong to it, normalised over
   the layer (so percentages work), and its atoms divide among its elements as in the
   formula (:func:`layer_areal_densities`).  An ``.xnra`` without measured counts gives
-  SIMNRA's simulated spectrum (``simulated=True``).  DTDs with entities and external references are refused (the file
-  is parsed with :mod:`defusedxml`).
+  SIMNRA's simulated spectrum (``simulated=True``).  DTDs with entities and external
+  references are refused (the file is parsed with :mod:`defusedxml`).
 * **Columns of numbers**: two columns (channel or energy in keV, counts), one column (counts
   of channels 0, 1, ...), or the CSV that ``specinv rbs simulate`` writes (header
   ``channel,energy_keV,counts[,expected_counts]``).  Numbers are separated by white space, a
@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from ...physics.rbs.constants import FWHM_PER_SIGMA
 from ...physics.rbs.experiment import ExperimentError, beam_ion, experiment_from_dict
 from ...physics.rbs.isotopes import UnknownSpeciesError, species
 
@@ -64,8 +65,6 @@ IDF_NAMESPACE = "http://idf.schemas.itn.pt"
 SIMNRA_NAMESPACE = "http://www.simnra.com/simnra"
 #: Elementary charge (C), to turn a collected charge into a number of particles.
 ELEMENTARY_CHARGE_C = 1.602176634e-19
-#: FWHM of a Gaussian over its σ.
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
 class MeasuredFileError(ValueError):
@@ -1310,8 +1309,15 @@ def _idf_roughness(r: _Idf, layer, where: str) -> tuple[float | None, str | None
         return None, None
     distribution = r.text(r.find(layer, "roughness", "distribution", ns=SIMNRA_NAMESPACE))
     if distribution is None or distribution.lower() == "none":
-        r.notes.append(f"{where}: roughness {fwhm:g} TFU FWHM without a distribution")
+        r.notes.append(
+            f"{where}: roughness {fwhm:g} TFU FWHM without a distribution (taken as Gamma)"
+        )
         distribution = None
+    elif distribution.lower() != "gamma":
+        r.notes.append(
+            f"{where}: roughness distribution {distribution!r} is not modelled (Gamma is); "
+            "the layer is simulated smooth"
+        )
     return fwhm, distribution
 
 
@@ -1437,8 +1443,19 @@ def _stated_mapping(spectrum: MeasuredSpectrum) -> dict[str, Any]:
     if spectrum.fluence is not None:
         mapping["fluence"] = spectrum.fluence
     if spectrum.layers:
-        mapping["sample"] = {"layers": [dict(layer) for layer in spectrum.layer_areal_densities]}
+        mapping["sample"] = {"layers": [_layer_mapping(layer) for layer in spectrum.layers]}
     return mapping
+
+
+def _layer_mapping(layer: SampleLayer) -> dict[str, float]:
+    """A layer of an experiment: its areal densities and, for a Gamma-distributed (or
+    unnamed) roughness, ``roughness_tfu``, the standard deviation FWHM / 2.3548 (SIMNRA
+    states the FWHM of its Gamma thickness distribution; :mod:`.fitmodel` takes σ)."""
+    out = dict(layer.areal_densities)
+    dist = (layer.roughness_distribution or "gamma").lower()
+    if layer.roughness_fwhm_tfu and dist == "gamma":
+        out["roughness_tfu"] = layer.roughness_fwhm_tfu / FWHM_PER_SIGMA
+    return out
 
 
 def _deep_merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -1548,7 +1565,9 @@ def experiment_mapping(
       the beam energy and the energy of the first channel read;
     * ``fluence`` is dropped when the overrides give ``fluence_times_solid_angle_sr``.
 
-    Layer roughness is not part of the experiment (the simulator has none).
+    A layer's roughness becomes ``roughness_tfu`` (σ = FWHM / 2.3548) when its distribution
+    is Gamma or unnamed; other distributions (SIMNRA's from a file) are left out, with a note
+    of the reader.
 
     Raises:
         MeasuredFileError: naming the file and every key that neither the file nor the
