@@ -34,7 +34,12 @@ class NetworkRun:
 
     @property
     def parameter_names(self) -> list[str]:
-        return list(self.forward_model["parameters"])
+        """The estimated parameters: as the forward model lists them, else (a technique
+        whose description does not) the test split's ``param`` coordinate."""
+        if "parameters" in self.forward_model:
+            return list(self.forward_model["parameters"])
+        with xr.open_dataset(self.test_path, engine="h5netcdf") as ds:
+            return [str(p) for p in ds["param"].values]
 
 
 def load_network_run(results: str | Path, technique: str, size: int | None = None) -> NetworkRun:

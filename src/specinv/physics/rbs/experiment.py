@@ -663,6 +663,16 @@ def experiment_from_dict(data: Mapping[str, Any]) -> Experiment:
     return Experiment(setup=setup, layers=layers)
 
 
+def setup_from_fields(fields: Mapping[str, Any]) -> Setup:
+    """A :class:`Setup` from its fields as :func:`dataclasses.asdict` gives them (e.g. the
+    setup a dataset's attributes record); every value is checked as on construction."""
+    f = dict(fields)
+    f["detector"] = Detector(**f["detector"])
+    f["physics"] = PhysicsOptions(**f.get("physics", {}))
+    f["numerics"] = Numerics(**f.get("numerics", {}))
+    return Setup(**f)
+
+
 def experiment_to_dict(experiment: Experiment, solid_angle_msr: float | None = None) -> dict:
     """The nested mapping of an experiment file that :func:`experiment_from_dict` reads back
     into ``experiment`` (the exit angle written out; the fluence as ``fluence`` with the
