@@ -491,7 +491,10 @@ def _plot_analysis(out: Path, model, analysis, n_figures: int) -> None:
         if n:
             ax.hist(t[final].values[:, j], bins=40, color="C2")
         ax.set_xlabel(f"{name} (1e15 at/cm²)")
-    fig.suptitle(f"{t.attrs['model']} (n = {t.attrs['training_size']}): {'refined' if final == 'refined' else 'network'} estimates", fontsize=9)
+    which = "refined" if final == "refined" else "network"
+    fig.suptitle(
+        f"{t.attrs['model']} (n = {t.attrs['training_size']}): {which} estimates", fontsize=9
+    )
     with atomic_path(out / "summary.png") as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
