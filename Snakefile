@@ -25,6 +25,7 @@ include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/fit.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/measured.smk"
 
 
 rule all:

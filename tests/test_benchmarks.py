@@ -103,3 +103,18 @@ def test_eels_throughput_runs(monkeypatch, capsys):
     bench.main()
     out = capsys.readouterr().out
     assert "simulation:" in out and "| vit annys2023 | 1.9 M |" in out
+
+
+def test_rbs_measured_fit_runs_specinv_on_the_jabs_example():
+    """The specinv half of benchmarks/rbs_measured_fit.py (JaBS itself is not installed
+    here): the command fits the example to JaBS's reduced χ² or better."""
+    import pytest
+
+    from conftest import shared_dir
+
+    shared = shared_dir()
+    if shared is None or not (shared / "real" / "jabs_example").is_dir():
+        pytest.skip("shared/real/jabs_example not found: set SPECINV_SHARED")
+    bench = _load("rbs_measured_fit")
+    result = bench.run_specinv(shared / "real" / "jabs_example")
+    assert result["reduced_chi2"] < 1.339 and result["fit_s"] > 0

@@ -137,3 +137,60 @@ def test_jabs_example_measured_spectrum():
     # cells' probabilities are rescaled to conserve the mean thickness), so its spectra are
     # 1.9 % higher than the distribution's average and its fluence 1.9 % lower
     assert value["fluence"] / 2.06834e13 == pytest.approx(1.0191, abs=0.006)
+
+
+def test_fit_command_on_simnras_file_and_its_fitted_experiment(tmp_path):
+    """``specinv rbs fit`` from an .xnra alone (setup, sample and roughness from the file):
+    SIMNRA's spectrum with the file's roughness; the fitted experiment.yaml simulated
+    again by ``specinv rbs simulate`` gives the fitted spectrum."""
+    import json
+
+    import pandas as pd
+
+    from specinv.cli import main
+
+    shared = shared_dir()
+    if shared is None or not (shared / "real" / "simnra_xnra").is_dir():
+        pytest.skip("shared/real/simnra_xnra not found: set SPECINV_SHARED")
+    out = tmp_path / "fit"
+    xnra = shared / "real" / "simnra_xnra" / "rbs_rough.xnra"
+    assert (
+        main(["rbs", "fit", str(xnra), "--fit", "fluence", "--roi", "200:1004", "-o", str(out)])
+        == 0
+    )
+    result = json.loads((out / "result.json").read_text())
+    # SIMNRA adds geometric straggling (beam spot, detector aperture) and Yang straggling,
+    # which specinv does not model (README); without the roughness: 11.0
+    assert result["reduced_chi2"] < 10.5
+    assert result["parameters"]["fluence"]["value"] == pytest.approx(1.2732e14, rel=0.02)
+    spectrum = pd.read_csv(out / "spectrum.csv")
+    assert (
+        main(["rbs", "simulate", str(out / "experiment.yaml"), "-o", str(tmp_path / "s.csv")]) == 0
+    )
+    again = pd.read_csv(tmp_path / "s.csv")
+    roi = spectrum.in_roi.values.astype(bool)
+    chi2 = ((again.counts.values - spectrum.fitted.values) ** 2 / (spectrum.fitted.values + 1))[roi]
+    assert chi2.sum() < 0.05
+    assert (out / "fit.png").stat().st_size > 20_000
+
+
+def test_fit_command_refuses_bad_options_before_fitting(tmp_path, capsys):
+    from specinv.cli import main
+
+    spectrum = tmp_path / "s.txt"
+    spectrum.write_text("\n".join(f"{i} {max(0, 100 - i)}" for i in range(200)))
+    experiment = tmp_path / "e.yaml"
+    experiment.write_text(
+        "beam: {ion: 4He, energy_keV: 2000}\ngeometry: {incidence_deg: 0, scattering_deg: 165}\n"
+        "detector: {channels: 200, calibration: {gain_keV_per_channel: 10}, "
+        "resolution_fwhm_keV: 15, solid_angle_msr: 5}\nfluence: 1.0e+13\n"
+        "energy_cutoff_keV: 200\nsample: {layers: [{Si: 1000}]}\n"
+    )
+    base = ["rbs", "fit", str(spectrum), "--experiment", str(experiment), "-o", str(tmp_path / "o")]
+    assert main([*base, "--roi", "150:100"]) == 2
+    assert "--roi '150:100': expected LOW:HIGH" in capsys.readouterr().err
+    assert main([*base, "--fit", "layer2.thickness"]) == 2
+    assert "free parameter 'layer2.thickness'" in capsys.readouterr().err
+    assert main([*base[:3], "-o", str(tmp_path / "o")]) == 2
+    assert "no detector calibration" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

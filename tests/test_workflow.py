@@ -374,3 +374,170 @@ def test_bad_config_fails_before_any_job(tmp_path, change, message):
     assert r.returncode != 0
     assert message in r.stderr, r.stderr[-2000:]
     assert not (wd / "results").exists()
+
+
+def _spectrum_csv(path: Path, counts, offset=0.0, gain=2.637) -> Path:
+    channel = np.arange(len(counts))
+    rows = [f"{c},{offset + gain * c:.6f},{n}" for c, n in zip(channel, counts, strict=True)]
+    path.write_text("channel,energy_keV,counts\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_analyze_measured_files_with_the_trained_run(tiny_run, tmp_path):
+    """Issue 18: ``specinv rbs analyze`` on the run's own test spectra (as files) gives the
+    workflow's network estimates and χ²; broken files are reported one line each while the
+    others are analysed; an earlier analysis is not replaced without --overwrite."""
+    import pandas as pd
+    import xarray as xr
+
+    res = tiny_run / "results/tiny"
+    test = xr.open_dataset(res / "data/test.nc", engine="h5netcdf")
+    counts = test["counts"].values
+    folder = tmp_path / "spectra"
+    folder.mkdir()
+    for i, c in enumerate(counts):
+        _spectrum_csv(folder / f"s{i:02d}.csv", c)
+    # the first spectrum again on a calibration 1 % coarser (re-binned onto the run's)
+    coarse = np.arange(counts.shape[1]) * 2.637 * 1.01
+    edges = 2.637 * np.arange(counts.shape[1] + 1)
+    rebinned = np.diff(
+        np.interp(
+            np.append(coarse, coarse[-1] + 2.637 * 1.01),
+            edges,
+            np.concatenate([[0], np.cumsum(counts[0])]),
+        )
+    )
+    _spectrum_csv(folder / "t_coarse.csv", np.round(rebinned).astype(int), gain=2.637 * 1.01)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "nan.csv").write_text("channel,energy_keV,counts\n0,0,1\n1,2.637,nan\n")
+    (bad / "negative.txt").write_text("0 5\n1 -3\n2 4\n")
+    (bad / "truncated.xml").write_text('<?xml version="1.0"?><idf xmlns="http://idf.sch')
+    lol = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 9))
+    (bad / "bomb.xml").write_text(
+        f'<?xml version="1.0"?><!DOCTYPE idf [<!ENTITY l0 "x">{lol}]><idf>&l8;</idf>'
+    )
+    (bad / "wrong_ion.xml").write_text(
+        '<?xml version="1.0"?><idf xmlns="http://idf.schemas.itn.pt"><sample><spectra>'
+        "<spectrum><beam><beamparticle>1H</beamparticle></beam><calibrations>"
+        "<energycalibrations><energycalibration><calibrationmode>energy</calibrationmode>"
+        '<calibrationparameters><calibrationparameter units="keV">0</calibrationparameter>'
+        '<calibrationparameter units="keV/channel">2.637</calibrationparameter>'
+        "</calibrationparameters></energycalibration></energycalibrations></calibrations>"
+        "<data><simpledata><x>"
+        + " ".join(map(str, range(1100)))
+        + "</x><y>"
+        + " ".join(map(str, counts[0]))
+        + "</y></simpledata></data></spectrum></spectra>"
+        "</sample></idf>"
+    )
+    (bad / "no_calibration.txt").write_text("\n".join(f"{i} {n}" for i, n in enumerate(counts[0])))
+    _spectrum_csv(bad / "short.csv", counts[0][:512])
+    (bad / "empty.txt").write_text("")
+    (bad / "garbage.dat").write_bytes(bytes(range(256)) * 8)
+    out = tmp_path / "analysis"
+    cli = [
+        sys.executable,
+        "-m",
+        "specinv.cli",
+        "rbs",
+        "analyze",
+        str(res),
+        str(folder),
+        str(bad),
+        "-o",
+        str(out),
+        "--figures",
+        "2",
+        "--size",
+        "60",
+    ]
+    r = subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out / "analysis.csv")
+    failed = table[table.status == "failed"].set_index(
+        table.file[table.status == "failed"].map(lambda p: Path(p).name)
+    )
+    expected_reasons = {
+        "nan.csv": "nan",
+        "negative.txt": "count -3",
+        "truncated.xml": "XML",
+        "bomb.xml": "entit",
+        "wrong_ion.xml": "the model was trained for 3He",
+        "no_calibration.txt": "no energy calibration",
+        "short.csv": "the model needs channels",
+        "empty.txt": "empty",
+        "garbage.dat": "",
+    }
+    assert set(failed.index) == set(expected_reasons)
+    for name, fragment in expected_reasons.items():
+        reason = failed.loc[name, "reason"]
+        assert reason.startswith(str(bad / name)) and "\n" not in reason
+        assert fragment.lower() in reason.lower(), reason
+        assert f"skipped: {reason}" in r.stderr
+    done = table[table.status == "analysed"].reset_index(drop=True)
+    assert len(done) == len(counts) + 1
+    # the workflow's own network estimates and χ² of the same spectra
+    predictions = xr.open_dataset(res / "predictions/n60/test.nc", engine="h5netcdf")
+    fits = xr.open_dataset(res / "fits/mdn_n60.nc", engine="h5netcdf")
+    names = [str(p) for p in predictions["param"].values]
+    mine = done[[f"estimate:{n}" for n in names]].values[: len(counts)]
+    np.testing.assert_allclose(mine, predictions["mean"].values, rtol=1e-9)
+    np.testing.assert_allclose(done["chi2"].values[: len(counts)], fits["chi2"].values, rtol=1e-9)
+    assert done["dof"].iloc[0] == fits.attrs["dof"]
+    # the re-binned copy of spectrum 0 gets nearly its estimate
+    coarse_row = done[done.file.str.endswith("t_coarse.csv")]
+    assert len(coarse_row) == 1
+    np.testing.assert_allclose(
+        coarse_row[[f"estimate:{n}" for n in names]].values[0], mine[0], rtol=0.1
+    )
+    assert (out / "summary.png").stat().st_size > 10_000
+    assert len(list((out / "figures").glob("*.png"))) == 2
+    with xr.open_dataset(out / "analysis.nc", engine="h5netcdf") as ds:
+        assert ds.sizes["spectrum"] == len(counts) + 1
+    # an earlier analysis is kept unless --overwrite
+    before = md5(out / "analysis.csv")
+    r = subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "already holds analysis.csv" in r.stderr
+    assert md5(out / "analysis.csv") == before
+
+
+def test_measured_section_analyses_a_folder_and_reruns_only_that(tiny_run, tmp_path):
+    """``measured`` in the configuration: one job analyses the files with the run's
+    networks; nothing else reruns, and a changed file reruns the analysis."""
+    import pandas as pd
+    import xarray as xr
+
+    wd = tmp_path / "run"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    test = xr.open_dataset(wd / "results/tiny/data/test.nc", engine="h5netcdf")
+    (wd / "map").mkdir()
+    for i, c in enumerate(test["counts"].values[:5]):
+        _spectrum_csv(wd / "map" / f"p{i}.csv", c)
+    (wd / "map" / "broken.csv").write_text("channel,energy_keV,counts\n0,0,2\n1,2.637,-1\n")
+    config = yaml.safe_load((wd / "tiny.yaml").read_text())
+    config["measured"] = {"spectra": "map/*.csv", "refine": True, "figures": 1}
+    (wd / "measured.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake("--configfile", "measured.yaml", "-n", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    jobs = [x.split()[0] for x in r.stdout.splitlines() if x.split()[-1:] == ["1"]]
+    assert set(jobs) - {"all", "total"} == {"analyze_measured"}, r.stdout
+    r = snakemake("--configfile", "measured.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(wd / "results/tiny/measured/analysis.csv")
+    assert (table.status == "analysed").sum() == 5
+    assert table[table.status == "failed"].reason.str.contains("count -1").all()
+    assert "refined_accepted" in table
+    (wd / "map" / "p0.csv").touch()
+    r = snakemake("--configfile", "measured.yaml", "-n", cwd=wd)
+    assert "analyze_measured" in r.stdout and "train_network" not in r.stdout
+
+
+def test_measured_pattern_without_files_fails_before_any_job(tmp_path):
+    wd = workdir(tmp_path)
+    config = yaml.safe_load((wd / "tiny.yaml").read_text())
+    config["measured"] = {"spectra": "nothing/*.xml"}
+    (wd / "m.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake("--configfile", "m.yaml", "-n", cwd=wd)
+    assert r.returncode != 0
+    assert "measured.spectra: 'nothing/*.xml' matches no file" in r.stderr

@@ -121,6 +121,22 @@ class WorkflowPlan:
         return f"results/{self.name}"
 
     @property
+    def measured(self) -> dict[str, Any] | None:
+        """The ``measured`` section (spectra analysed with this run's networks) or None;
+        ``size`` filled in (evaluation.model_size when null)."""
+        section = self.config.get("measured")
+        if section is None:
+            return None
+        return {**section, "size": section.get("size") or self.model_size}
+
+    @property
+    def measured_outputs(self) -> list[str]:
+        if self.measured is None:
+            return []
+        folder = f"{self.results}/measured"
+        return [f"{folder}/analysis.csv", f"{folder}/analysis.nc", f"{folder}/summary.png"]
+
+    @property
     def kind(self) -> str:
         return self.model["kind"]
 
@@ -229,6 +245,8 @@ class WorkflowPlan:
         }
         for method, keys in FIT_KEYS.items():
             out[method_name(method, self.kind)] = {k: fitting[k] for k in keys}
+        if self.measured is not None:
+            out["measured"] = self.measured
         return {k: canonical(v) for k, v in out.items()}
 
 
@@ -297,6 +315,7 @@ def workflow_plan(
     _check_input_bins(technique.n_channels, preprocessing, config["preprocessing"])
     if config["example"]["experiment"] is not None:
         cls.check_example(config["example"]["experiment"])
+    _check_measured(config.get("measured"), cls, sizes, model_size)
     plan = WorkflowPlan(
         config=config,
         dataset=dataset,
@@ -314,6 +333,35 @@ def workflow_plan(
     if check_devices:
         plan.check_devices()
     return plan
+
+
+def _check_measured(section, cls, sizes: Sequence[int], model_size: int) -> None:
+    """ConfigError if ``measured`` asks for what the run cannot do: a technique without an
+    analysis of measured spectra, a pattern that matches no file, an untrained size."""
+    if section is None:
+        return
+    if cls.measured_analysis() is None:
+        raise ConfigError(
+            f"measured: technique {cls.name} has no analysis of measured spectra; remove the "
+            "section"
+        )
+    if not measured_files(section["spectra"]):
+        raise ConfigError(
+            f"measured.spectra: {section['spectra']!r} matches no file (relative to "
+            f"{Path.cwd()})"
+        )
+    size = section.get("size") or model_size
+    if size not in sizes:
+        raise ConfigError(
+            f"measured.size: {size} is not one of training.sizes ({', '.join(map(str, sizes))})"
+        )
+
+
+def measured_files(pattern: str) -> list[str]:
+    """The files a ``measured.spectra`` glob pattern matches, sorted."""
+    import glob
+
+    return sorted(p for p in glob.glob(pattern, recursive=True) if Path(p).is_file())
 
 
 def _check_input_bins(

@@ -5,7 +5,7 @@ from snakemake.exceptions import WorkflowError
 
 from specinv.config import ConfigError
 from specinv.data import SPLITS
-from specinv.plan import workflow_plan
+from specinv.plan import measured_files, workflow_plan
 
 try:
     # fills the schemas' defaults into `config`; re-reads the configuration files strictly;
@@ -141,4 +141,5 @@ def all_outputs():
         *[PREDICTIONS.format(n_train=n) for n in TRAIN_SIZES],
         *TABLES.values(),
         *[path for paths in FIGURES.values() for path in paths],
+        *PLAN.measured_outputs,
     ]

@@ -28,6 +28,7 @@ GENERIC_SECTIONS = (
     "fitting",
     "evaluation",
     "example",
+    "measured",
 )
 
 #: Keys of earlier versions, with where they went.

@@ -254,6 +254,15 @@ class Technique(abc.ABC):
         return None
 
     @classmethod
+    def measured_analysis(cls) -> Callable[..., Any] | None:
+        """The analysis of measured spectra with a workflow run's networks (``specinv <name>
+        analyze``; the workflow's ``measured`` section): a callable ``(results, spectra, out,
+        *, size, refine, alpha, figures, progress)`` that writes ``analysis.csv``,
+        ``analysis.nc`` and ``summary.png`` into the folder ``out`` and returns a one-line
+        summary; None (the default) for a technique without one."""
+        return None
+
+    @classmethod
     def check_example(cls, path: str | Path) -> None:
         """Check a file for ``specinv <name> simulate`` (the workflow's ``example``) before
         any job runs.

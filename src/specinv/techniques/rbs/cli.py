@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -321,6 +320,9 @@ def _plot_fit(path: Path, energy: np.ndarray, counts: np.ndarray, fit, args) -> 
     bottom.plot(energy, np.where(fit.roi, residual, np.nan), lw=0.7, color="C0")
     bottom.plot(energy, np.where(fit.roi, np.nan, residual), lw=0.5, color="0.7")
     bottom.axhline(0, color="k", lw=0.6)
+    fitted = np.abs(residual[fit.roi])
+    if fitted.size and np.isfinite(fitted).all():  # the fitted channels set the scale
+        bottom.set_ylim(-1.3 * fitted.max(), 1.3 * fitted.max())
     bottom.set_xlabel("detected energy (keV)")
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
@@ -385,7 +387,7 @@ def analyze_command(args: argparse.Namespace) -> int:
     """``specinv rbs analyze``: options and the model are checked before any file is read;
     nothing in the output folder is replaced without ``--overwrite``."""
     from ...devices import check_device
-    from .analyze import analyze_spectra, load_analysis_model, summary_line
+    from .analyze import run_measured_analysis
 
     if not 0 < args.alpha < 1:
         raise ConfigError(f"--alpha: expected a level in (0, 1), got {args.alpha}")
@@ -401,130 +403,20 @@ def analyze_command(args: argparse.Namespace) -> int:
             "give --overwrite"
         )
     device = check_device(args.device, "--device")
-    model = load_analysis_model(args.model, args.size, device=device)
     paths = spectrum_paths(args.spectra)
     if not paths:
         raise ConfigError("spectra: no files given (folders were empty)")
-    analysis = analyze_spectra(model, paths, refine=args.refine, alpha=args.alpha)
-    for _, reason in analysis.failures:
-        print(f"skipped: {reason}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
-    _write_analysis(out, analysis)
-    _plot_analysis(out, model, analysis, args.figures)
-    print(summary_line(analysis))
+    print(
+        run_measured_analysis(
+            args.model,
+            paths,
+            out,
+            size=args.size,
+            refine=args.refine,
+            alpha=args.alpha,
+            figures=args.figures,
+            device=device,
+        )
+    )
     print(f"{out}: analysis.csv, analysis.nc, summary.png written")
     return 0
-
-
-def _write_analysis(out: Path, analysis) -> None:
-    """One CSV row per file (the failed ones with their reason) and the NetCDF table."""
-    import pandas as pd
-
-    from ...fileio import atomic_path
-
-    t = analysis.table
-    names = [str(p) for p in t["param"].values]
-    frame = pd.DataFrame({"file": t["file"].values.astype(str), "status": "analysed"})
-    frame["reason"] = t["notes"].values.astype(str)
-    for var in ("estimate", "std", "refined", "refined_std"):
-        if var in t:
-            for j, name in enumerate(names):
-                frame[f"{var}:{name}"] = t[var].values[:, j]
-    for var in ("chi2", "accepted", "refined_chi2", "refined_accepted", "iterations"):
-        if var in t:
-            frame[var] = t[var].values
-    frame["dof"] = t.attrs["dof"]
-    failed = pd.DataFrame(
-        {
-            "file": [p for p, _ in analysis.failures],
-            "status": "failed",
-            "reason": [r for _, r in analysis.failures],
-        },
-        columns=["file", "status", "reason"],
-    )
-    table = pd.concat([frame, failed], ignore_index=True) if len(failed) else frame
-    with atomic_path(out / "analysis.csv") as tmp:
-        table.to_csv(tmp, index=False)
-    ds = t.copy()
-    ds["file"] = ds["file"].astype(str)
-    ds["notes"] = ds["notes"].astype(str)
-    ds.attrs["failures"] = json.dumps(analysis.failures)
-    with atomic_path(out / "analysis.nc") as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf")
-
-
-def _plot_analysis(out: Path, model, analysis, n_figures: int) -> None:
-    """summary.png (reduced χ² and estimates of all spectra) and figures/<file>.png for
-    the first ``n_figures`` spectra (measured, estimated spectrum, residuals)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ...fileio import atomic_path
-
-    t = analysis.table
-    n = t.sizes["spectrum"]
-    dof = t.attrs["dof"]
-    names = [str(p) for p in t["param"].values]
-    fig, axes = plt.subplots(
-        1, 1 + len(names), figsize=(3.2 * (1 + len(names)), 3.2), constrained_layout=True
-    )
-    ax = axes[0]
-    final = "refined" if "refined" in t else "estimate"
-    chi2 = t["refined_chi2" if final == "refined" else "chi2"].values
-    accepted = t["refined_accepted" if final == "refined" else "accepted"].values
-    if n:
-        ax.hist(chi2 / dof, bins=40, color="C0")
-        ax.axvline(
-            t.attrs["chi2_threshold"] / dof,
-            color="C3",
-            lw=1,
-            label=f"acceptance (α = {t.attrs['alpha']:g})",
-        )
-        ax.legend(fontsize=7)
-    ax.set_xlabel("reduced χ²")
-    ax.set_ylabel("spectra")
-    ax.set_title(f"{n} spectra, {100 * accepted.mean() if n else 0:.0f} % accepted", fontsize=9)
-    for j, name in enumerate(names):
-        ax = axes[1 + j]
-        if n:
-            ax.hist(t[final].values[:, j], bins=40, color="C2")
-        ax.set_xlabel(f"{name} (1e15 at/cm²)")
-    which = "refined" if final == "refined" else "network"
-    fig.suptitle(
-        f"{t.attrs['model']} (n = {t.attrs['training_size']}): {which} estimates", fontsize=9
-    )
-    with atomic_path(out / "summary.png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-
-    det = model.setup.detector
-    energy = det.channel_energy(np.arange(det.channels, dtype=float))
-    roi = model.roi
-    for i in range(min(n_figures, n)):
-        fig, (top, bottom) = plt.subplots(
-            2, 1, figsize=(8, 5), sharex=True, height_ratios=[3, 1], constrained_layout=True
-        )
-        x = analysis.counts[i]
-        s = analysis.fitted[i]
-        top.plot(energy, x, ".", ms=2, color="0.45", label="measured")
-        top.plot(energy, s, color="C3", lw=1.1, label=final)
-        top.set_ylabel("counts per channel")
-        top.legend(fontsize=8)
-        values = ", ".join(f"{nm} {v:.4g}" for nm, v in zip(names, t[final].values[i], strict=True))
-        top.set_title(
-            f"{Path(str(t['file'].values[i])).name}: χ²/ν {chi2[i] / dof:.3f} "
-            f"({'accepted' if accepted[i] else 'rejected'})\n{values}",
-            fontsize=8,
-        )
-        r = np.where(roi, (x - s) / np.sqrt(x + 1.0), np.nan)
-        bottom.plot(energy, r, lw=0.6)
-        bottom.axhline(0, color="k", lw=0.5)
-        bottom.set_ylabel("(n − s)/√(n+1)")
-        bottom.set_xlabel("detected energy (keV)")
-        path = out / "figures" / f"{i:05d}_{Path(str(t['file'].values[i])).stem}.png"
-        path.parent.mkdir(exist_ok=True)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100)
-        plt.close(fig)

@@ -201,6 +201,12 @@ class RBSTechnique(Technique):
         )
 
     @classmethod
+    def measured_analysis(cls):
+        from .analyze import run_measured_analysis
+
+        return run_measured_analysis
+
+    @classmethod
     def experiment_loader(cls):
         from ...physics.rbs import load_experiment
 
