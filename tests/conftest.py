@@ -27,28 +27,26 @@ def shared_dir() -> Path | None:
     return None
 
 
-def reference_dir() -> Path:
-    """shared/reference; skips the calling test (fails with SPECINV_REQUIRE_SHARED=1) when
-    the shared folder is not there, e.g. in a clone outside the team's workspace."""
+def shared_subdir(name: str) -> Path:
+    """shared/<name>; skips the calling test (fails with SPECINV_REQUIRE_SHARED=1) when it
+    is not there, e.g. in a clone outside the team's workspace."""
     shared = shared_dir()
-    if shared is None or not (shared / "reference").is_dir():
-        message = "shared/reference not found: set SPECINV_SHARED to the shared folder"
+    if shared is None or not (shared / name).is_dir():
+        message = f"shared/{name} not found: set SPECINV_SHARED to the shared folder"
         if os.environ.get("SPECINV_REQUIRE_SHARED") == "1":
             pytest.fail(message)
         pytest.skip(message)
-    return shared / "reference"
+    return shared / name
+
+
+def reference_dir() -> Path:
+    """shared/reference (JaBS reference spectra), or the test is skipped."""
+    return shared_subdir("reference")
 
 
 def real_dir() -> Path:
-    """shared/real (measured spectra from other projects); skips the calling test (fails
-    with SPECINV_REQUIRE_SHARED=1) when it is not there."""
-    shared = shared_dir()
-    if shared is None or not (shared / "real").is_dir():
-        message = "shared/real not found: set SPECINV_SHARED to the shared folder"
-        if os.environ.get("SPECINV_REQUIRE_SHARED") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return shared / "real"
+    """shared/real (measured spectra from other projects), or the test is skipped."""
+    return shared_subdir("real")
 
 
 @pytest.fixture(autouse=True)

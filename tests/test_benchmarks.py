@@ -108,13 +108,8 @@ def test_eels_throughput_runs(monkeypatch, capsys):
 def test_rbs_measured_fit_runs_specinv_on_the_jabs_example():
     """The specinv half of benchmarks/rbs_measured_fit.py (JaBS itself is not installed
     here): the command fits the example to JaBS's reduced χ² or better."""
-    import pytest
+    from conftest import real_dir
 
-    from conftest import shared_dir
-
-    shared = shared_dir()
-    if shared is None or not (shared / "real" / "jabs_example").is_dir():
-        pytest.skip("shared/real/jabs_example not found: set SPECINV_SHARED")
     bench = _load("rbs_measured_fit")
-    result = bench.run_specinv(shared / "real" / "jabs_example")
+    result = bench.run_specinv(real_dir() / "jabs_example")
     assert result["reduced_chi2"] < 1.339 and result["fit_s"] > 0

@@ -3,11 +3,13 @@ simulated spectrum (values within their uncertainties), and JaBS's measured exam
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
-from conftest import shared_dir
+from conftest import real_dir
 from specinv.physics.rbs import Detector, Setup, poisson_noise
 from specinv.techniques.rbs.fit import fit_spectrum
 from specinv.techniques.rbs.fitmodel import FitModelError, LayerModel, RBSFitModel
@@ -109,10 +111,7 @@ def test_fitted_experiment_reproduces_the_fitted_spectrum():
 def test_jabs_example_measured_spectrum():
     """Issue 18, acceptance 1: JaBS's example (experimental.dat, example.jbs) with its free
     parameters and fit ranges.  JaBS 0.7.6 reaches chisq/dof 1.339 over the 562 channels."""
-    shared = shared_dir()
-    if shared is None or not (shared / "real" / "jabs_example").is_dir():
-        pytest.skip("shared/real/jabs_example not found: set SPECINV_SHARED")
-    data = np.loadtxt(shared / "real" / "jabs_example" / "experimental.dat")
+    data = np.loadtxt(real_dir() / "jabs_example" / "experimental.dat")
     model = RBSFitModel(
         jabs_example_setup(), jabs_example_layers(), JABS_FREE, solid_angle_sr=SOLID_ANGLE_SR
     )
@@ -149,11 +148,8 @@ def test_fit_command_on_simnras_file_and_its_fitted_experiment(tmp_path):
 
     from specinv.cli import main
 
-    shared = shared_dir()
-    if shared is None or not (shared / "real" / "simnra_xnra").is_dir():
-        pytest.skip("shared/real/simnra_xnra not found: set SPECINV_SHARED")
     out = tmp_path / "fit"
-    xnra = shared / "real" / "simnra_xnra" / "rbs_rough.xnra"
+    xnra = real_dir() / "simnra_xnra" / "rbs_rough.xnra"
     assert (
         main(["rbs", "fit", str(xnra), "--fit", "fluence", "--roi", "200:1004", "-o", str(out)])
         == 0
@@ -194,3 +190,40 @@ def test_fit_command_refuses_bad_options_before_fitting(tmp_path, capsys):
     assert main([*base[:3], "-o", str(tmp_path / "o")]) == 2
     assert "no detector calibration" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_relative_counts_fit_the_shape_with_a_free_scale():
+    """A normalised spectrum (maximum 1, as the pyIBA files): equal weights, the fluence a
+    free scale; the thicknesses come back, with uncertainties from the residual variance."""
+    model = RBSFitModel(
+        jabs_example_setup(),
+        [
+            LayerModel(60.0, {"Au": 1.0}),
+            LayerModel(4000.0, {"Si": 1.0, "O": 2.0}),
+            LayerModel(20000.0, {"Si": 1.0}),
+        ],
+        ["fluence", "layer1.thickness", "layer2.thickness"],
+        solid_angle_sr=SOLID_ANGLE_SR,
+    )
+    truth = np.array([2e13, 75.0, 5000.0])
+    expected = model.simulate(truth[None])[0].numpy()
+    counts = poisson_noise(torch.as_tensor(expected), seed=3).numpy()
+    normalised = counts / counts.max()
+    roi = np.zeros(model.n_channels, dtype=bool)
+    roi[150:1100] = True
+    # the fluence's start: the scale of a normalised spectrum (the command scales it too)
+    scale = normalised[roi] @ expected[roi] / (expected[roi] @ expected[roi])
+    setup = jabs_example_setup()
+    start = RBSFitModel(
+        replace(setup, fluence_times_solid_angle_sr=setup.fluence_times_solid_angle_sr * scale),
+        model.layers,
+        model.free,
+        solid_angle_sr=SOLID_ANGLE_SR,
+    )
+    fit = fit_spectrum(start, normalised, roi, relative=True)
+    assert fit.relative and fit.converged
+    values = dict(zip(fit.names, fit.values, strict=True))
+    std = dict(zip(fit.names, fit.std, strict=True))
+    for name, true in (("layer1.thickness", 75.0), ("layer2.thickness", 5000.0)):
+        assert abs(values[name] - true) < 4 * std[name], (name, values[name], std[name])
+        assert std[name] < 0.05 * true

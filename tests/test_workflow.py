@@ -528,7 +528,11 @@ def test_measured_section_analyses_a_folder_and_reruns_only_that(tiny_run, tmp_p
     assert (table.status == "analysed").sum() == 5
     assert table[table.status == "failed"].reason.str.contains("count -1").all()
     assert "refined_accepted" in table
-    (wd / "map" / "p0.csv").touch()
+    # a file measured again: newer than the analysis
+    changed = wd / "map" / "p0.csv"
+    changed.write_text(changed.read_text())
+    later = (wd / "results/tiny/measured/analysis.csv").stat().st_mtime + 10
+    os.utime(changed, (later, later))
     r = snakemake("--configfile", "measured.yaml", "-n", cwd=wd)
     assert "analyze_measured" in r.stdout and "train_network" not in r.stdout
 
@@ -541,3 +545,23 @@ def test_measured_pattern_without_files_fails_before_any_job(tmp_path):
     r = snakemake("--configfile", "m.yaml", "-n", cwd=wd)
     assert r.returncode != 0
     assert "measured.spectra: 'nothing/*.xml' matches no file" in r.stderr
+
+
+def test_analyze_benchmark_runs_on_the_tiny_run(tiny_run):
+    """benchmarks/rbs_analyze.py on a few spectra: the files' analysis and the in-memory
+    path give the same estimates."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "rbs_analyze.py"),
+            str(tiny_run / "results/tiny"),
+            "--spectra",
+            "6",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tiny_run,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "6 of 6 spectra analysed" in r.stdout
+    assert "estimates identical to the in-memory path: True" in r.stdout

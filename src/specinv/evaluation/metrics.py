@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
 
 #: Percentiles of the χ² profiles (the paper's Tables 2–4 and 6).
 PERCENTILES = (5, 10, 25, 50, 75, 90, 95)
@@ -105,6 +104,8 @@ def chi2_profile(chi2: np.ndarray) -> dict[str, float]:
 
 def ideal_chi2_profile(dof: int) -> dict[str, float]:
     """The same profile of the ideal χ²_ν distribution (ν = ``dof``)."""
+    from scipy import stats  # imported on use: scipy.stats takes ~1 s to import
+
     dist = stats.chi2(dof)
     out = {f"p{q}": float(dist.ppf(q / 100)) for q in PERCENTILES}
     out.update(mean=float(dof), std=float(np.sqrt(2.0 * dof)))
@@ -115,6 +116,8 @@ def chi2_threshold(dof: int, alpha: float = 0.05) -> float:
     """The (1 − α) quantile of χ²_ν: fits with a larger χ² are rejected."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha: expected a level in (0, 1), got {alpha}")
+    from scipy import stats
+
     return float(stats.chi2(dof).ppf(1.0 - alpha))
 
 
