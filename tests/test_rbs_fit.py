@@ -227,3 +227,29 @@ def test_relative_counts_fit_the_shape_with_a_free_scale():
     for name, true in (("layer1.thickness", 75.0), ("layer2.thickness", 5000.0)):
         assert abs(values[name] - true) < 4 * std[name], (name, values[name], std[name])
         assert std[name] < 0.05 * true
+
+
+def test_pileup_and_background_are_fitted_and_written_back(tmp_path):
+    from specinv.physics.rbs import experiment_from_dict, experiment_to_dict
+
+    free = ["fluence", "layer1.thickness", "pileup", "background", "background_low"]
+    layers = [LayerModel(30.0, {"Au": 1.0}), LayerModel(20000.0, {"Si": 1.0})]
+    model = RBSFitModel(jabs_example_setup(), layers, free, solid_angle_sr=SOLID_ANGLE_SR)
+    truth = np.array([2e14, 40.0, 0.004, 2.0, 60.0])
+    expected = model.simulate(truth[None])[0]
+    counts = poisson_noise(expected, seed=11).numpy()
+    roi = np.zeros(model.n_channels, dtype=bool)
+    roi[100:1111] = True
+    start = RBSFitModel(
+        replace(jabs_example_setup(), fluence_times_solid_angle_sr=2e14 * SOLID_ANGLE_SR),
+        layers,
+        free,
+        solid_angle_sr=SOLID_ANGLE_SR,
+    )
+    fit = fit_spectrum(start, counts, roi)
+    pulls = (fit.values - truth) / fit.std
+    assert fit.converged and np.all(np.abs(pulls) < 3.5), pulls
+    # the fitted experiment carries pile-up and background: simulate reproduces the fit
+    again = experiment_from_dict(experiment_to_dict(start.experiment(fit.values), 5.0))
+    spectrum = RBSFitModel.from_experiment(again, []).simulate(np.zeros((1, 0)))[0]
+    torch.testing.assert_close(spectrum, torch.as_tensor(fit.expected), rtol=1e-8, atol=1e-8)

@@ -95,3 +95,61 @@ def test_instrument_of_wrong_length_is_refused():
         ValueError, match=r"instrument\.offset_keV: expected a number or a tensor \[2\]"
     ):
         sim.simulate(AMOUNTS.expand(2, -1), instrument=Instrument(offset_keV=torch.zeros(3)))
+
+
+def test_pileup_of_a_peak_appears_at_twice_its_energy():
+    """A narrow peak at E piles up into one at 2E (plus the offset's share), with the
+    counts moved as first-order pile-up says: 2p N removed, p N added."""
+    from specinv.physics.rbs.pileup import pileup
+
+    gain, offset = 2.0, 30.0
+    counts = torch.zeros(1, 2000, dtype=torch.float64)
+    counts[0, 400] = 1000.0  # centre 30 + 2 × 400.5 = 831 keV
+    p = torch.tensor([0.01], dtype=torch.float64)
+    out = pileup(counts, p, torch.tensor([offset]).double(), torch.tensor([gain]).double())
+    assert float(out[0, 400]) == pytest.approx(1000.0 * (1 - 2 * 0.01))
+    piled = out[0].clone()
+    piled[400] = 0.0
+    # the sum 1662 keV is at channel coordinate (1662 - 30) / 2 = 816, i.e. channel 815.5
+    assert float(piled.sum()) == pytest.approx(0.01 * 1000.0, rel=1e-9)
+    centre = float((piled * torch.arange(2000)).sum() / piled.sum())
+    assert centre == pytest.approx(815.5, abs=1e-6)
+
+
+def test_pileup_and_background_derivatives_and_setup_values():
+    sim = simulator(au_sio2_setup())
+    x0 = torch.tensor([0.02, 3.0, 40.0], dtype=torch.float64)
+
+    def run(x):
+        inst = Instrument(
+            pileup_probability=x[0:1], background_counts=x[1:2], background_low_energy_counts=x[2:3]
+        )
+        return sim.simulate(AMOUNTS[None], instrument=inst)[0]
+
+    jac = torch.autograd.functional.jacobian(run, x0, strategy="forward-mode", vectorize=True)
+    for d in range(3):
+        h = 1e-6 * float(x0[d])
+        up, down = x0.clone(), x0.clone()
+        up[d] += h
+        down[d] -= h
+        fd = (run(up) - run(down)) / (2 * h)
+        assert float((jac[:, d] - fd).abs().max()) < 1e-5 * float(fd.abs().max())
+    # the same values in the setup give the same spectrum
+    setup = au_sio2_setup()
+    setup = replace(
+        setup,
+        detector=replace(setup.detector, pileup_probability=0.02),
+        background_counts=3.0,
+        background_low_energy_counts=40.0,
+    )
+    torch.testing.assert_close(simulator(setup).simulate(AMOUNTS), run(x0))
+    # the background: flat 3 at high energy, 3 + 40 just above the cut-off
+    plain = sim.simulate(AMOUNTS)
+    extra = (
+        simulator(
+            replace(au_sio2_setup(), background_counts=3.0, background_low_energy_counts=40.0)
+        ).simulate(AMOUNTS)
+        - plain
+    )
+    assert float(extra[-1]) == pytest.approx(3.0 + 40.0 * (150.0 / (10 + 1.72 * 1199.5)) ** 2)
+    assert float(extra[:70].sum()) == 0.0  # below the cut-off at 150 keV

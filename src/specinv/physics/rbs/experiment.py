@@ -17,6 +17,8 @@ An experiment file (YAML or JSON) looks like::
       resolution_fwhm_keV: 15
       solid_angle_msr: 10
     fluence: 1.0e13            # incident particles (or give fluence_times_solid_angle_sr)
+    # detector.pileup_probability: 0.001   # optional: first-order pile-up
+    # background: {flat_counts: 2, low_energy_counts: 50}   # optional, counts per channel
     energy_cutoff_keV: 50
     physics:
       screening: andersen      # none | andersen | lecuyer
@@ -235,9 +237,16 @@ class Detector:
     resolution_fwhm_keV: float
     offset_keV: float = 0.0
     quadratic_keV_per_channel2: float = 0.0
+    #: probability that a detected particle piles up with another (first-order pile-up)
+    pileup_probability: float = 0.0
 
     def __post_init__(self):
         n = _number(self.channels, "detector.channels", positive=True, integer=True)
+        pile = _number(self.pileup_probability, "detector.pileup_probability", nonnegative=True)
+        if pile >= 0.5:
+            raise ExperimentError(
+                f"detector.pileup_probability: expected below 0.5 (first-order pile-up), got {pile}"
+            )
         if n > MAX_CHANNELS:
             raise ExperimentError(f"detector.channels: expected at most {MAX_CHANNELS}, got {n}")
         g = _number(
@@ -331,8 +340,14 @@ class Setup:
     exit_deg: float | None = None
     physics: PhysicsOptions = field(default_factory=PhysicsOptions)
     numerics: Numerics = field(default_factory=Numerics)
+    #: background: flat (counts per channel) and a low-energy term (counts per channel at
+    #: the cut-off energy, falling as 1/E²), on the channels above the cut-off
+    background_counts: float = 0.0
+    background_low_energy_counts: float = 0.0
 
     def __post_init__(self):
+        _number(self.background_counts, "background.flat_counts", nonnegative=True)
+        _number(self.background_low_energy_counts, "background.low_energy_counts", nonnegative=True)
         beam_ion(self.ion, "beam.ion")
         e0 = _number(self.beam_energy_keV, "beam.energy_keV", positive=True)
         _number(self.beam_spread_fwhm_keV, "beam.energy_spread_fwhm_keV", nonnegative=True)
@@ -550,8 +565,12 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     )
     det = _section(data, "detector")
     _check_keys(
-        det, ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr"], "detector"
+        det,
+        ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr", "pileup_probability"],
+        "detector",
     )
+    background = _section(data, "background", required=False)
+    _check_keys(background, ["flat_counts", "low_energy_counts"], "background")
     cal = _section(det, "calibration")
     _check_keys(
         cal,
@@ -606,6 +625,9 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
         resolution_fwhm_keV=_number(
             _get(det, "resolution_fwhm_keV", "detector"), "detector.resolution_fwhm_keV"
         ),
+        pileup_probability=_number(
+            det.get("pileup_probability", 0.0), "detector.pileup_probability"
+        ),
     )
     exit_deg = geo.get("exit_deg")
     return Setup(
@@ -625,6 +647,10 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
             _get(data, "energy_cutoff_keV", "experiment"), "energy_cutoff_keV"
         ),
         physics=PhysicsOptions(**phys),
+        background_counts=_number(background.get("flat_counts", 0.0), "background.flat_counts"),
+        background_low_energy_counts=_number(
+            background.get("low_energy_counts", 0.0), "background.low_energy_counts"
+        ),
         numerics=Numerics(
             **{
                 k: _number(v, f"numerics.{k}", integer=k in _INTEGER_NUMERICS)
@@ -639,6 +665,7 @@ _INTEGER_NUMERICS = ("max_nodes_per_layer", "grid_points_per_decade")
 
 
 _TOP_KEYS = [
+    "background",
     "beam",
     "geometry",
     "detector",
@@ -696,6 +723,8 @@ def experiment_to_dict(experiment: Experiment, solid_angle_msr: float | None = N
         },
         "resolution_fwhm_keV": det.resolution_fwhm_keV,
     }
+    if det.pileup_probability:
+        detector["pileup_probability"] = det.pileup_probability
     out: dict[str, Any] = {
         "beam": {
             "ion": s.ion,
@@ -711,6 +740,11 @@ def experiment_to_dict(experiment: Experiment, solid_angle_msr: float | None = N
     else:
         out["fluence_times_solid_angle_sr"] = s.fluence_times_solid_angle_sr
     out["energy_cutoff_keV"] = s.energy_cutoff_keV
+    if s.background_counts or s.background_low_energy_counts:
+        out["background"] = {
+            "flat_counts": s.background_counts,
+            "low_energy_counts": s.background_low_energy_counts,
+        }
     out["physics"] = asdict(s.physics)
     out["numerics"] = asdict(s.numerics)
     layers = []

@@ -78,6 +78,7 @@ from .experiment import (
 )
 from .isotopes import Species
 from .kinematics import largest_scattering_angle
+from .pileup import background, pileup
 from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
 from .stopping import LogGrid, electronic_stopping_table, species_nuclear_stopping
@@ -317,7 +318,11 @@ class RBSSimulator:
         return int(first_layer)
 
     def simulate(
-        self, areal_densities, first_layer: int = 0, instrument: Instrument | None = None
+        self,
+        areal_densities,
+        first_layer: int = 0,
+        instrument: Instrument | None = None,
+        electronics: bool = True,
     ) -> torch.Tensor:
         """Expected (noise-free) counts per channel.
 
@@ -335,6 +340,9 @@ class RBSSimulator:
                 setup's (:class:`Instrument`); derivatives with respect to them flow like
                 those of the areal densities.  The depth nodes do not depend on them, so a
                 spectrum changes smoothly with them.
+            electronics: add the pile-up and background of the setup or ``instrument``
+                (False: leave them to :meth:`electronics`, e.g. after averaging the spectra
+                of a rough layer's thicknesses: pile-up is not linear in the spectrum).
 
         Returns:
             [B, channels] (or [channels]) tensor of expected counts.
@@ -367,6 +375,8 @@ class RBSSimulator:
             # input (zero derivatives, so that backward and forward mode work as usual)
             out = params.new_zeros(params.shape[0], self.setup.detector.channels)
             out = out + 0.0 * params[:, :1] * calibration.fluence_factor[:, None]
+            if electronics:
+                out = self._electronics(out, calibration, instrument)
             return out[0] if single else out
         # without derivatives to track, inference mode saves a fifth of the time on small batches
         tracked = any(
@@ -379,6 +389,8 @@ class RBSSimulator:
                 for i in range(0, params.shape[0], chunk)
             ]
         out = parts[0] if len(parts) == 1 else torch.cat(parts)
+        if electronics:
+            out = self._electronics(out, calibration, instrument)
         return out[0] if single else out
 
     def _calibration(self, instrument: Instrument | None, params: torch.Tensor) -> _Calibration:
@@ -392,6 +404,9 @@ class RBSSimulator:
             det.offset_keV,
             det.gain_keV_per_channel,
             det.resolution_fwhm_keV,
+            det.pileup_probability,
+            s.background_counts,
+            s.background_low_energy_counts,
         )
         batch = params.shape[0]
         values = []
@@ -415,9 +430,37 @@ class RBSSimulator:
                         f"{float(v[b])}"
                     )
             values.append(v)
-        fluence, offset, gain, fwhm = values
+        fluence, offset, gain, fwhm, pileup, flat, low = values
         var_det = (fwhm / FWHM_PER_SIGMA) ** 2
-        return _Calibration(offset, gain, var_det, fluence / s.fluence_times_solid_angle_sr)
+        factor = fluence / s.fluence_times_solid_angle_sr
+        return _Calibration(offset, gain, var_det, factor, pileup, flat, low)
+
+    def electronics(self, counts: torch.Tensor, instrument: Instrument | None = None):
+        """Spectra ``counts`` [B, C] (of ``simulate(..., electronics=False)``) with the
+        pile-up and background of the setup or ``instrument``."""
+        return self._electronics(counts, self._calibration(instrument, counts), instrument)
+
+    def _electronics(self, out, calibration: _Calibration, instrument: Instrument | None):
+        """Pile-up and background (:mod:`.pileup`) where the setup or ``instrument`` has
+        them (given as instrument values, they are applied even at 0, for derivatives)."""
+        given = instrument or Instrument()
+        c = calibration
+        if given.pileup_probability is not None or self.setup.detector.pileup_probability:
+            out = pileup(out, c.pileup, c.offset, c.gain)
+        if (
+            given.background_counts is not None
+            or given.background_low_energy_counts is not None
+            or self.setup.background_counts
+            or self.setup.background_low_energy_counts
+        ):
+            det = self.setup.detector
+            chi = torch.arange(det.channels, dtype=out.dtype, device=out.device) + 0.5
+            q = det.quadratic_keV_per_channel2
+            energy = c.offset[:, None] + chi * (c.gain[:, None] + q * chi)
+            out = out + background(
+                energy, self.setup.energy_cutoff_keV, c.background, c.background_low
+            )
+        return out
 
     def _channel_grid(self, calibration: _Calibration) -> tuple[int, int, torch.Tensor]:
         """First edge (<= 0: the grid reaches down to the cut-off), number of edges, and
@@ -790,6 +833,12 @@ class Instrument(NamedTuple):
     gain_keV_per_channel: torch.Tensor | float | None = None
     #: detector resolution, FWHM (keV)
     resolution_fwhm_keV: torch.Tensor | float | None = None
+    #: probability that a detected particle piles up with another (:mod:`.pileup`)
+    pileup_probability: torch.Tensor | float | None = None
+    #: background: flat (counts per channel) and low-energy term (counts per channel at
+    #: the cut-off, ∝ 1/E²)
+    background_counts: torch.Tensor | float | None = None
+    background_low_energy_counts: torch.Tensor | float | None = None
 
 
 #: per Instrument field: which values are allowed (besides being finite), in words
@@ -798,6 +847,9 @@ _INSTRUMENT_RANGES = {
     "offset_keV": (lambda v: torch.ones_like(v, dtype=torch.bool), "(keV)"),
     "gain_keV_per_channel": (lambda v: v > 0, "> 0"),
     "resolution_fwhm_keV": (lambda v: v > 0, "> 0"),
+    "pileup_probability": (lambda v: (v >= 0) & (v < 0.5), "in [0, 0.5)"),
+    "background_counts": (lambda v: v >= 0, ">= 0"),
+    "background_low_energy_counts": (lambda v: v >= 0, ">= 0"),
 }
 
 
@@ -808,6 +860,9 @@ class _Calibration(NamedTuple):
     gain: torch.Tensor
     var_det: torch.Tensor  # keV²
     fluence_factor: torch.Tensor  # relative to the setup's fluence × solid angle
+    pileup: torch.Tensor
+    background: torch.Tensor
+    background_low: torch.Tensor
 
     def rows(self, i: int, j: int) -> _Calibration:
         return _Calibration(*(x[i:j] for x in self))

@@ -14,6 +14,9 @@ Parameter names:
 * ``fluence``: incident particles (the setup's solid angle is kept);
 * ``offset``, ``gain``: energy calibration E = offset + gain·channel (keV, keV/channel);
 * ``resolution``: detector resolution FWHM (keV);
+* ``pileup``: the probability that a detected particle piles up with another;
+  ``background``, ``background_low``: a flat background and a low-energy one ∝ 1/E²
+  (counts per channel; the latter at the cut-off energy), see :mod:`specinv.physics.rbs.pileup`;
 * ``layerN.thickness``, ``layerN.roughness``: areal density and its standard deviation
   (Gamma distribution, :mod:`specinv.physics.rbs.roughness`) of layer N (1 = surface);
 * ``layerN.El``: atomic fraction of element El in layer N; the other elements of the layer
@@ -34,7 +37,15 @@ from ...physics.rbs import Experiment, Instrument, Layer, RBSSimulator, Setup
 from ...physics.rbs.roughness import rough_samples
 
 #: parameters of the experiment, in the order of :class:`Instrument` where they are one
-EXPERIMENT_PARAMETERS = ("fluence", "offset", "gain", "resolution")
+EXPERIMENT_PARAMETERS = (
+    "fluence",
+    "offset",
+    "gain",
+    "resolution",
+    "pileup",
+    "background",
+    "background_low",
+)
 _LAYER_PARAMETER = re.compile(r"^layer(\d+)\.(\w+)$")
 #: quadrature nodes per rough layer: doubled from the first until the spectra of n and 2n
 #: nodes differ by Σ Δ²/(s + 1) < ROUGHNESS_TOLERANCE at the start, at most the last.  A
@@ -180,6 +191,11 @@ class RBSFitModel:
         if name == "resolution":
             r = det.resolution_fwhm_keV
             return FreeParameter(name, r, 0.05 * r, 20.0 * r, "keV")
+        if name == "pileup":
+            return FreeParameter(name, det.pileup_probability, 0.0, 0.2, "probability")
+        if name in ("background", "background_low"):
+            start = s.background_counts if name == "background" else s.background_low_energy_counts
+            return FreeParameter(name, start, 0.0, 1e9, "counts per channel")
         match = _LAYER_PARAMETER.match(name)
         if match is None or not 1 <= int(match[1]) <= len(self.layers):
             raise FitModelError(self._unknown(name))
@@ -277,11 +293,19 @@ class RBSFitModel:
     def instrument(self, theta: torch.Tensor) -> Instrument:
         det = self.setup.detector
         fluence = self._value(theta, "fluence", self.fluence_of_setup)
+        free = {
+            name: theta[:, self._index[name]]
+            for name in ("pileup", "background", "background_low")
+            if name in self._index
+        }
         return Instrument(
             fluence * (self.solid_angle_sr or 1.0),
             self._value(theta, "offset", det.offset_keV),
             self._value(theta, "gain", det.gain_keV_per_channel),
             self._value(theta, "resolution", det.resolution_fwhm_keV),
+            free.get("pileup"),
+            free.get("background"),
+            free.get("background_low"),
         )
 
     def simulate(self, theta) -> torch.Tensor:
@@ -299,9 +323,10 @@ class RBSFitModel:
         rough = [self._columns[i] for i in self.rough]
         samples, weights = rough_samples(amounts, rough, sigma, self.roughness_points)
         m = weights.shape[1]
-        spread = Instrument(*(v.repeat_interleave(m) for v in instrument))
-        spectra = self.simulator.simulate(samples, instrument=spread)
-        return (spectra.view(theta.shape[0], m, -1) * weights[..., None]).sum(1)
+        spread = Instrument(*(None if v is None else v.repeat_interleave(m) for v in instrument))
+        spectra = self.simulator.simulate(samples, instrument=spread, electronics=False)
+        mean = (spectra.view(theta.shape[0], m, -1) * weights[..., None]).sum(1)
+        return self.simulator.electronics(mean, instrument)
 
     def experiment(self, values, channels: int | None = None) -> Experiment:
         """The experiment with the free parameters at ``values`` [P]: the fitted setup
@@ -310,15 +335,35 @@ class RBSFitModel:
         theta = torch.as_tensor(np.asarray(values, dtype=np.float64)[None], dtype=self.dtype)
         with torch.no_grad():
             amounts, sigma = (x[0].tolist() for x in self.sample(theta))
-            q_omega, offset, gain, fwhm = (float(v[0]) for v in self.instrument(theta))
+            values = self.instrument(theta)
+        q_omega, offset, gain, fwhm = (float(v[0]) for v in values[:4])
+        electronics = [
+            float(v[0]) if v is not None else default
+            for v, default in zip(
+                values[4:],
+                (
+                    self.setup.detector.pileup_probability,
+                    self.setup.background_counts,
+                    self.setup.background_low_energy_counts,
+                ),
+                strict=True,
+            )
+        ]
         det = replace(
             self.setup.detector,
             channels=channels or self.setup.detector.channels,
             offset_keV=offset,
             gain_keV_per_channel=gain,
             resolution_fwhm_keV=fwhm,
+            pileup_probability=electronics[0],
         )
-        setup = replace(self.setup, detector=det, fluence_times_solid_angle_sr=q_omega)
+        setup = replace(
+            self.setup,
+            detector=det,
+            fluence_times_solid_angle_sr=q_omega,
+            background_counts=electronics[1],
+            background_low_energy_counts=electronics[2],
+        )
         rough = dict(zip(self.rough, sigma, strict=True))
         layers, it = [], iter(amounts)
         for i, names in enumerate(self.structure):
