@@ -541,7 +541,8 @@ def test_measured_pattern_without_files_fails_before_any_job(tmp_path):
     (wd / "m.yaml").write_text(yaml.safe_dump(config))
     r = snakemake("--configfile", "m.yaml", "-n", cwd=wd)
     assert r.returncode != 0
-    assert "measured.spectra: 'nothing/*.xml' matches no file" in r.stderr
+    assert "measured.spectra: 'nothing/*.xml' matches no file" in r.stdout + r.stderr
+    assert not (wd / "results").exists()
 
 
 def test_analyze_benchmark_runs_on_the_tiny_run(tiny_run):
