@@ -533,41 +533,59 @@ class _Table:
 
 
 def _parse_table(path: Path, text: str) -> _Table:
-    """Rows of numbers (the same count on every line) and the header line before them."""
+    """Rows of numbers (the same count on every line) and the header line before them.
+
+    The numbers are converted all at once (a spectrum of 8192 channels in milliseconds);
+    the line-by-line reading that names a bad line runs only when that fails."""
     names: tuple[str, ...] | None = None
-    rows: list[list[float]] = []
+    kept: list[str] = []
     lines: list[int] = []
     for number, line in enumerate(text.splitlines(), start=1):
         stripped = line.split("#", 1)[0].strip().strip(",;").strip()
         if not stripped or stripped.startswith(_COMMENTS):
             continue
-        fields = _SEPARATORS.split(stripped)
-        try:
-            values = [float(f) for f in fields]
-        except ValueError:
-            if not rows:  # a header line (the last one before the numbers names the columns)
-                names = tuple(f.strip("\"'").lower() for f in fields)
-                continue
-            raise _error(
-                path,
-                f"line {number}: {stripped[:60]!r} is not numbers; expected "
-                f"{len(rows[0])} numbers per line like line {lines[0]}",
-            ) from None
-        if rows and len(values) != len(rows[0]):
-            raise _error(
-                path,
-                f"line {number}: {len(values)} values but line {lines[0]} has "
-                f"{len(rows[0])}; expected the same number of columns on every line",
-            )
-        rows.append(values)
+        kept.append(stripped)
         lines.append(number)
-    if not rows:
+    widths = [len(_SEPARATORS.split(line)) for line in kept]
+    first = 0
+    while first < len(kept):  # header lines: those before the first line of numbers
+        try:
+            [float(f) for f in _SEPARATORS.split(kept[first])]
+            break
+        except ValueError:
+            names = tuple(f.strip("\"'").lower() for f in _SEPARATORS.split(kept[first]))
+            first += 1
+    body, widths, lines = kept[first:], widths[first:], lines[first:]
+    if not body:
         raise _error(
             path,
             "no lines of numbers; expected one column (counts) or two (channel or energy, "
             "counts), or IDF XML",
         )
-    return _Table(names, np.asarray(rows, dtype=float), tuple(lines))
+
+    def not_numbers(i: int) -> MeasuredFileError | None:
+        try:
+            [float(f) for f in _SEPARATORS.split(body[i])]
+        except ValueError:
+            return _error(
+                path,
+                f"line {lines[i]}: {body[i][:60]!r} is not numbers; expected {widths[0]} "
+                f"numbers per line like line {lines[0]}",
+            )
+        return None
+
+    for i, width in enumerate(widths):
+        if width != widths[0]:
+            raise not_numbers(i) or _error(
+                path,
+                f"line {lines[i]}: {width} values but line {lines[0]} has {widths[0]}; "
+                "expected the same number of columns on every line",
+            )
+    try:
+        values = np.asarray(_SEPARATORS.split(" ".join(body)), dtype=float)
+    except ValueError:
+        raise next(e for e in map(not_numbers, range(len(body))) if e is not None) from None
+    return _Table(names, values.reshape(len(body), widths[0]), tuple(lines))
 
 
 def _consecutive_integers(x: np.ndarray) -> bool:
@@ -674,15 +692,20 @@ def _read_columns(path: Path, text: str) -> MeasuredSpectrum:
 
 
 def _check_channel_numbers(path: Path, x: np.ndarray, lines: Sequence[int] | None) -> None:
-    for i, value in enumerate(x):
-        where = f"line {lines[i]}" if lines is not None else f"point {i}"
-        if not math.isfinite(value) or value != round(value):
-            raise _error(path, f"{where}: channel {value}; expected a whole channel number")
-        if i and value != x[i - 1] + 1:
-            raise _error(
-                path,
-                f"{where}: channel {value:g} after {x[i - 1]:g}; expected consecutive channels",
-            )
+    def where(i: int) -> str:
+        return f"line {lines[i]}" if lines is not None else f"point {i}"
+
+    whole = np.isfinite(x) & (x == np.round(x))
+    if not whole.all():
+        i = int(np.argmin(whole))
+        raise _error(path, f"{where(i)}: channel {x[i]}; expected a whole channel number")
+    steps = np.diff(x) == 1
+    if not steps.all():
+        i = int(np.argmin(steps)) + 1
+        raise _error(
+            path,
+            f"{where(i)}: channel {x[i]:g} after {x[i - 1]:g}; expected consecutive channels",
+        )
     if x[0] < 0:
         raise _error(path, f"channels start at {x[0]:g}; expected channel numbers >= 0")
 
