@@ -347,8 +347,7 @@ def _check_measured(section, cls, sizes: Sequence[int], model_size: int) -> None
         )
     if not measured_files(section["spectra"]):
         raise ConfigError(
-            f"measured.spectra: {section['spectra']!r} matches no file (relative to "
-            f"{Path.cwd()})"
+            f"measured.spectra: {section['spectra']!r} matches no file (relative to {Path.cwd()})"
         )
     size = section.get("size") or model_size
     if size not in sizes:
