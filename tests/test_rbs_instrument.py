@@ -153,3 +153,39 @@ def test_pileup_and_background_derivatives_and_setup_values():
     )
     assert float(extra[-1]) == pytest.approx(3.0 + 40.0 * (150.0 / (10 + 1.72 * 1199.5)) ** 2)
     assert float(extra[:70].sum()) == 0.0  # below the cut-off at 150 keV
+
+
+def test_detector_aperture_broadens_a_surface_edge_by_the_kinematic_spread():
+    """A thin Au layer: the aperture's spread of angles σ_θ adds (E·dK/dθ·σ_θ)² to the
+    variance of its peak (dK/dθ checked against the analytic derivative)."""
+    import math
+
+    from specinv.physics.rbs.kinematics import RutherfordChannel, kinematic_slope
+
+    ch = RutherfordChannel.build(2, 4.0026, 79, 196.97, math.radians(160.0))
+    r = 4.0026 / 196.97
+    t = math.radians(160.0)
+    root = math.sqrt(1.0 - (r * math.sin(t)) ** 2)
+    # K = ((root + r cos θ) / (1 + r))², dK/dθ = 2 √K (−r² sin θ cos θ / root − r sin θ)/(1 + r)
+    exact = (
+        2.0
+        * math.sqrt(ch.kinematic_factor)
+        * (-(r * r) * math.sin(t) * math.cos(t) / root - r * math.sin(t))
+        / (1.0 + r)
+    )
+    assert kinematic_slope(ch) == pytest.approx(exact, rel=1e-6)
+
+    def peak_variance(spread_deg):
+        setup = au_sio2_setup()
+        setup = replace(setup, detector=replace(setup.detector, angular_spread_fwhm_deg=spread_deg))
+        s = RBSSimulator(setup, [["Au"], ["Si"]], dtype=torch.float64).simulate(
+            torch.tensor([1.0, 1000.0], dtype=torch.float64)
+        )
+        e = setup.detector.channel_energy(torch.arange(1200, dtype=torch.float64) + 0.5)
+        peak = s * (e > 1700)
+        mean = (peak * e).sum() / peak.sum()
+        return float((peak * (e - mean) ** 2).sum() / peak.sum())
+
+    sigma_theta = math.radians(3.0) / 2.3548200450309493
+    added = (2027.0 * exact * sigma_theta) ** 2
+    assert peak_variance(3.0) - peak_variance(0.0) == pytest.approx(added, rel=0.03)

@@ -127,6 +127,8 @@ def test_simnra_xnra_file():
     assert s.fluence == pytest.approx(1.273e14, rel=1e-3)
     assert s.charge_uC is None
     assert s.resolution_fwhm_keV == 15.0
+    # a 10 mm circular detector at 100 mm: R = atan(0.05), in-plane σ = R/2, times 2.3548
+    assert s.angular_spread_fwhm_deg == pytest.approx(3.3702, rel=1e-4)
     assert s.calibration == Calibration(0.0, 1.0, 0.0)
     top, substrate = s.layers
     assert dict(top.areal_densities) == pytest.approx({"O": 600.0, "Al": 400.0})

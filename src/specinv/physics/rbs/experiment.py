@@ -239,10 +239,21 @@ class Detector:
     quadratic_keV_per_channel2: float = 0.0
     #: probability that a detected particle piles up with another (first-order pile-up)
     pileup_probability: float = 0.0
+    #: FWHM of the scattering angles the detector sees (its aperture), degrees: each
+    #: isotope's signal is broadened by E·(dK/dθ)·σ_θ (the kinematic part of geometric
+    #: straggling; the spread of path lengths is not modelled)
+    angular_spread_fwhm_deg: float = 0.0
 
     def __post_init__(self):
         n = _number(self.channels, "detector.channels", positive=True, integer=True)
         pile = _number(self.pileup_probability, "detector.pileup_probability", nonnegative=True)
+        spread = _number(
+            self.angular_spread_fwhm_deg, "detector.angular_spread_fwhm_deg", nonnegative=True
+        )
+        if spread > 30.0:
+            raise ExperimentError(
+                f"detector.angular_spread_fwhm_deg: expected at most 30 degrees, got {spread}"
+            )
         if pile >= 0.5:
             raise ExperimentError(
                 f"detector.pileup_probability: expected below 0.5 (first-order pile-up), got {pile}"
@@ -566,7 +577,14 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
     det = _section(data, "detector")
     _check_keys(
         det,
-        ["channels", "calibration", "resolution_fwhm_keV", "solid_angle_msr", "pileup_probability"],
+        [
+            "channels",
+            "calibration",
+            "resolution_fwhm_keV",
+            "solid_angle_msr",
+            "pileup_probability",
+            "angular_spread_fwhm_deg",
+        ],
         "detector",
     )
     background = _section(data, "background", required=False)
@@ -627,6 +645,9 @@ def setup_from_dict(data: Mapping[str, Any]) -> Setup:
         ),
         pileup_probability=_number(
             det.get("pileup_probability", 0.0), "detector.pileup_probability"
+        ),
+        angular_spread_fwhm_deg=_number(
+            det.get("angular_spread_fwhm_deg", 0.0), "detector.angular_spread_fwhm_deg"
         ),
     )
     exit_deg = geo.get("exit_deg")
@@ -725,6 +746,8 @@ def experiment_to_dict(experiment: Experiment, solid_angle_msr: float | None = N
     }
     if det.pileup_probability:
         detector["pileup_probability"] = det.pileup_probability
+    if det.angular_spread_fwhm_deg:
+        detector["angular_spread_fwhm_deg"] = det.angular_spread_fwhm_deg
     out: dict[str, Any] = {
         "beam": {
             "ion": s.ion,

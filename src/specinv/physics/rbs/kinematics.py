@@ -48,6 +48,19 @@ def cm_angle(m1: float, m2: float, theta: float, branch: int = 0) -> float:
     return theta + x if branch == 0 else math.pi - (x - theta)
 
 
+def kinematic_slope(channel: RutherfordChannel, step: float = 1e-5) -> float:
+    """dK/dθ (per radian) of a channel's kinematic factor at its angle (central differences
+    on its branch; one-sided near the largest angle a light target allows)."""
+    up = kinematic_factors(channel.m1, channel.m2, channel.theta + step)
+    down = kinematic_factors(channel.m1, channel.m2, channel.theta - step)
+    b = channel.branch
+    if b < len(up) and b < len(down):
+        return (up[b] - down[b]) / (2.0 * step)
+    if b < len(down):
+        return (channel.kinematic_factor - down[b]) / step
+    return (up[b] - channel.kinematic_factor) / step if b < len(up) else 0.0
+
+
 @dataclass(frozen=True)
 class RutherfordChannel:
     """Constants of one scattering channel (ion on one target isotope into lab angle θ).

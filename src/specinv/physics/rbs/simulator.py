@@ -77,7 +77,7 @@ from .experiment import (
     sample_species,
 )
 from .isotopes import Species
-from .kinematics import largest_scattering_angle
+from .kinematics import kinematic_slope, largest_scattering_angle
 from .pileup import background, pileup
 from .reactions import Reaction, layer_reactions
 from .spectrum import smoothed_cumulative
@@ -238,6 +238,8 @@ class RBSSimulator:
         # per reaction: ln K, K², the merged isotopes' variance of K, K, Rutherford's
         # σ·E² and two screening constants of the channel's main isotope (_cross_section)
         scr = s.physics.screening
+        # the detector's spread of scattering angles (its aperture): a spread of K
+        sigma_theta = math.radians(s.detector.angular_spread_fwhm_deg) / FWHM_PER_SIGMA
         constants = []
         for x in r:
             ch = x.channel
@@ -257,7 +259,14 @@ class RBSSimulator:
             else:
                 screening = (0.0, 0.0)
             constants.append(
-                (math.log(k), k * k, x.kinematic_variance, k, x.rutherford_lab_keV2_mb, *screening)
+                (
+                    math.log(k),
+                    k * k,
+                    x.kinematic_variance + (kinematic_slope(ch) * sigma_theta) ** 2,
+                    k,
+                    x.rutherford_lab_keV2_mb,
+                    *screening,
+                )
             )
         self._r_constants = as_t(constants)  # [R, 7]
         self._top_state = torch.tensor(

@@ -157,6 +157,8 @@ class MeasuredSpectrum:
         calibration: the detector's energy calibration.
         resolution_fwhm_keV: detector resolution (FWHM, keV).
         solid_angle_msr: detector solid angle (msr).
+        angular_spread_fwhm_deg: the spread of scattering angles the detector's aperture
+            admits (FWHM of the in-plane angle, degrees), from its shape and distance.
         fluence: incident particles (from a charge only when the file states the ion's
             charge state).
         charge_uC: collected charge (µC) when the file gives one.
@@ -182,6 +184,7 @@ class MeasuredSpectrum:
     calibration: Calibration | None = None
     resolution_fwhm_keV: float | None = None
     solid_angle_msr: float | None = None
+    angular_spread_fwhm_deg: float | None = None
     fluence: float | None = None
     charge_uC: float | None = None
     charge_state: int | None = None
@@ -740,6 +743,7 @@ _UNITS: dict[str, tuple[str, str, dict[str, float]]] = {
             "atoms/cm2": 1e-15,
         },
     ),
+    "length": ("mm", "mm, cm, m or um", {"mm": 1.0, "cm": 10.0, "m": 1e3, "um": 1e-3}),
     "charge": (
         "uC",
         "uC, nC, mC or C",
@@ -934,6 +938,7 @@ def _read_idf(path: Path, raw: bytes, index: int) -> MeasuredSpectrum:
         ),
         "<detector><solidangle>",
     )
+    aperture = _idf_aperture(r, spectrum)
     calibrations = r.find(spectrum, "calibrations")
     calibration = _idf_calibration(r, calibrations)
     resolution = _idf_resolution(r, calibrations)
@@ -967,12 +972,47 @@ def _read_idf(path: Path, raw: bytes, index: int) -> MeasuredSpectrum:
         calibration=calibration,
         resolution_fwhm_keV=resolution,
         solid_angle_msr=solid,
+        angular_spread_fwhm_deg=aperture,
         fluence=fluence,
         charge_uC=charge,
         charge_state=charge_state,
         layers=layers,
         notes=tuple(r.notes),
     )
+
+
+def _idf_aperture(r: _Idf, spectrum) -> float | None:
+    """The FWHM (degrees) of the in-plane scattering angles a detector admits, from its
+    <detectorshape> (circular: diameter l1; rectangular: width l1 taken in the scattering
+    plane) and <distancedetectortosample>; None when either is missing, or when a SIMNRA
+    file switches the detector aperture's spread off.  A uniform disk of angular radius R
+    has an in-plane standard deviation R/2, a slit of angular width w one of w/√12."""
+    detector = r.find(spectrum, "detection", "detector")
+    shape = r.find(detector, "detectorshape")
+    kind = (r.text(r.find(shape, "shape")) or "").lower()
+    size = r.quantity(r.find(shape, "l1"), "<detectorshape><l1>", "length") if shape else None
+    distance = r.quantity(
+        r.find(detector, "distancedetectortosample"), "<distancedetectortosample>", "length"
+    )
+    if not size or not distance or kind not in ("circular", "rectangular"):
+        return None
+    switched = [
+        e.text.strip().lower()
+        for e in spectrum.iter()
+        if isinstance(e.tag, str) and _local(e.tag)[1] == "detectoraperture" and e.text
+    ]
+    if switched and switched[0] == "false":
+        return None
+    if kind == "circular":
+        sigma = math.atan(0.5 * size / distance) / 2.0
+    else:
+        sigma = math.atan(size / distance) / math.sqrt(12.0)
+    fwhm = math.degrees(sigma) * FWHM_PER_SIGMA
+    r.notes.append(
+        f"detector aperture: {kind} {size:g} mm at {distance:g} mm, a spread of scattering "
+        f"angles of {fwhm:.3g} deg FWHM (detector.angular_spread_fwhm_deg)"
+    )
+    return fwhm
 
 
 def _positive_or_none(r: _Idf, value: float | None, where: str) -> float | None:
@@ -1461,6 +1501,7 @@ def _stated_mapping(spectrum: MeasuredSpectrum) -> dict[str, Any]:
             calibration=None if spectrum.calibration is None else spectrum.calibration.as_mapping(),
             resolution_fwhm_keV=spectrum.resolution_fwhm_keV,
             solid_angle_msr=spectrum.solid_angle_msr,
+            angular_spread_fwhm_deg=spectrum.angular_spread_fwhm_deg,
         ),
     }
     if spectrum.fluence is not None:
