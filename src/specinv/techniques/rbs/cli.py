@@ -162,6 +162,11 @@ def fit_command(args: argparse.Namespace) -> int:
         roi = default_roi(
             counts, energy, experiment.setup.energy_cutoff_keV, det.resolution_fwhm_keV
         )
+    if not roi.any():
+        raise ConfigError(
+            f"{args.spectrum}: no channel with counts lies two resolution widths above the "
+            f"energy cut-off ({experiment.setup.energy_cutoff_keV:g} keV); give --roi"
+        )
     # the spectrum is simulated up to the last channel fitted
     n_model = int(np.nonzero(roi)[0][-1]) + 1
     setup = replace(experiment.setup, detector=replace(det, channels=n_model))
