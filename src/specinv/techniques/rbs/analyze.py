@@ -224,7 +224,9 @@ def counts_on_model_channels(
 @dataclass
 class Analysis:
     """What :func:`analyze_spectra` found: ``table`` (a dataset over ``spectrum`` and
-    ``param``) for the files analysed, and ``failures`` (path, reason) for the others."""
+    ``param``) for the files analysed, ``failures`` (path, reason) for the others, and the
+    analysed files' counts on the run's channels and the spectra of their final estimates
+    ([N, C] each, for the figures)."""
 
     table: xr.Dataset
     failures: list[tuple[str, str]]
