@@ -113,3 +113,20 @@ def test_rbs_measured_fit_runs_specinv_on_the_jabs_example():
     bench = _load("rbs_measured_fit")
     result = bench.run_specinv(real_dir() / "jabs_example")
     assert result["reduced_chi2"] < 1.339 and result["fit_s"] > 0
+
+
+def test_jabs_cells_reproduce_jabss_fitted_values(monkeypatch):
+    """benchmarks/rbs_jabs_roughness.py: fitted with JaBS's discretisation of the Gamma
+    roughness, specinv lands on JaBS's fluence, Au thickness and roughness (within 1σ):
+    the differences of the exact fit are that discretisation."""
+    from conftest import real_dir
+
+    bench = _load("rbs_jabs_roughness")
+    example = real_dir() / "jabs_example"
+    monkeypatch.setattr(bench.fitmodel, "rough_samples", bench.jabs_rough_samples)
+    cells = bench.fit(example)
+    values = dict(zip(bench.FREE, cells.values, strict=True))
+    std = dict(zip(bench.FREE, cells.std, strict=True))
+    for name in ("fluence", "layer1.thickness", "layer1.roughness", "layer2.thickness"):
+        assert abs(values[name] - bench.JABS[name]) < std[name], name
+    assert abs(cells.reduced_chi2 - 1.3388) < 0.03
