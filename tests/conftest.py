@@ -141,3 +141,20 @@ def run_snakemake(*args: str, cwd: Path, path: str | None = None):
 
     cmd, env = snakemake_command(*args, cwd=cwd, path=path)
     return subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
+
+
+def assert_forward_mode_matches_central_differences(f, x0, relative_steps, tolerance):
+    """The forward-mode Jacobian of ``f`` (a tensor [D] -> a tensor [C]) at ``x0`` equals
+    central differences with steps ``relative_steps`` [D] × x0: per parameter, the largest
+    deviation is below ``tolerance`` times the largest derivative (which must be > 0)."""
+    jac = torch.autograd.functional.jacobian(f, x0, strategy="forward-mode", vectorize=True)
+    for d, step in enumerate(relative_steps):
+        h = step * float(x0[d])
+        up, down = x0.clone(), x0.clone()
+        up[d] += h
+        down[d] -= h
+        fd = (f(up) - f(down)) / (2 * h)
+        scale = float(fd.abs().max())
+        assert scale > 0, f"parameter {d}: no derivative"
+        error = float((jac[:, d] - fd).abs().max()) / scale
+        assert error < tolerance, f"parameter {d}: relative deviation {error:.2e}"
