@@ -272,6 +272,7 @@ def analyze_spectra(
     """Estimate, optionally refine, and test every spectrum of ``paths``."""
     from ...evaluation.information import cramer_rao_std, poisson_fisher_information
     from ...evaluation.metrics import chi2_threshold
+    from ...fitting.derivatives import spectra_and_jacobian
     from ...fitting.levenberg_marquardt import refine_levenberg_marquardt
     from ...fitting.problem import SpectrumFitProblem
     from ...fitting.runner import parameter_bounds
@@ -326,9 +327,10 @@ def analyze_spectra(
                 problem, start, max_iterations=max_iterations, chi2_tol=0.1, progress=progress
             )
             final = res.x
-            expected = technique.simulate(torch.as_tensor(final, dtype=technique.dtype))
-            jac = _jacobian(technique, final)
-            fisher = poisson_fisher_information(expected.cpu().numpy(), jac, model.roi)
+            expected, jac = spectra_and_jacobian(
+                technique.simulate, final, low, high, dtype=technique.dtype
+            )
+            fisher = poisson_fisher_information(expected, jac, model.roi)
             data.update(
                 refined=(("spectrum", "param"), res.x),
                 refined_std=(("spectrum", "param"), cramer_rao_std(fisher)),
@@ -337,9 +339,12 @@ def analyze_spectra(
                 iterations=("spectrum", res.n_iterations),
             )
             seconds["refinement"] = time.perf_counter() - t1
-        with torch.no_grad():
-            fitted = technique.simulate(torch.as_tensor(final, dtype=technique.dtype)).cpu()
-            fitted = fitted.numpy()
+        if refine:
+            fitted = expected
+        else:
+            with torch.no_grad():
+                fitted = technique.simulate(torch.as_tensor(final, dtype=technique.dtype))
+                fitted = fitted.cpu().numpy()
     seconds["total"] = time.perf_counter() - t0
     table = xr.Dataset(
         data,
@@ -357,22 +362,6 @@ def analyze_spectra(
         },
     )
     return Analysis(table, failures, counts, fitted)
-
-
-def _jacobian(technique: RBSTechnique, params: np.ndarray, relative_step: float = 1e-6):
-    """d expected / d params [N, C, D] by forward differences (one batch of N·(D + 1))."""
-    n, d = params.shape
-    h = relative_step * np.maximum(np.abs(params), 1.0)
-    points = np.repeat(params[:, None, :], d + 1, axis=1)
-    points[:, 1 + np.arange(d), np.arange(d)] += h
-    with torch.no_grad():
-        spectra = (
-            technique.simulate(torch.as_tensor(points.reshape(-1, d), dtype=technique.dtype))
-            .cpu()
-            .numpy()
-            .reshape(n, d + 1, -1)
-        )
-    return np.transpose((spectra[:, 1:] - spectra[:, :1]) / h[:, :, None], (0, 2, 1))
 
 
 def run_measured_analysis(

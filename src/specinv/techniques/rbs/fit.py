@@ -18,9 +18,9 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from ...evaluation.information import fisher_covariance, poisson_fisher_information
+from ...fitting.derivatives import spectra_and_jacobian
 from ...fitting.levenberg_marquardt import refine_levenberg_marquardt
 from ...fitting.problem import SpectrumFitProblem
 from .fitmodel import RBSFitModel
@@ -138,7 +138,12 @@ def fit_spectrum(
     else:
         values, converged, steps = start, True, 0
     chi2 = float(problem.chi2(values[None], [0])[0])
-    expected, jac = _spectrum_and_derivatives(model, values)
+    expected, jac = (
+        x[0]
+        for x in spectra_and_jacobian(
+            model.simulate, values[None], model.low, model.high, dtype=model.dtype
+        )
+    )
     seconds = time.perf_counter() - t0
     dof = int(roi.sum()) - n_free
     if relative:
@@ -166,23 +171,3 @@ def fit_spectrum(
         seconds=seconds,
         relative=relative,
     )
-
-
-def _spectrum_and_derivatives(model: RBSFitModel, values: np.ndarray, relative_step=1e-5):
-    """The model's spectrum [C] at ``values`` and its derivatives [C, P]: central
-    differences (one-sided at a bound), all 2P + 1 spectra in one batch.  Steps are
-    ``relative_step`` of the value, or of 1e-3 of the parameter's range for values near 0
-    (8 free parameters of the JaBS example: the same uncertainties to 1e-4 as exact
-    forward-mode derivatives, at a tenth of their cost)."""
-    p = len(values)
-    low, high = model.low, model.high
-    h = relative_step * np.maximum(np.abs(values), 1e-3 * (high - low))
-    up = np.minimum(values + h, high)
-    down = np.maximum(values - h, low)
-    points = np.repeat(values[None], 2 * p + 1, axis=0)
-    points[1 + np.arange(p), np.arange(p)] = up
-    points[1 + p + np.arange(p), np.arange(p)] = down
-    with torch.no_grad():
-        spectra = model.simulate(points).cpu().numpy()
-    jac = (spectra[1 : 1 + p] - spectra[1 + p :]) / (up - down)[:, None]
-    return spectra[0], jac.T
