@@ -1,4 +1,5 @@
-"""Snakemake adapter: batched Levenberg-Marquardt refinement from the network's estimates."""
+"""Snakemake adapter: batched Levenberg-Marquardt refinement from the network's estimates
+(or from network + Autofit's results)."""
 
 import logging
 
@@ -10,7 +11,12 @@ from specinv.fitting.runner import fitted_spectra, refinement_fits
 plan = start(snakemake)
 settings = plan.fitting
 test = fitted_spectra(read_dataset(snakemake.input.test), settings)
-x0 = fitted_spectra(read_dataset(snakemake.input.predictions), settings)["mean"].values
+if "start" in snakemake.input.keys():  # fitting.refine_from: ml_autofit
+    start_fit = read_dataset(snakemake.input.start)
+    x0 = start_fit["estimate"].values
+else:
+    start_fit = None
+    x0 = fitted_spectra(read_dataset(snakemake.input.predictions), settings)["mean"].values
 fit = refinement_fits(
     plan.dataset,
     test,
@@ -18,6 +24,7 @@ fit = refinement_fits(
     x0,
     settings,
     method=snakemake.params.method,
+    start_fit=start_fit,
 )
 write_dataset(fit, snakemake.output[0])
 logging.info(

@@ -82,6 +82,10 @@ def test_bad_statistics_and_inputs():
         FitSettings.from_config({"fitting": {"refine_start_spread": 0}})
     with pytest.raises(ConfigError, match="fitting.refine_starts"):
         FitSettings.from_config({"fitting": {"refine_starts": 0}})
+    with pytest.raises(
+        ConfigError, match="fitting.refine_from: expected one of network, ml_autofit"
+    ):
+        FitSettings.from_config({"fitting": {"refine_from": "autofit"}})
 
 
 def test_perturbed_starts_keep_the_start_stay_in_the_box_and_depend_only_on_the_key():

@@ -163,9 +163,15 @@ def test_the_xrd_technique_runs_the_whole_dag(tmp_path):
         "CNN48",
         "Autofit",
         "CNN48 + Autofit",
-        "CNN48 + gradient refinement",
+        "CNN48 + Autofit + gradient refinement",
     ]
     refined = read_dataset(res / "fits/cnn_refine.nc")
+    ml_autofit = read_dataset(res / "fits/cnn_autofit.nc")
+    # refined from network + Autofit's result (fitting.refine_from), which it charges itself
+    assert refined.attrs["start_method"] == "cnn_autofit"
+    assert np.allclose(refined["start"], ml_autofit["estimate"])
+    assert (refined["n_simulations"] > ml_autofit["n_simulations"]).all()
+    assert refined.attrs["wall_seconds"] > ml_autofit.attrs["wall_seconds"]
     # fitted in log intensity (the technique's statistic), from 3 starts per curve
     assert refined.attrs["statistic"] == "log10"
     details = json.loads(refined.attrs["details"])

@@ -252,6 +252,10 @@ def _set(path: str, value):
             _set("fitting.refine_iterations", 4),
             {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
         ),
+        (
+            _set("fitting.refine_from", "ml_autofit"),
+            {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
+        ),
         (_set("evaluation.ratio_samples", 10), {"figures": 1}),
         (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
         (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
@@ -264,6 +268,7 @@ def _set(path: str, value):
         (_set("evaluation.threshold", 0.7), {}),  # read by multi-label evaluations only
         # a default written out is the same configuration
         (_set("fitting.restart_every", 30), {}),
+        (_set("fitting.refine_from", "network"), {}),
         (_set("preprocessing.merge", 4), {}),
     ],
 )

@@ -44,6 +44,7 @@ FIT_KEYS = {
     "ml_autofit": ("spectra", "ml_autofit_evaluations_per_parameter", "restart_every", "statistic"),
     "ml_refine": (
         "spectra",
+        "refine_from",
         "refine_iterations",
         "refine_chi2_tolerance",
         "refine_jacobian",

@@ -132,6 +132,17 @@ def nelder_mead_inputs(wildcards):
     return inputs
 
 
+def refine_inputs(wildcards):
+    """The refinement starts from the network's estimate or, with fitting.refine_from:
+    ml_autofit, from network + Autofit's result."""
+    inputs = {"test": f"{DATA}/test.nc", "transform": TRANSFORM}
+    if PLAN.fitting.refine_from == "ml_autofit":
+        inputs["start"] = f"{RESULTS}/fits/{KIND}_autofit.nc"
+    else:
+        inputs["predictions"] = PREDICTIONS.format(n_train=MODEL_SIZE)
+    return inputs
+
+
 def all_outputs():
     """Every file the default target produces."""
     example = ["results/example/spectrum.csv", "results/example/spectrum.png"]

@@ -1,6 +1,7 @@
 # Fits of the test spectra (regression techniques): the network alone (back-simulated),
 # Autofit and network + Autofit (Nelder-Mead, sharded), the batched gradient refinement from
-# the network's estimate, and the Cramér-Rao bounds of the fitted spectra.
+# the network's estimate (or from network + Autofit's result), and the Cramér-Rao bounds of
+# the fitted spectra.
 
 
 if PLAN.regression:
@@ -66,9 +67,7 @@ if PLAN.regression:
 
     rule fit_refine:
         input:
-            predictions=PREDICTIONS.format(n_train=MODEL_SIZE),
-            test=f"{DATA}/test.nc",
-            transform=TRANSFORM,
+            unpack(refine_inputs),
         output:
             f"{RESULTS}/fits/{KIND}_refine.nc",
         log:

@@ -28,14 +28,24 @@ from .metrics import (
 )
 
 
-def method_labels(kind: str = "mdn", label: str = "MDN") -> dict[str, str]:
+def method_labels(
+    kind: str = "mdn", label: str = "MDN", fits: Mapping[str, xr.Dataset] | None = None
+) -> dict[str, str]:
     """Display names of the fit methods for a network of model kind ``kind`` (display name
-    ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``."""
+    ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``.  A
+    refinement in ``fits`` that started from network + Autofit's result (its attribute
+    ``start_method``) is "MDN + Autofit + gradient refinement"."""
+    refine = f"{kind}_refine"
+    chained = (
+        fits is not None
+        and refine in fits
+        and (fits[refine].attrs.get("start_method") == f"{kind}_autofit")
+    )
     return {
         kind: label,
         "autofit": "Autofit",
         f"{kind}_autofit": f"{label} + Autofit",
-        f"{kind}_refine": f"{label} + gradient refinement",
+        refine: f"{label} + {'Autofit + ' if chained else ''}gradient refinement",
     }
 
 
@@ -355,7 +365,7 @@ def methods_on_fitted_spectra(
         return out
 
     kind, label = _network(mdn)
-    labels = method_labels(kind, label)
+    labels = method_labels(kind, label, fits)
     out = {f"{label}{model_size}": mdn if chosen is None else mdn.sel(sample=chosen)}
     out.update(
         {
@@ -405,7 +415,7 @@ def paper_tables(
         ``information`` also ``information`` (:func:`information_table`).
     """
     kind, label = _network(network_fits[model_size])
-    labels = method_labels(kind, label)
+    labels = method_labels(kind, label, fits)
     chi2_rows = chi2_rows_of_networks(network_fits, label)
     chi2_rows.update({labels[m]: f for m, f in fits.items()})
     same = methods_on_fitted_spectra(network_fits[model_size], fits, model_size)

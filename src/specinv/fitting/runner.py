@@ -262,6 +262,7 @@ def refinement_fits(
     settings: FitSettings,
     progress: bool = True,
     method: str = "mdn_refine",
+    start_fit: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """Network + gradient refinement: batched Levenberg–Marquardt through the differentiable
     simulator from the network's estimate, all spectra at once.
@@ -269,7 +270,19 @@ def refinement_fits(
     With ``settings.refine_starts`` > 1 every spectrum is first refined from that many
     starts (the estimate and perturbations of it, :func:`perturbed_starts`) for
     ``refine_screen_iterations`` steps, and the best of them (lowest statistic) is refined
-    to the end; the simulations of all starts count in ``n_simulations``."""
+    to the end; the simulations of all starts count in ``n_simulations``.
+
+    ``start_fit``: the fit ``start`` comes from (network + Autofit, ``settings.refine_from
+    = "ml_autofit"``), on the same spectra; its simulations and wall time are added to the
+    refinement's, so that the row compares the whole chain with the other methods."""
+    if start_fit is not None and not np.array_equal(
+        start_fit["sample"].values, test["sample"].values
+    ):
+        raise ValueError(
+            f"refinement_fits: the start fit ({start_fit.attrs.get('method')}) covers samples "
+            f"{_sample_span(start_fit)}, the refinement {_sample_span(test)}: rerun it with "
+            "the same fitting.spectra"
+        )
     problem = make_problem(cfg, test, transform, settings, device=settings.device)
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
     lm = {
@@ -306,12 +319,17 @@ def refinement_fits(
         problem, first, max_iterations=settings.refine_iterations, **lm
     )
     seconds = time.perf_counter() - t0
+    if start_fit is not None:
+        screen_simulations = screen_simulations + start_fit["n_simulations"].values
+        seconds += float(start_fit.attrs["wall_seconds"])
     details = {
         "max_iterations": settings.refine_iterations,
         "chi2_tolerance": settings.refine_chi2_tolerance,
         "broyden": settings.refine_broyden,
         "jacobian": settings.refine_jacobian,
         "device": str(problem.device),
+        "refine_from": settings.refine_from,
+        "start_method": "network" if start_fit is None else str(start_fit.attrs["method"]),
         "iterations_mean": float(res.n_iterations.mean()),
         "converged": float(res.converged.mean()),
         "starts": settings.refine_starts,
@@ -342,6 +360,7 @@ def refinement_fits(
         objective=res.chi2,
         statistic=problem.statistic,
     )
+    out.attrs["start_method"] = details["start_method"]
     out["chi2_start"] = ("sample", chi2_start, {"long_name": "Poisson chi2 at the start"})
     out["objective_start"] = (
         "sample",
@@ -420,6 +439,12 @@ def merge_fit_shards(parts: list[xr.Dataset]) -> xr.Dataset:
     merged.attrs["wall_seconds"] = float(sum(p.attrs["wall_seconds"] for p in parts))
     merged.attrs["shards"] = len(parts)
     return merged
+
+
+def _sample_span(ds: xr.Dataset) -> str:
+    """'a..b (n)' of a dataset's sample index, for messages."""
+    s = ds["sample"].values
+    return f"{s[0]}..{s[-1]} ({len(s)})" if len(s) else "none"
 
 
 def fitted_spectra(

@@ -14,6 +14,9 @@ STATISTICS = ("poisson", "log10")
 
 #: The fits of the test spectra; ``ml_`` stands for the network's kind (``mdn_autofit``).
 FIT_METHODS = ("autofit", "ml_autofit", "ml_refine")
+#: where the refinement (``ml_refine``) may start: the network's estimate or the result of
+#: network + Autofit
+REFINE_STARTS = ("network", "ml_autofit")
 
 
 def method_name(method: str, kind: str) -> str:
@@ -44,6 +47,9 @@ class FitSettings:
             training parameters: the documented fixed start of the Autofit.
         statistic: what every fit minimises (``poisson``, ``log10``; None: the technique's
             :attr:`~specinv.techniques.base.Technique.fit_statistic`).
+        refine_from: where the refinement starts: ``network`` (the network's estimate) or
+            ``ml_autofit`` (the result of network + Autofit, whose simulations and wall
+            time then count in the refinement's).
         refine_iterations: Levenberg–Marquardt iterations at most.
         refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its
             statistic by less than this (absolute; Δχ² = 1 is a one-σ change of a
@@ -71,6 +77,7 @@ class FitSettings:
     restart_every: int = _default("restart_every")
     autofit_start: str = _default("autofit_start")
     statistic: str | None = _default("statistic")
+    refine_from: str = _default("refine_from")
     refine_iterations: int = _default("refine_iterations")
     refine_chi2_tolerance: float = _default("refine_chi2_tolerance")
     refine_broyden: bool = _default("refine_broyden")
@@ -121,6 +128,11 @@ class FitSettings:
         if s.autofit_start not in ("centre", "mean"):
             raise ConfigError(
                 f"fitting.autofit_start: expected centre or mean, got {s.autofit_start!r}"
+            )
+        if s.refine_from not in REFINE_STARTS:
+            raise ConfigError(
+                f"fitting.refine_from: expected one of {', '.join(REFINE_STARTS)}, got "
+                f"{s.refine_from!r}"
             )
         if s.refine_jacobian not in ("finite-difference", "forward-mode"):
             raise ConfigError(
