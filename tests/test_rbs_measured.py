@@ -21,20 +21,22 @@ from specinv.techniques.rbs.measured import (
     experiment_mapping,
     layer_areal_densities,
     read_spectrum,
+    restored_counts,
 )
 
-# total of the normalised counts of each pyIBA position-scan file (maximum 1 in all ten)
+# each pyIBA position-scan file: (total of its normalised values, maximum 1 in all ten;
+# its largest channel's counts, by which the values were divided)
 PYIBA_TOTALS = {
-    1: 237.837992,
-    2: 234.724645,
-    3: 235.375956,
-    4: 235.742485,
-    5: 235.488399,
-    6: 232.713761,
-    7: 237.064180,
-    8: 227.502910,
-    9: 235.264341,
-    10: 236.089529,
+    1: (237.837992, 1475),
+    2: (234.724645, 1427),
+    3: (235.375956, 1282),
+    4: (235.742485, 1029),
+    5: (235.488399, 952),
+    6: (232.713761, 1041),
+    7: (237.064180, 981),
+    8: (227.502910, 845),
+    9: (235.264341, 783),
+    10: (236.089529, 894),
 }
 
 
@@ -75,9 +77,12 @@ def test_pyiba_position_scan_files(number):
     assert s.resolution_fwhm_keV is None
     assert s.solid_angle_msr == 11.0
     assert s.n_channels == 1024 and s.first_channel == 0 and s.energy_axis_keV is None
-    assert s.counts.max() == 1.0
-    assert s.counts.sum() == pytest.approx(PYIBA_TOTALS[number], abs=1e-5)
-    assert s.relative
+    # the values (maximum 1) are multiples of 1/N: the counts are restored, N at most
+    total, largest = PYIBA_TOTALS[number]
+    assert s.counts.max() == largest and np.array_equal(s.counts, np.round(s.counts))
+    assert s.counts.sum() == pytest.approx(total * largest, abs=0.5)
+    assert not s.relative
+    assert any(f"multiples of 1/{largest}" in n for n in s.notes)
     # a charge without the ion's charge state: no number of particles
     assert s.charge_uC == 10.0 and s.charge_state is None and s.fluence is None
     assert any("charge state" in n for n in s.notes)
@@ -230,9 +235,27 @@ def test_two_columns_of_energies_give_a_calibration(tmp_path):
     assert np.allclose(s.energy_axis_keV, energy) and s.first_channel == 0
     assert s.calibration.offset_keV == pytest.approx(120.0)
     assert s.calibration.gain_keV_per_channel == pytest.approx(2.5)
-    assert s.relative  # counts divided by 7
+    # counts divided by 7 and printed with 6 decimals: restored
+    assert not s.relative and np.array_equal(s.counts, np.arange(50))
+    assert any("multiples of 1/7" in n for n in s.notes)
     assert any("read as energies" in n for n in s.notes)
     assert any("lower edge" in n for n in s.notes)
+
+
+def test_only_spectra_divided_by_a_constant_are_restored_as_counts():
+    counts = np.random.default_rng(0).poisson(200.0, 300).astype(float)
+    counts[:5] = [0, 1, 2, 1, 0]
+    restored, factor = restored_counts(np.round(counts / counts.max(), 6))
+    assert factor == counts.max() and np.array_equal(restored, counts)
+    # a spectrum scaled channel by channel (an efficiency correction): relative
+    efficiency = np.linspace(0.8, 1.2, counts.size)
+    assert restored_counts(np.round(counts * efficiency / 250.0, 6)) is None
+    # rounded to 3 decimals: no longer whole multiples of one step
+    assert restored_counts(np.round(counts / counts.max(), 3)) is None
+    # a step of 0.001 is more likely the precision the values were printed with
+    assert restored_counts(counts / 1000.0) is None
+    # too few channels with counts to tell
+    assert restored_counts(np.array([0.5, 1.0, 0.0, 0.25])) is None
 
 
 def test_integer_energies_named_in_the_header_are_energies(tmp_path):

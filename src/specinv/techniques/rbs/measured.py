@@ -146,7 +146,8 @@ class MeasuredSpectrum:
             channel number, else None.
         file_format: "IDF", "SIMNRA xnra", "two columns", "one column" or "specinv CSV".
         relative: True when the counts are not whole numbers (normalised or rescaled, e.g.
-            maximum 1): only the shape of the spectrum can be fitted.
+            maximum 1) and cannot be restored as counts (:func:`restored_counts`): only
+            the shape of the spectrum can be fitted.
         simulated: True when the counts are a simulation (SIMNRA's spectrum in an
             ``.xnra`` without measured data, or a ``specinv rbs simulate`` CSV).
         ion: the projectile as named in the file ("4He", "1H", ...).
@@ -385,6 +386,52 @@ def _check_increasing(
 
 def _whole(counts: np.ndarray) -> bool:
     return bool(np.all(counts == np.round(counts)))
+
+
+def restored_counts(values: np.ndarray, tolerance: float = 0.02) -> tuple[np.ndarray, float] | None:
+    """The counts behind a spectrum that was divided by a constant (e.g. by its largest
+    channel): ``(counts, factor)`` with ``counts = values × factor`` whole numbers, the
+    smallest step of the values taken as one count; None when the values are not such
+    multiples (within ``tolerance`` of a count in every channel) or when the step is a
+    power of ten (then it is more likely the precision the values were printed with)."""
+    positive = values[values > 0]
+    if positive.size < 10:
+        return None
+    step, largest = positive.min(), positive.max()
+    # the largest value holds the most digits: the factor from it, the step named by it
+    factor = round(largest / step) / largest
+    exponent = np.log10(factor)
+    if factor <= 1.0 or factor * largest > 1e12 or abs(exponent - round(exponent)) < 1e-6:
+        return None
+    counts = values * factor
+    if np.abs(counts - np.round(counts)).max() > tolerance:
+        return None
+    return np.round(counts), factor
+
+
+def _restored_note(factor: float, counts: np.ndarray) -> str:
+    return (
+        f"the values are whole multiples of 1/{factor:.6g} (a spectrum divided by a constant, "
+        f"e.g. its largest channel): restored as counts (x {factor:.6g}, largest "
+        f"{counts.max():.0f}) on the assumption that the smallest step is one count, so that "
+        "Poisson weights apply; fit with --relative if it is not"
+    )
+
+
+def _counts_or_relative(
+    counts: np.ndarray, simulated: bool, notes: list[str]
+) -> tuple[np.ndarray, bool]:
+    """(counts, relative) of a spectrum read from a file: whole numbers as they are,
+    multiples of a constant restored (:func:`restored_counts`), anything else relative.
+    Appends the note that says which."""
+    if simulated or _whole(counts):
+        return counts, False
+    restored = restored_counts(counts)
+    if restored is not None:
+        notes.append(_restored_note(restored[1], restored[0]))
+        return restored[0], False
+    notes.append(_relative_note(counts))
+    return counts, True
 
 
 def _relative_note(counts: np.ndarray) -> str:
@@ -673,9 +720,7 @@ def _read_columns(path: Path, text: str) -> MeasuredSpectrum:
             )
             notes.append(note)
     _check_counts(path, counts, first_channel, table.lines)
-    relative = not simulated and not _whole(counts)
-    if relative:
-        notes.append(_relative_note(counts))
+    counts, relative = _counts_or_relative(counts, simulated, notes)
     if not simulated:
         notes.append(
             "plain columns state no setup: give beam, geometry, detector, fluence and sample "
@@ -951,9 +996,7 @@ def _read_idf(path: Path, raw: bytes, index: int) -> MeasuredSpectrum:
     layers = _idf_layers(r, sample)
     if fmt_note:
         r.notes.append(fmt_note)
-    relative = not simulated and not _whole(counts)
-    if relative:
-        r.notes.append(_relative_note(counts))
+    counts, relative = _counts_or_relative(counts, simulated, r.notes)
     return MeasuredSpectrum(
         path=path,
         counts=counts,
