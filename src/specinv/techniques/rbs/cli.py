@@ -1,4 +1,6 @@
-"""``specinv rbs fit``: a least-squares fit of one measured spectrum.
+"""``specinv rbs fit`` (a least-squares fit of one measured spectrum), ``specinv rbs
+analyze`` (many spectra with a trained network) and ``specinv rbs design`` (how well
+candidate setups determine a sample's parameters).
 
     specinv rbs fit SPECTRUM [--experiment EXP.yaml] [--fit NAME,...] [--roi LOW:HIGH ...]
                     [--tilt towards|away] [--relative] [-o OUTDIR]
@@ -424,4 +426,111 @@ def analyze_command(args: argparse.Namespace) -> int:
         )
     )
     print(f"{out}: analysis.csv, analysis.nc, summary.png written")
+    return 0
+
+
+def add_design_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "design",
+        help="compare candidate setups by the information their spectra carry",
+        description=(
+            "For the sample structure and prior of a workflow configuration's rbs section, "
+            "compare candidate setups (the configured experiment with keys changed) by the "
+            "Cramer-Rao bounds of parameter sets drawn from the prior: per parameter the "
+            "median relative error an efficient estimator would reach and the share of "
+            "spectra that do not determine it. Writes design.csv (per setup and parameter), "
+            "setups.csv (one row per setup) and design.png into the output folder."
+        ),
+    )
+    parser.add_argument("config", type=Path, help="a workflow configuration with an rbs section")
+    parser.add_argument(
+        "--candidates",
+        type=Path,
+        help="YAML: setup name -> {dotted experiment key: value}, e.g. "
+        "'4He 2 MeV: {beam.ion: 4He, beam.energy_keV: 2000}'",
+    )
+    parser.add_argument(
+        "--vary",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="one setup per value of one experiment key (repeatable), e.g. "
+        "beam.energy_keV=2000,3000,4000",
+    )
+    parser.add_argument("-n", "--spectra", type=int, default=200, help="draws from the prior (200)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (0)")
+    parser.add_argument(
+        "--first-channel",
+        type=int,
+        help="first channel of the region of interest (default: the configuration's "
+        "preprocessing.first_channel)",
+    )
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    parser.set_defaults(func=design_command)
+
+
+def design_command(args: argparse.Namespace) -> int:
+    """``specinv rbs design``: the configuration, candidates and options are all checked
+    before the first bound is computed."""
+    import pandas as pd
+
+    from ...config import load_mapping_file
+    from ...data.config import dataset_config
+    from ...data.preprocess import preprocess_settings
+    from ...fileio import atomic_path
+    from .design import (
+        changed_experiment,
+        design_table,
+        evaluate_setups,
+        parse_candidates,
+        plot_design,
+        printable_design,
+        setup_summary,
+    )
+    from .technique import RBSTechnique
+
+    config = load_mapping_file(args.config, "configuration")
+    if config.get("technique") != "rbs":
+        raise ConfigError(f"{args.config}: technique {config.get('technique')!r}; expected rbs")
+    cfg = dataset_config(config)
+    first = args.first_channel
+    if first is None:
+        first = preprocess_settings(config, RBSTechnique.preprocessing_defaults).first_channel
+    if args.spectra < 1:
+        raise ConfigError(f"--spectra: expected >= 1, got {args.spectra}")
+    document = None
+    if args.candidates is not None:
+        document = load_mapping_file(args.candidates, "candidates file")
+    candidates = parse_candidates(document, args.vary)
+    out = args.output
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o/--output: {str(out)!r} is a file; expected a folder")
+    # every candidate is built (and so checked) before the bounds are computed
+    for name, changes in candidates.items():
+        section = {
+            **cfg.section,
+            "experiment": changed_experiment(cfg.section["experiment"], changes),
+        }
+        try:
+            RBSTechnique.from_config(section, device="cpu")
+        except ConfigError as exc:
+            raise ConfigError(f"candidate {name!r}: {exc}") from None
+    results = evaluate_setups(
+        cfg.section, candidates, n_spectra=args.spectra, seed=args.seed, first_channel=first
+    )
+    table = design_table(results)
+    summary = setup_summary(results, table)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "design.csv") as tmp:
+        table.to_csv(tmp)
+    with atomic_path(out / "setups.csv") as tmp:
+        summary.to_csv(tmp)
+    with atomic_path(out / "design.png") as tmp:
+        plot_design(table, tmp, f"{cfg.name}: {args.spectra} draws from the prior")
+    with pd.option_context("display.width", 200, "display.max_columns", 50):
+        print("efficient MRE (%) / spectra that do not determine the parameter (%)")
+        print(printable_design(table).to_string())
+        print()
+        print(summary.drop(columns="seconds").to_string(float_format="{:.3g}".format))
+    print(f"{out}: design.csv, setups.csv, design.png written")
     return 0

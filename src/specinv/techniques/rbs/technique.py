@@ -32,7 +32,7 @@ from ...physics.rbs.experiment import ExperimentError, sample_species, setup_fro
 from ...physics.rbs.simulator import default_device
 from ..base import Axis, PartialSimulation, Technique
 from ..priors import Prior, prior_box, sample_independent
-from .cli import add_analyze_parser, add_fit_parser
+from .cli import add_analyze_parser, add_design_parser, add_fit_parser
 
 AREAL_DENSITY_UNIT = "1e15 atoms/cm2"
 
@@ -227,6 +227,7 @@ class RBSTechnique(Technique):
         sim.add_argument("--log", action="store_true", help="logarithmic counts axis in the plot")
         add_fit_parser(subparsers)
         add_analyze_parser(subparsers)
+        add_design_parser(subparsers)
 
 
 def simulate_command(args: argparse.Namespace) -> int:

@@ -1,0 +1,133 @@
+"""Experiment design (``specinv rbs design``): candidate setups compared by the Cramér–Rao
+bounds of the same draws from the prior."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from specinv.cli import main
+from specinv.config import ConfigError, load_mapping_file
+from specinv.data.config import dataset_config
+from specinv.techniques.rbs.design import (
+    AS_CONFIGURED,
+    changed_experiment,
+    design_table,
+    evaluate_setups,
+    parse_candidates,
+    printable_design,
+    setup_summary,
+)
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny_section():
+    return dataset_config(load_mapping_file(DATA / "tiny.yaml")).section
+
+
+def test_changes_are_dotted_keys_of_the_experiment():
+    experiment = {"beam": {"ion": "3He", "energy_keV": 2950}, "fluence_times_solid_angle_sr": 1e9}
+    out = changed_experiment(experiment, {"beam.energy_keV": 2000, "geometry.scattering_deg": 170})
+    assert out["beam"] == {"ion": "3He", "energy_keV": 2000}
+    assert out["geometry"] == {"scattering_deg": 170}
+    assert experiment["beam"]["energy_keV"] == 2950  # the original is left alone
+    with pytest.raises(ConfigError, match="experiment.beam is a section"):
+        changed_experiment(experiment, {"beam": 3})
+    with pytest.raises(ConfigError, match="fluence_times_solid_angle_sr is 1000000000.0, not"):
+        changed_experiment(experiment, {"fluence_times_solid_angle_sr.x": 3})
+    with pytest.raises(ConfigError, match="dotted key"):
+        changed_experiment(experiment, {"beam..ion": "4He"})
+
+
+def test_candidates_from_a_document_and_from_vary():
+    out = parse_candidates(
+        {"alpha": {"beam.ion": "4He", "beam.energy_keV": 2000}},
+        ["beam.energy_keV=1500,3000.5", "beam.ion=1H"],
+    )
+    assert list(out) == [
+        AS_CONFIGURED,
+        "alpha",
+        "beam.energy_keV=1500",
+        "beam.energy_keV=3000.5",
+        "beam.ion=1H",
+    ]
+    assert out[AS_CONFIGURED] == {}
+    assert out["beam.energy_keV=1500"] == {"beam.energy_keV": 1500}
+    assert out["beam.energy_keV=3000.5"] == {"beam.energy_keV": 3000.5}
+    assert out["beam.ion=1H"] == {"beam.ion": "1H"}
+    with pytest.raises(ConfigError, match="expected KEY=V1,V2"):
+        parse_candidates(None, ["beam.energy_keV"])
+    with pytest.raises(ConfigError, match="candidates.alpha: expected a mapping"):
+        parse_candidates({"alpha": 3}, [])
+
+
+def test_bounds_scale_as_one_over_root_fluence_on_the_same_draws(tiny_section):
+    """The expected counts are proportional to the fluence: so is the Fisher information,
+    and every bound shrinks by exactly 1/2 for 4 times the fluence."""
+    fluence = tiny_section["experiment"]["fluence_times_solid_angle_sr"]
+    results = evaluate_setups(
+        tiny_section,
+        {"x1": {}, "x4": {"fluence_times_solid_angle_sr": 4 * fluence}},
+        n_spectra=6,
+        first_channel=100,
+        progress=False,
+    )
+    one, four = (results[k].information for k in ("x1", "x4"))
+    np.testing.assert_array_equal(one["true"], four["true"])  # the same draws
+    assert np.isfinite(one["crlb_std"]).all()
+    np.testing.assert_allclose(four["crlb_std"], 0.5 * one["crlb_std"], rtol=1e-9)
+    np.testing.assert_allclose(results["x4"].counts, 4 * results["x1"].counts, rtol=1e-12)
+    table = design_table(results)
+    np.testing.assert_allclose(
+        table.loc["x4", "efficient_MRE"], 0.5 * table.loc["x1", "efficient_MRE"], rtol=1e-6
+    )
+    summary = setup_summary(results, table)
+    assert list(summary.index) == ["x1", "x4"]
+    assert summary.loc["x1", "channels"] == 1000  # channels 100 ... 1099
+    assert summary.loc["x4", "changes"] == f"fluence_times_solid_angle_sr={4 * fluence}"
+
+
+def test_a_beam_that_cannot_cross_the_sample_leaves_its_parameters_undetermined(tiny_section):
+    """At 800 keV the 3He ions are stopped in thick W layers, or their particles leave
+    below the region of interest: those spectra do not determine the layers' contents;
+    at 2950 keV every draw is determined."""
+    results = evaluate_setups(
+        tiny_section,
+        {"2950 keV": {}, "800 keV": {"beam.energy_keV": 800}},
+        n_spectra=8,
+        first_channel=100,
+        progress=False,
+    )
+    table = design_table(results)
+    assert (table.loc["2950 keV", "undetermined"] == 0).all()
+    low = table.loc["800 keV", "undetermined"]
+    assert (low > 0).all() and low["layer2:W"] >= low["layer1:W"]
+    assert not table.loc["800 keV", "determined"].any()
+    printed = printable_design(table)
+    assert list(printed.columns) == ["2950 keV", "800 keV"]
+    assert printed.loc["layer1:W", "800 keV"].startswith("inf / ")
+
+
+def test_the_command_writes_its_tables_and_figure(tmp_path, capsys):
+    out = tmp_path / "design"
+    args = ["rbs", "design", str(DATA / "tiny.yaml"), "-n", "3", "-o", str(out)]
+    assert main([*args, "--vary", "beam.energy_keV=2000"]) == 0
+    printed = capsys.readouterr().out
+    assert "efficient MRE (%)" in printed and "beam.energy_keV=2000" in printed
+    table = pd.read_csv(out / "design.csv", index_col=[0, 1])
+    assert set(table.index.get_level_values("setup")) == {AS_CONFIGURED, "beam.energy_keV=2000"}
+    assert (out / "setups.csv").exists() and (out / "design.png").stat().st_size > 10_000
+    # bad candidates are refused before any bound is computed, naming the candidate
+    assert main([*args, "--vary", "beam.ion=Xx"]) == 2
+    assert "candidate 'beam.ion=Xx'" in capsys.readouterr().err
+    assert main([*args, "--vary", "geometry.scattering_deg=abc"]) == 2
+    assert "geometry.scattering_deg=abc" in capsys.readouterr().err
+    assert main([*args, "-n", "0"]) == 2
+    assert "--spectra" in capsys.readouterr().err
+    assert main(["rbs", "design", str(DATA / "tiny_xrd.yaml"), "-o", str(out)]) == 2
+    assert "expected rbs" in capsys.readouterr().err
