@@ -12,6 +12,7 @@ import pytest
 from specinv.cli import main
 from specinv.config import ConfigError, load_mapping_file
 from specinv.data.config import dataset_config
+from specinv.physics.rbs.nonrutherford import non_rutherford_onset_keV
 from specinv.techniques.rbs.design import (
     AS_CONFIGURED,
     changed_experiment,
@@ -88,6 +89,8 @@ def test_bounds_scale_as_one_over_root_fluence_on_the_same_draws(tiny_section):
     )
     summary = setup_summary(results, table)
     assert list(summary.index) == ["x1", "x4"]
+    # 3He at 2950 keV is beyond the estimated non-Rutherford onset of D, far below W's
+    assert summary.loc["x1", "non_Rutherford"] == "D (~0.9 MeV)"
     assert summary.loc["x1", "channels"] == 1000  # channels 100 ... 1099
     assert summary.loc["x4", "changes"] == f"fluence_times_solid_angle_sr={4 * fluence}"
 
@@ -131,3 +134,31 @@ def test_the_command_writes_its_tables_and_figure(tmp_path, capsys):
     assert "--spectra" in capsys.readouterr().err
     assert main(["rbs", "design", str(DATA / "tiny_xrd.yaml"), "-o", str(out)]) == 2
     assert "expected rbs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("element", "measured_keV"),
+    [("O", 2350), ("F", 2600), ("Mg", 3200), ("Al", 3600), ("Si", 3800), ("Cl", 4500)],
+)
+def test_the_non_rutherford_onset_estimate_is_below_the_measured_ones(element, measured_keV):
+    """Cheng et al.'s onsets for 4He near 170°: the estimate (0.48 of the laboratory
+    Coulomb barrier) is at most the measured onset and within 20 % of it."""
+    onset = non_rutherford_onset_keV("4He", element)
+    assert 0.8 * measured_keV < onset <= measured_keV
+    # heavier nuclei hold out longer; protons get no estimate
+    assert non_rutherford_onset_keV("4He", "Ni") > onset
+    assert non_rutherford_onset_keV("1H", element) is None
+
+
+def test_the_committed_candidates_of_dataset_b_build():
+    from specinv.techniques.rbs.technique import RBSTechnique
+
+    repo = DATA.parents[1]
+    section = dataset_config(load_mapping_file(repo / "config/paper/rbs_B.yaml")).section
+    document = load_mapping_file(repo / "examples/design_rbs_B_candidates.yaml")
+    candidates = parse_candidates(document)
+    assert len(candidates) == len(document) + 1
+    for changes in candidates.values():
+        experiment = changed_experiment(section["experiment"], changes)
+        technique = RBSTechnique.from_config({**section, "experiment": experiment})
+        assert technique.n_parameters == 15

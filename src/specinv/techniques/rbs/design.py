@@ -76,6 +76,10 @@ class SetupInformation:
             of the workflow's ``fits/information_limit.nc``.
         counts: expected counts in the region of interest, per spectrum.
         channels: channels in the region of interest.
+        non_rutherford: the sample's elements from which the beam scatters above the
+            estimated onset of non-Rutherford cross sections (:mod:`specinv.physics.rbs.
+            nonrutherford`), as "C (~2.0 MeV)"; "onset unknown for 1H" for ions without
+            an estimate.
         seconds: wall time of the bounds.
     """
 
@@ -84,6 +88,7 @@ class SetupInformation:
     information: xr.Dataset
     counts: np.ndarray
     channels: int
+    non_rutherford: tuple[str, ...] = ()
     seconds: float = field(default=0.0)
 
 
@@ -140,8 +145,32 @@ def setup_information(
         coords={"sample": np.arange(len(params)), "param": names},
     )
     return SetupInformation(
-        name, dict(changes), information, counts, int(roi.sum()), time.perf_counter() - t0
+        name,
+        dict(changes),
+        information,
+        counts,
+        int(roi.sum()),
+        beyond_rutherford(technique),
+        time.perf_counter() - t0,
     )
+
+
+def beyond_rutherford(technique) -> tuple[str, ...]:
+    """The sample's elements whose estimated non-Rutherford onset lies below the beam
+    energy, with the onset ("C (~2.0 MeV)"); for an ion without an estimate, one entry
+    saying so."""
+    from ...physics.rbs.nonrutherford import non_rutherford_onset_keV
+
+    setup = technique.setup
+    elements = dict.fromkeys(name for layer in technique.structure for name in layer)
+    out = []
+    for element in elements:
+        onset = non_rutherford_onset_keV(setup.ion, element)
+        if onset is None:
+            return (f"onset unknown for {setup.ion}",)
+        if onset < setup.beam_energy_keV:
+            out.append(f"{element} (~{onset / 1000:.1f} MeV)")
+    return tuple(out)
 
 
 def evaluate_setups(
@@ -184,7 +213,8 @@ def setup_summary(
 ) -> pd.DataFrame:
     """One row per candidate: its changes, the region's channels, the median expected
     counts in the region and per channel, the parameters it determines, its largest
-    undetermined share and efficient MRE, and the wall time of its bounds."""
+    undetermined share and efficient MRE, the elements it scatters from beyond their
+    estimated non-Rutherford onset, and the wall time of its bounds."""
     table = design_table(results) if table is None else table
     rows = {}
     for name, result in results.items():
@@ -197,6 +227,7 @@ def setup_summary(
             "determined": f"{int(t['determined'].sum())}/{len(t)}",
             "worst_undetermined": float(t["undetermined"].max()),
             "worst_efficient_MRE": float(t["efficient_MRE"].max()),
+            "non_Rutherford": ", ".join(result.non_rutherford) or "-",
             "seconds": result.seconds,
         }
     out = pd.DataFrame.from_dict(rows, orient="index")
