@@ -11,12 +11,17 @@ from specinv.fitting.runner import fitted_spectra, refinement_fits
 plan = start(snakemake)
 settings = plan.fitting
 test = fitted_spectra(read_dataset(snakemake.input.test), settings)
+network = (
+    fitted_spectra(read_dataset(snakemake.input.predictions), settings)
+    if "predictions" in snakemake.input.keys()
+    else None
+)
 if "start" in snakemake.input.keys():  # fitting.refine_from: ml_autofit
     start_fit = read_dataset(snakemake.input.start)
     x0 = start_fit["estimate"].values
 else:
     start_fit = None
-    x0 = fitted_spectra(read_dataset(snakemake.input.predictions), settings)["mean"].values
+    x0 = network["mean"].values
 fit = refinement_fits(
     plan.dataset,
     test,
@@ -25,6 +30,9 @@ fit = refinement_fits(
     settings,
     method=snakemake.params.method,
     start_fit=start_fit,
+    prior=(network["mean"].values, network["std"].values)
+    if settings.refine_prior == "network"
+    else None,
 )
 write_dataset(fit, snakemake.output[0])
 logging.info(

@@ -267,6 +267,14 @@ def change(path: str, value):
         (change("name", ".."), "name: expected text matching"),
         (change("name", "../elsewhere"), "name: expected text matching"),
         (change("name", ".hidden"), "name: expected text matching"),
+        (
+            change("fitting.refine_prior", "autofit"),
+            "fitting.refine_prior: expected one of none, network, got 'autofit'",
+        ),
+        (
+            lambda c: c.update(model={"kind": "cnn"}, fitting={"refine_prior": "network"}),
+            "fitting.refine_prior: network needs the network's uncertainty; a single cnn",
+        ),
     ],
 )
 def test_workflow_configs_are_checked_before_any_job(edit, message):

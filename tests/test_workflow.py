@@ -256,6 +256,10 @@ def _set(path: str, value):
             _set("fitting.refine_from", "ml_autofit"),
             {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
         ),
+        (
+            _set("fitting.refine_prior", "network"),
+            {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
+        ),
         (_set("evaluation.ratio_samples", 10), {"figures": 1}),
         (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
         (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
@@ -269,6 +273,7 @@ def _set(path: str, value):
         # a default written out is the same configuration
         (_set("fitting.restart_every", 30), {}),
         (_set("fitting.refine_from", "network"), {}),
+        (_set("fitting.refine_prior", "none"), {}),
         (_set("preprocessing.merge", 4), {}),
     ],
 )
@@ -280,6 +285,36 @@ def test_a_changed_key_reruns_exactly_what_reads_it(tiny_run, tmp_path, change, 
     r = snakemake("-n", "--configfile", str(tiny_run.parent / "changed.yaml"), cwd=tiny_run)
     assert r.returncode == 0, r.stderr
     assert planned_jobs(r.stdout + r.stderr) == expected, r.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_refinement_with_the_network_prior_minimises_chi2_plus_the_prior(tmp_path, tiny_run):
+    """fitting.refine_prior: network reruns the refinement alone, and what it minimises is
+    χ² plus the MDN's Gaussian term Σ ((mean − y) / std)² (the maximum a posteriori
+    solution itself is checked against the closed form in test_fit_prior.py)."""
+    import pandas as pd
+
+    from specinv.data import read_dataset
+
+    wd = tmp_path / "prior"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    config = yaml.safe_load(TINY.read_text())
+    config.setdefault("fitting", {})["refine_prior"] = "network"
+    (wd / "prior.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake("--configfile", "prior.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = wd / "results/tiny"
+    plain = read_dataset(tiny_run / "results/tiny/fits/mdn_refine.nc")
+    prior = read_dataset(res / "fits/mdn_refine.nc")
+    network = read_dataset(res / "predictions/n60/test.nc").sel(sample=prior["sample"])
+    assert prior.attrs["refine_prior"] == "network" and plain.attrs["refine_prior"] == "none"
+    z = (prior["estimate"].values - network["mean"].values) / network["std"].values
+    np.testing.assert_allclose(prior["objective"], prior["chi2"] + (z**2).sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(plain["objective"], plain["chi2"], rtol=1e-12)
+    assert (prior["objective"] <= prior["objective_start"] + 1e-9).all()
+    assert not np.allclose(prior["estimate"], plain["estimate"])
+    methods = pd.read_csv(res / "tables/table6_methods.csv", index_col=0)
+    assert "MDN60 + gradient refinement (network prior)" in methods.index
 
 
 def _reordered(value):

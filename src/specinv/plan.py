@@ -45,6 +45,7 @@ FIT_KEYS = {
     "ml_refine": (
         "spectra",
         "refine_from",
+        "refine_prior",
         "refine_iterations",
         "refine_chi2_tolerance",
         "refine_jacobian",
@@ -306,6 +307,11 @@ def workflow_plan(
             f"({', '.join(map(str, sizes))})"
         )
     if cls.task == "regression":
+        if fitting.refine_prior == "network" and model["kind"] != "mdn" and training.ensemble < 2:
+            raise ConfigError(
+                f"fitting.refine_prior: network needs the network's uncertainty; a single "
+                f"{model['kind']} gives none (use an mdn, or training.ensemble >= 2)"
+            )
         fitted = fitting.n_spectra(dataset.sizes["test"], "autofit")
         if fitted < fitting.shards:
             raise ConfigError(

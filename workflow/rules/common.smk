@@ -134,11 +134,12 @@ def nelder_mead_inputs(wildcards):
 
 def refine_inputs(wildcards):
     """The refinement starts from the network's estimate or, with fitting.refine_from:
-    ml_autofit, from network + Autofit's result."""
+    ml_autofit, from network + Autofit's result; fitting.refine_prior: network also reads
+    the network's estimates (its prior)."""
     inputs = {"test": f"{DATA}/test.nc", "transform": TRANSFORM}
     if PLAN.fitting.refine_from == "ml_autofit":
         inputs["start"] = f"{RESULTS}/fits/{KIND}_autofit.nc"
-    else:
+    if PLAN.fitting.refine_from == "network" or PLAN.fitting.refine_prior == "network":
         inputs["predictions"] = PREDICTIONS.format(n_train=MODEL_SIZE)
     return inputs
 

@@ -34,18 +34,17 @@ def method_labels(
     """Display names of the fit methods for a network of model kind ``kind`` (display name
     ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``.  A
     refinement in ``fits`` that started from network + Autofit's result (its attribute
-    ``start_method``) is "MDN + Autofit + gradient refinement"."""
+    ``start_method``) is "MDN + Autofit + gradient refinement", one with the network's
+    prior (``refine_prior``) "… (network prior)"."""
     refine = f"{kind}_refine"
-    chained = (
-        fits is not None
-        and refine in fits
-        and (fits[refine].attrs.get("start_method") == f"{kind}_autofit")
-    )
+    attrs = fits[refine].attrs if fits is not None and refine in fits else {}
+    chained = "Autofit + " if attrs.get("start_method") == f"{kind}_autofit" else ""
+    prior = " (network prior)" if attrs.get("refine_prior") == "network" else ""
     return {
         kind: label,
         "autofit": "Autofit",
         f"{kind}_autofit": f"{label} + Autofit",
-        refine: f"{label} + {'Autofit + ' if chained else ''}gradient refinement",
+        refine: f"{label} + {chained}gradient refinement{prior}",
     }
 
 

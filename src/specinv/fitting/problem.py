@@ -52,6 +52,11 @@ class SpectrumFitProblem:
             (Poisson: 1/sqrt(x + 1); log10: 1).
         statistic: ``poisson`` or ``log10`` (above); ``log10`` takes no ``partial`` (its
             residuals are not sums of the groups' contributions).
+        prior_mean, prior_std: a Gaussian prior per spectrum and parameter [B, D] (e.g. a
+            network's estimate and its uncertainty): D more residuals (μ_bj − y_j) / σ_bj
+            after the channels', so that a fit stays at μ along the directions the
+            spectrum does not determine (a maximum a posteriori fit). ``inf`` in
+            ``prior_std`` leaves a parameter free.
 
     Attributes:
         n_simulations: simulated spectra per observed spectrum so far [B], in whole-spectrum
@@ -74,6 +79,8 @@ class SpectrumFitProblem:
         partial: PartialSimulation | None = None,
         weights: np.ndarray | None = None,
         statistic: str = "poisson",
+        prior_mean: np.ndarray | None = None,
+        prior_std: np.ndarray | None = None,
     ):
         observed = np.asarray(observed)
         if observed.ndim != 2:
@@ -137,6 +144,27 @@ class SpectrumFitProblem:
             self._inv_w = torch.rsqrt(x + 1.0)
         else:
             self._inv_w = torch.ones_like(x)
+        self._prior = None
+        if (prior_mean is None) != (prior_std is None):
+            raise ValueError("prior_mean, prior_std: expected both or neither")
+        if prior_mean is not None:
+            mean = np.asarray(prior_mean, dtype=np.float64)
+            std = np.asarray(prior_std, dtype=np.float64)
+            shape = (len(observed), self.low.size)
+            if mean.shape != shape or std.shape != shape:
+                raise ValueError(
+                    f"prior_mean, prior_std: expected shape {shape}, got {mean.shape} and "
+                    f"{std.shape}"
+                )
+            if not np.isfinite(mean).all() or np.isnan(std).any() or (std <= 0).any():
+                raise ValueError(
+                    "prior_mean, prior_std: expected finite means and standard deviations > 0 "
+                    "(inf for none)"
+                )
+            self._prior = (
+                torch.as_tensor(mean, dtype=dtype, device=self.device),
+                torch.as_tensor(1.0 / std, dtype=dtype, device=self.device),
+            )
         self.n_simulations = np.zeros(len(observed), dtype=np.float64)
         self.partial = partial
         if partial is not None:
@@ -159,6 +187,11 @@ class SpectrumFitProblem:
     @property
     def n_spectra(self) -> int:
         return self._x.shape[0]
+
+    @property
+    def has_prior(self) -> bool:
+        """Whether the residuals end with a Gaussian prior's terms."""
+        return self._prior is not None
 
     @property
     def n_parameters(self) -> int:
@@ -190,12 +223,24 @@ class SpectrumFitProblem:
     def _residual_groups(self, params, rows, per_row: int) -> torch.Tensor:
         """r [K, M, R] of ``params`` [K·M, D], M consecutive parameter sets per spectrum of
         ``rows`` [K] (each spectrum's counts are gathered once, not M times)."""
+        params = torch.as_tensor(params, dtype=self.dtype, device=self.device)
         expected, rows = self._simulated(params, rows, per_row)
         x, w = self._observed(rows)
         if self.statistic == "log10":
             floor = self._floor[torch.as_tensor(rows, device=self.device)]  # [K, 1]
             expected = torch.log10(expected.clamp_min(0.0) + floor[:, None])
-        return (x[:, None] - expected) * w[:, None]
+        r = (x[:, None] - expected) * w[:, None]
+        if self._prior is None:
+            return r
+        mean, inv_std = self._prior_of(rows)
+        y = params.reshape(len(rows), per_row, -1)
+        return torch.cat([r, (mean[:, None] - y) * inv_std[:, None]], dim=-1)
+
+    def _prior_of(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prior means and inverse standard deviations [K, D] of the spectra ``rows``."""
+        r = torch.as_tensor(rows, device=self.device)
+        mean, inv_std = self._prior
+        return mean.index_select(0, r), inv_std.index_select(0, r)
 
     def _simulated(self, params, rows, per_row: int, group: int = 0):
         """Expected RoI counts [K, M, R] (of groups >= ``group``) of ``params`` [K·M, D],
@@ -226,7 +271,7 @@ class SpectrumFitProblem:
 
     def chi2(self, params, rows) -> np.ndarray:
         """Σ r² [K] of ``params`` [K, D] for spectra ``rows`` [K] (the Nelder–Mead objective;
-        χ² for the ``poisson`` statistic)."""
+        χ² for the ``poisson`` statistic, plus the prior's term where there is one)."""
         with torch.no_grad():
             r = self.residuals(params, rows)
             return (r * r).sum(-1).cpu().numpy().astype(np.float64)
@@ -274,7 +319,8 @@ class SpectrumFitProblem:
         whole = np.setdiff1d(idx, np.concatenate([[], *partial.values()]).astype(int))
         # whole spectra: p itself (unless given) and the steps of the other parameters
         simulated = whole + 1 if base is not None else np.concatenate([[0], whole + 1])
-        jac = torch.empty((k, d, self._x.shape[1]), dtype=self.dtype, device=self.device)
+        n_res = self._x.shape[1] + (0 if self._prior is None else d)
+        jac = torch.empty((k, d, n_res), dtype=self.dtype, device=self.device)
         with torch.no_grad():
             if len(simulated):
                 r_all = self._residual_groups(
@@ -292,8 +338,13 @@ class SpectrumFitProblem:
             for group, members in partial.items():
                 points = shifted[:, np.concatenate([[0], members + 1])]
                 s, _ = self._simulated(points.reshape(-1, d), rows, len(members) + 1, group)
-                members = torch.as_tensor(members, device=self.device)
-                jac[:, members] = (s[:, :1] - s[:, 1:]) * w[:, None] / h[:, members, None]
+                cols = torch.as_tensor(members, device=self.device)
+                n_ch = self._x.shape[1]
+                jac[:, cols, :n_ch] = (s[:, :1] - s[:, 1:]) * w[:, None] / h[:, cols, None]
+                if self._prior is not None:  # d((μ − y_j)/σ_j)/dy_m = −δ_jm/σ_j
+                    _, inv_std = self._prior_of(rows)
+                    jac[:, cols, n_ch:] = 0.0
+                    jac[:, cols, n_ch + cols] = -inv_std[:, cols]
         return r0, jac.transpose(1, 2)
 
     def _partial_groups(self) -> dict[int, np.ndarray]:

@@ -48,10 +48,12 @@ def make_problem(
     settings: FitSettings,
     device: str | None = None,
     statistic: str | None = None,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> SpectrumFitProblem:
     """The fit problem of the raw test spectra in ``test`` (RoI: the channels of the bins
     the preprocessing kept) with ``statistic`` (None: ``settings.statistic``, else the
-    technique's fit statistic)."""
+    technique's fit statistic) and, if given, a Gaussian ``prior`` (mean, std [N, D]) of
+    every spectrum's parameters."""
     technique = _technique_on(cfg, device)
     statistic = statistic or settings.statistic or technique.fit_statistic
     counts = test["counts"].values
@@ -73,6 +75,8 @@ def make_problem(
         device=technique.device,
         partial=None if statistic == "log10" else technique.partial_simulation(),
         statistic=statistic,
+        prior_mean=None if prior is None else prior[0],
+        prior_std=None if prior is None else prior[1],
     )
 
 
@@ -148,8 +152,8 @@ def chi2_of_estimates(
 
 def _poisson_chi2(problem, cfg, test, transform, settings, estimate, objective) -> np.ndarray:
     """Poisson χ² [B] of the ``estimate`` [B, D] of a fit of ``problem``: its ``objective``
-    itself where the fit minimised χ², else evaluated afresh."""
-    if problem.statistic == "poisson":
+    itself where the fit minimised χ² alone, else evaluated afresh."""
+    if problem.statistic == "poisson" and not problem.has_prior:
         return objective
     return chi2_of_estimates(cfg, test, transform, estimate, settings)[0]
 
@@ -263,6 +267,7 @@ def refinement_fits(
     progress: bool = True,
     method: str = "mdn_refine",
     start_fit: xr.Dataset | None = None,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> xr.Dataset:
     """Network + gradient refinement: batched Levenberg–Marquardt through the differentiable
     simulator from the network's estimate, all spectra at once.
@@ -274,7 +279,12 @@ def refinement_fits(
 
     ``start_fit``: the fit ``start`` comes from (network + Autofit, ``settings.refine_from
     = "ml_autofit"``), on the same spectra; its simulations and wall time are added to the
-    refinement's, so that the row compares the whole chain with the other methods."""
+    refinement's, so that the row compares the whole chain with the other methods.
+
+    ``prior``: the network's estimates and standard deviations [N, D]
+    (``settings.refine_prior = "network"``): the refinement then minimises the statistic
+    plus Σ ((estimate − y) / std)² (:class:`SpectrumFitProblem`), a maximum a posteriori
+    fit."""
     if start_fit is not None and not np.array_equal(
         start_fit["sample"].values, test["sample"].values
     ):
@@ -283,7 +293,7 @@ def refinement_fits(
             f"{_sample_span(start_fit)}, the refinement {_sample_span(test)}: rerun it with "
             "the same fitting.spectra"
         )
-    problem = make_problem(cfg, test, transform, settings, device=settings.device)
+    problem = make_problem(cfg, test, transform, settings, device=settings.device, prior=prior)
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
     lm = {
         "chi2_tol": settings.refine_chi2_tolerance,
@@ -305,7 +315,10 @@ def refinement_fits(
             test["sample"].values,
         )
         copies = test.isel(sample=np.repeat(np.arange(len(start)), k))
-        screen = make_problem(cfg, copies, transform, settings, device=settings.device)
+        copied_prior = None if prior is None else tuple(np.repeat(p, k, axis=0) for p in prior)
+        screen = make_problem(
+            cfg, copies, transform, settings, device=settings.device, prior=copied_prior
+        )
         screened = refine_levenberg_marquardt(
             screen,
             starts.reshape(len(start) * k, -1),
@@ -329,6 +342,7 @@ def refinement_fits(
         "jacobian": settings.refine_jacobian,
         "device": str(problem.device),
         "refine_from": settings.refine_from,
+        "refine_prior": settings.refine_prior,
         "start_method": "network" if start_fit is None else str(start_fit.attrs["method"]),
         "iterations_mean": float(res.n_iterations.mean()),
         "converged": float(res.converged.mean()),
@@ -343,8 +357,8 @@ def refinement_fits(
         )
     chi2 = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.chi2)
     chi2_start = chi2_of_estimates(cfg, test, transform, start, settings)[0]
-    # the statistic at the network's estimate (a problem of its own: not charged to the fit)
-    objective_start = make_problem(cfg, test, transform, settings).chi2(
+    # the minimised statistic at the start (a problem of its own: not charged to the fit)
+    objective_start = make_problem(cfg, test, transform, settings, prior=prior).chi2(
         start, np.arange(len(start))
     )
     out = _result(
@@ -361,6 +375,7 @@ def refinement_fits(
         statistic=problem.statistic,
     )
     out.attrs["start_method"] = details["start_method"]
+    out.attrs["refine_prior"] = settings.refine_prior
     out["chi2_start"] = ("sample", chi2_start, {"long_name": "Poisson chi2 at the start"})
     out["objective_start"] = (
         "sample",

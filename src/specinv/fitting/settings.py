@@ -17,6 +17,8 @@ FIT_METHODS = ("autofit", "ml_autofit", "ml_refine")
 #: where the refinement (``ml_refine``) may start: the network's estimate or the result of
 #: network + Autofit
 REFINE_STARTS = ("network", "ml_autofit")
+#: the prior of the refinement: none, or the network's estimate and uncertainty
+REFINE_PRIORS = ("none", "network")
 
 
 def method_name(method: str, kind: str) -> str:
@@ -50,6 +52,9 @@ class FitSettings:
         refine_from: where the refinement starts: ``network`` (the network's estimate) or
             ``ml_autofit`` (the result of network + Autofit, whose simulations and wall
             time then count in the refinement's).
+        refine_prior: ``none``, or ``network``: the refinement minimises the statistic plus
+            Σ ((estimate − y) / std)² of the network's estimate and uncertainty (a maximum
+            a posteriori fit that stays at the estimate where the spectrum says nothing).
         refine_iterations: Levenberg–Marquardt iterations at most.
         refine_chi2_tolerance: the refinement of a spectrum stops when a step lowers its
             statistic by less than this (absolute; Δχ² = 1 is a one-σ change of a
@@ -78,6 +83,7 @@ class FitSettings:
     autofit_start: str = _default("autofit_start")
     statistic: str | None = _default("statistic")
     refine_from: str = _default("refine_from")
+    refine_prior: str = _default("refine_prior")
     refine_iterations: int = _default("refine_iterations")
     refine_chi2_tolerance: float = _default("refine_chi2_tolerance")
     refine_broyden: bool = _default("refine_broyden")
@@ -133,6 +139,11 @@ class FitSettings:
             raise ConfigError(
                 f"fitting.refine_from: expected one of {', '.join(REFINE_STARTS)}, got "
                 f"{s.refine_from!r}"
+            )
+        if s.refine_prior not in REFINE_PRIORS:
+            raise ConfigError(
+                f"fitting.refine_prior: expected one of {', '.join(REFINE_PRIORS)}, got "
+                f"{s.refine_prior!r}"
             )
         if s.refine_jacobian not in ("finite-difference", "forward-mode"):
             raise ConfigError(
