@@ -4,6 +4,7 @@ simulated spectrum (values within their uncertainties), and JaBS's measured exam
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from specinv.physics.rbs import Detector, Setup, poisson_noise
 from specinv.techniques.rbs.fit import fit_spectrum
 from specinv.techniques.rbs.fitmodel import FitModelError, LayerModel, RBSFitModel
 
+REPO = Path(__file__).resolve().parents[1]
 SOLID_ANGLE_SR = 5e-3
 
 
@@ -169,6 +171,32 @@ def test_fit_command_on_simnras_file_and_its_fitted_experiment(tmp_path):
     chi2 = ((again.counts.values - spectrum.fitted.values) ** 2 / (spectrum.fitted.values + 1))[roi]
     assert chi2.sum() < 0.05
     assert (out / "fit.png").stat().st_size > 20_000
+
+
+@pytest.mark.parametrize("number", [1, 10])
+def test_a_position_scan_file_fitted_with_a_free_scale(tmp_path, number):
+    """A pyIBA position-scan file (values divided by the largest channel: restored as
+    counts) with its real setup (examples/rbs_pyiba_2IN_protons.yaml), the channels above
+    the Si edge: the scale, the W fraction beside the Fe stand-in and a flat background
+    are fitted to the noise level, the W surface peak where the kinematics put it."""
+    import json
+
+    import pandas as pd
+
+    from specinv.cli import main
+
+    out = tmp_path / "fit"
+    path = real_dir() / "pyiba_position_scan" / f"RBS1_2IN_P_{number}_n.xml"
+    experiment = REPO / "examples" / "rbs_pyiba_2IN_protons.yaml"
+    args = ["rbs", "fit", str(path), "--experiment", str(experiment), "--roi", "472:600"]
+    assert main([*args, "--fit", "fluence,layer1.W,background", "-o", str(out)]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert 0.3 < result["reduced_chi2"] < 1.3 and not result["relative_counts"]
+    assert any("multiples of 1/" in n for n in result["notes"])
+    fitted = pd.read_csv(out / "spectrum.csv").set_index("channel")["fitted"]
+    peak = int(fitted.loc[500:540].idxmax())
+    assert 515 <= peak <= 521  # W: K(1H, W, 150°) x 2300 keV at channel 520
+    assert result["parameters"]["background"]["value"] > 0
 
 
 def test_fit_command_refuses_bad_options_before_fitting(tmp_path, capsys):

@@ -68,6 +68,7 @@ REGRESSION_TABLES = (
     "mre",
     "information",
     "accuracy",
+    "targets",
 )
 REGRESSION_FIGURES = (
     "mre_vs_training_size",

@@ -26,6 +26,7 @@ from .metrics import (
     median_relative_error,
     relative_error,
 )
+from .targets import targets_table
 
 
 def method_labels(
@@ -444,4 +445,17 @@ def paper_tables(
     }
     if information is not None:
         tables["information"] = information_table(information, own)
+        network = f"{label}{model_size}"
+        started = [
+            k for k, ds in same.items() if str(ds.attrs.get("method", "")).startswith(f"{kind}_")
+        ]
+        refined = [k for k in started if same[k].attrs.get("method") == f"{kind}_refine"]
+        tables["targets"] = targets_table(
+            tables["information"],
+            tables["coverage"],
+            tables["methods"],
+            network,
+            refined[0],
+            started,
+        )
     return tables

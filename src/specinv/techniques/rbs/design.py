@@ -27,11 +27,10 @@ import pandas as pd
 import xarray as xr
 
 from ...config import ConfigError
+from ...evaluation.targets import DETERMINED_EFFICIENT_MRE as DETERMINED_MRE
+from ...evaluation.targets import DETERMINED_UNDETERMINED_SHARE as DETERMINED_SHARE
+from ...evaluation.targets import determined
 
-#: a parameter counts as determined where its data leave it undetermined in fewer than this
-#: share of the spectra and its efficient MRE is at most :data:`DETERMINED_MRE`
-DETERMINED_SHARE = 0.05
-DETERMINED_MRE = 0.10
 #: the name of the candidate that changes nothing: the configuration's own setup
 AS_CONFIGURED = "as configured"
 
@@ -201,9 +200,7 @@ def design_table(results: Mapping[str, SetupInformation]) -> pd.DataFrame:
     parts = []
     for name, result in results.items():
         table = information_table(result.information)
-        table["determined"] = (table["undetermined"] < DETERMINED_SHARE) & (
-            table["efficient_MRE"] <= DETERMINED_MRE
-        )
+        table["determined"] = determined(table)
         parts.append(pd.concat({name: table}, names=["setup"]))
     return pd.concat(parts)
 
