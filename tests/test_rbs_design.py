@@ -162,3 +162,18 @@ def test_the_committed_candidates_of_dataset_b_build():
         experiment = changed_experiment(section["experiment"], changes)
         technique = RBSTechnique.from_config({**section, "experiment": experiment})
         assert technique.n_parameters == 15
+
+
+def test_signals_above_the_detector_range_are_named(tiny_section):
+    """The tiny setup's 1100 channels of 2.637 keV end at 2901 keV: 3He from W at 150°
+    comes back at K·E0 = 0.94 E0, inside at 2950 keV, above it at 3500 keV."""
+    from specinv.techniques.rbs.design import above_detector
+    from specinv.techniques.rbs.technique import RBSTechnique
+
+    def build(changes):
+        experiment = changed_experiment(tiny_section["experiment"], changes)
+        return RBSTechnique.from_config({**tiny_section, "experiment": experiment})
+
+    assert above_detector(build({})) == ()
+    (entry,) = above_detector(build({"beam.energy_keV": 3500}))
+    assert entry.startswith("W (") and 3250 < float(entry[3:].split()[0]) < 3350

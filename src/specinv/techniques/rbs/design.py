@@ -75,6 +75,9 @@ class SetupInformation:
             of the workflow's ``fits/information_limit.nc``.
         counts: expected counts in the region of interest, per spectrum.
         channels: channels in the region of interest.
+        above_detector: the sample's elements whose surface signal (K·E₀, heaviest
+            isotope) lies above the detector's last channel, as "Ta (3712 keV)": their
+            signal is cut off the top of the spectrum.
         non_rutherford: the sample's elements from which the beam scatters above the
             estimated onset of non-Rutherford cross sections (:mod:`specinv.physics.rbs.
             nonrutherford`), as "C (~2.0 MeV)"; "onset unknown for 1H" for ions without
@@ -87,6 +90,7 @@ class SetupInformation:
     information: xr.Dataset
     counts: np.ndarray
     channels: int
+    above_detector: tuple[str, ...] = ()
     non_rutherford: tuple[str, ...] = ()
     seconds: float = field(default=0.0)
 
@@ -149,9 +153,32 @@ def setup_information(
         information,
         counts,
         int(roi.sum()),
+        above_detector(technique),
         beyond_rutherford(technique),
         time.perf_counter() - t0,
     )
+
+
+def above_detector(technique) -> tuple[str, ...]:
+    """The sample's elements whose surface signal K·E₀ (their heaviest isotope, the
+    highest energy they send back) lies above the top of the detector's last channel."""
+    import math
+
+    from ...physics.rbs.isotopes import ion as ion_isotope
+    from ...physics.rbs.isotopes import species
+    from ...physics.rbs.kinematics import kinematic_factors
+
+    setup = technique.setup
+    top = float(setup.detector.channel_energy(float(setup.detector.channels)))
+    projectile = ion_isotope(setup.ion)
+    theta = math.radians(setup.scattering_deg)
+    out = []
+    for element in dict.fromkeys(n for layer in technique.structure for n in layer):
+        heaviest = max(species(element).isotopes, key=lambda i: i.mass_u)
+        factors = kinematic_factors(projectile.mass_u, heaviest.mass_u, theta)
+        if factors and max(factors) * setup.beam_energy_keV > top:
+            out.append(f"{element} ({max(factors) * setup.beam_energy_keV:.0f} keV)")
+    return tuple(out)
 
 
 def beyond_rutherford(technique) -> tuple[str, ...]:
@@ -210,8 +237,9 @@ def setup_summary(
 ) -> pd.DataFrame:
     """One row per candidate: its changes, the region's channels, the median expected
     counts in the region and per channel, the parameters it determines, its largest
-    undetermined share and efficient MRE, the elements it scatters from beyond their
-    estimated non-Rutherford onset, and the wall time of its bounds."""
+    undetermined share and efficient MRE, the elements whose signal starts above the
+    detector's range, those it scatters from beyond their estimated non-Rutherford onset,
+    and the wall time of its bounds."""
     table = design_table(results) if table is None else table
     rows = {}
     for name, result in results.items():
@@ -224,6 +252,7 @@ def setup_summary(
             "determined": f"{int(t['determined'].sum())}/{len(t)}",
             "worst_undetermined": float(t["undetermined"].max()),
             "worst_efficient_MRE": float(t["efficient_MRE"].max()),
+            "above_detector": ", ".join(result.above_detector) or "-",
             "non_Rutherford": ", ".join(result.non_rutherford) or "-",
             "seconds": result.seconds,
         }
