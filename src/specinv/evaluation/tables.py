@@ -282,6 +282,8 @@ def _html(table: pd.DataFrame, title: str) -> str:
 
 def _markdown(table: pd.DataFrame) -> str:
     def fmt(v):
+        if v is None:
+            return ""
         if isinstance(v, (float, np.floating)):
             return "" if np.isnan(v) else f"{v:.4g}"
         return str(v)

@@ -60,8 +60,8 @@ def targets_table(
     refined: str,
     fits: Sequence[str],
 ) -> pd.DataFrame:
-    """Every target, one row each: ``target``, ``subject`` (a parameter or a method),
-    ``value``, ``required`` and ``met`` (empty where the value does not exist, e.g. the
+    """Every target, one row each: ``target`` (the index), ``subject`` (a parameter or a
+    method), ``value``, ``required`` and ``met`` (empty where the value does not exist, e.g. the
     coverage of a network without uncertainties).
 
     Args:
@@ -145,4 +145,4 @@ def targets_table(
                 value >= FIT_ACCEPTANCE,
             )
         )
-    return pd.DataFrame(rows).set_index(["target", "subject"])
+    return pd.DataFrame(rows).set_index("target")
