@@ -6,22 +6,19 @@ import logging
 from _common import start
 
 from specinv.data import SpectrumTransform, read_dataset, write_dataset
-from specinv.fitting.runner import fitted_spectra, refinement_fits
+from specinv.fitting.runner import fitted_spectra, refinement_fits, refinement_start
 
 plan = start(snakemake)
 settings = plan.fitting
 test = fitted_spectra(read_dataset(snakemake.input.test), settings)
+inputs = snakemake.input.keys()
 network = (
     fitted_spectra(read_dataset(snakemake.input.predictions), settings)
-    if "predictions" in snakemake.input.keys()
+    if "predictions" in inputs
     else None
 )
-if "start" in snakemake.input.keys():  # fitting.refine_from: ml_autofit
-    start_fit = read_dataset(snakemake.input.start)
-    x0 = start_fit["estimate"].values
-else:
-    start_fit = None
-    x0 = network["mean"].values
+start_fit = read_dataset(snakemake.input.start) if "start" in inputs else None
+x0, prior = refinement_start(settings, network, start_fit)
 fit = refinement_fits(
     plan.dataset,
     test,
@@ -30,9 +27,7 @@ fit = refinement_fits(
     settings,
     method=snakemake.params.method,
     start_fit=start_fit,
-    prior=(network["mean"].values, network["std"].values)
-    if settings.refine_prior == "network"
-    else None,
+    prior=prior,
 )
 write_dataset(fit, snakemake.output[0])
 logging.info(

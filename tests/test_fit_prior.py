@@ -96,3 +96,29 @@ def test_bad_priors_are_refused():
         )
     with pytest.raises(ValueError, match="> 0"):
         SpectrumFitProblem(linear, observed, None, LOW, HIGH, prior_mean=good, prior_std=0 * good)
+
+
+def test_the_refinement_starts_and_prior_follow_the_settings():
+    import xarray as xr
+
+    from specinv.fitting.runner import refinement_start
+    from specinv.fitting.settings import FitSettings
+
+    dims = ("sample", "param")
+    network = xr.Dataset({"mean": (dims, [[1.0, 2.0]]), "std": (dims, [[0.1, 0.2]])})
+    autofit = xr.Dataset({"estimate": (dims, [[3.0, 4.0]])})
+
+    def settings(**kw):
+        return FitSettings.from_config({"fitting": kw})
+
+    x0, prior = refinement_start(settings(), network, None)
+    assert x0.tolist() == [[1.0, 2.0]] and prior is None
+    x0, prior = refinement_start(settings(refine_from="ml_autofit"), None, autofit)
+    assert x0.tolist() == [[3.0, 4.0]] and prior is None
+    chained = settings(refine_from="ml_autofit", refine_prior="network")
+    x0, (mean, std) = refinement_start(chained, network, autofit)
+    assert x0.tolist() == [[3.0, 4.0]] and std.tolist() == [[0.1, 0.2]]
+    with pytest.raises(ValueError, match="need the network's predictions"):
+        refinement_start(chained, None, autofit)
+    with pytest.raises(ValueError, match="needs its fit"):
+        refinement_start(settings(refine_from="ml_autofit"), network, None)

@@ -335,14 +335,14 @@ class SpectrumFitProblem:
             # a group's parameters: differences of the part of the spectrum they change
             # (at p and at each step), dr = −ds / sqrt(x + 1)
             _, w = self._observed(rows)
+            n_ch = self._x.shape[1]
+            inv_std = None if self._prior is None else self._prior_of(rows)[1]
             for group, members in partial.items():
                 points = shifted[:, np.concatenate([[0], members + 1])]
                 s, _ = self._simulated(points.reshape(-1, d), rows, len(members) + 1, group)
                 cols = torch.as_tensor(members, device=self.device)
-                n_ch = self._x.shape[1]
                 jac[:, cols, :n_ch] = (s[:, :1] - s[:, 1:]) * w[:, None] / h[:, cols, None]
-                if self._prior is not None:  # d((μ − y_j)/σ_j)/dy_m = −δ_jm/σ_j
-                    _, inv_std = self._prior_of(rows)
+                if inv_std is not None:  # d((μ − y_j)/σ_j)/dy_m = −δ_jm/σ_j
                     jac[:, cols, n_ch:] = 0.0
                     jac[:, cols, n_ch + cols] = -inv_std[:, cols]
         return r0, jac.transpose(1, 2)

@@ -390,6 +390,31 @@ def refinement_fits(
     return out
 
 
+def refinement_start(
+    settings: FitSettings, network: xr.Dataset | None, start_fit: xr.Dataset | None
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """Where :func:`refinement_fits` starts and what prior it uses, from the settings:
+    the start is network + Autofit's estimates (``refine_from: ml_autofit``, ``start_fit``)
+    or the network's means; the prior (``refine_prior: network``) the network's means and
+    standard deviations, else None. ``network``: the network's predictions of the fitted
+    spectra (needed unless the start is ``start_fit`` and there is no prior)."""
+    needs_network = settings.refine_from == "network" or settings.refine_prior == "network"
+    if needs_network and network is None:
+        raise ValueError("refinement_start: these settings need the network's predictions")
+    if settings.refine_from == "ml_autofit":
+        if start_fit is None:
+            raise ValueError("refinement_start: refine_from ml_autofit needs its fit")
+        start = start_fit["estimate"].values
+    else:
+        start = network["mean"].values
+    prior = (
+        (network["mean"].values, network["std"].values)
+        if settings.refine_prior == "network"
+        else None
+    )
+    return start, prior
+
+
 def cramer_rao_bounds(
     technique,
     params: np.ndarray,
