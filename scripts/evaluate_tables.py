@@ -22,6 +22,7 @@ if plan.regression:
         alpha=ev["alpha"],
         information=read_dataset(inp.information),
         derived_errors=plan.dataset.technique_instance.derived_errors,
+        posterior=read_dataset(inp.posterior) if "posterior" in inp.keys() else None,
     )
 else:
     validation = {n: read_dataset(p) for n, p in zip(par.sizes, inp.validation, strict=True)}

@@ -16,6 +16,7 @@ from specinv.physics.rbs.nonrutherford import non_rutherford_onset_keV
 from specinv.techniques.rbs.design import (
     AS_CONFIGURED,
     changed_experiment,
+    changed_section,
     design_table,
     evaluate_setups,
     parse_candidates,
@@ -150,18 +151,29 @@ def test_the_non_rutherford_onset_estimate_is_below_the_measured_ones(element, m
     assert non_rutherford_onset_keV("1H", element) is None
 
 
-def test_the_committed_candidates_of_dataset_b_build():
+@pytest.mark.parametrize("dataset, n_parameters", [("B", 15), ("C", 31)])
+def test_the_committed_candidates_of_datasets_b_and_c_build(dataset, n_parameters):
+    """Every candidate of the committed design studies builds, and the "before" candidate
+    restores the setup the datasets had before issue 19."""
     from specinv.techniques.rbs.technique import RBSTechnique
 
     repo = DATA.parents[1]
-    section = dataset_config(load_mapping_file(repo / "config/paper/rbs_B.yaml")).section
-    document = load_mapping_file(repo / "examples/design_rbs_B_candidates.yaml")
+    config = load_mapping_file(repo / f"config/paper/rbs_{dataset}.yaml")
+    section = dataset_config(config).section
+    document = load_mapping_file(repo / f"examples/design_rbs_{dataset}_candidates.yaml")
     candidates = parse_candidates(document)
     assert len(candidates) == len(document) + 1
     for changes in candidates.values():
-        experiment = changed_experiment(section["experiment"], changes)
-        technique = RBSTechnique.from_config({**section, "experiment": experiment})
-        assert technique.n_parameters == 15
+        technique = RBSTechnique.from_config(changed_section(section, changes))
+        assert technique.n_parameters == n_parameters
+    (before,) = (changes for name, changes in candidates.items() if name.startswith("before"))
+    old = changed_section(section, before)
+    assert old["sample"]["prior"] == {"law": "uniform", "low": 50, "high": 5000}
+    assert (old["experiment"]["beam"]["ion"], old["experiment"]["beam"]["energy_keV"]) == (
+        "3He",
+        2950,
+    )
+    assert old["experiment"]["detector"]["calibration"]["gain_keV_per_channel"] == 2.637
 
 
 def test_signals_above_the_detector_range_are_named(tiny_section):
@@ -177,3 +189,42 @@ def test_signals_above_the_detector_range_are_named(tiny_section):
     assert above_detector(build({})) == ()
     (entry,) = above_detector(build({"beam.energy_keV": 3500}))
     assert entry.startswith("W (") and 3250 < float(entry[3:].split()[0]) < 3350
+
+
+def test_a_candidate_may_change_the_prior_and_draws_the_same_quantiles(tiny_section):
+    """``sample.prior.*`` keys change the default prior: a prior ten times thinner maps
+    the same uniform numbers to parameter sets exactly ten times smaller (a parameter with
+    its own prior keeps it); the layer structure cannot change, and a bad prior is refused
+    naming the candidate."""
+    prior = tiny_section["sample"]["prior"]
+    assert prior["law"] == "uniform"
+    thin = {"sample.prior.low": prior["low"] / 10, "sample.prior.high": prior["high"] / 10}
+    results = evaluate_setups(
+        tiny_section, {"thick": {}, "thin": thin}, n_spectra=4, first_channel=100, progress=False
+    )
+    thick_draws, thin_draws = (results[k].information["true"] for k in ("thick", "thin"))
+    own_prior = thin_draws["param"] == "layer2:W"  # loguniform [100, 5000] in tiny.yaml
+    np.testing.assert_allclose(
+        thin_draws.where(~own_prior, drop=True),
+        thick_draws.where(~own_prior, drop=True) / 10,
+        rtol=1e-12,
+    )
+    np.testing.assert_array_equal(
+        thin_draws.sel(param="layer2:W"), thick_draws.sel(param="layer2:W")
+    )
+    # thinner layers send fewer particles back
+    assert (results["thin"].counts < results["thick"].counts).all()
+    section = changed_section(tiny_section, {"sample.prior.high": 7, "beam.energy_keV": 2000})
+    assert section["sample"]["prior"]["high"] == 7
+    assert section["experiment"]["beam"]["energy_keV"] == 2000
+    assert tiny_section["sample"]["prior"]["high"] == prior["high"]  # the input is unchanged
+    with pytest.raises(ConfigError, match="may change the prior, not the layer structure"):
+        changed_section(tiny_section, {"sample.layers": []})
+    with pytest.raises(ConfigError, match="candidate 'bad'"):
+        evaluate_setups(
+            tiny_section,
+            {"bad": {"sample.prior.high": -1}},
+            n_spectra=2,
+            first_channel=100,
+            progress=False,
+        )

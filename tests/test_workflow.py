@@ -273,6 +273,10 @@ def _set(path: str, value):
             _set("fitting.refine_prior", "network"),
             {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
         ),
+        (
+            _set("fitting.posterior_spectra", 3),
+            {"reference_posterior": 1, "tables": 1, "runtime_table": 1},
+        ),
         (_set("evaluation.ratio_samples", 10), {"figures": 1}),
         (_set("evaluation.alpha", 0.1), {"tables": 1, "figures": 1}),
         (_set("evaluation.paper_runtimes_h", {"simulation": 0.5}), {"runtime_table": 1}),
@@ -328,6 +332,51 @@ def test_a_refinement_with_the_network_prior_minimises_chi2_plus_the_prior(tmp_p
     assert not np.allclose(prior["estimate"], plain["estimate"])
     methods = pd.read_csv(res / "tables/table6_methods.csv", index_col=0)
     assert "MDN60 + gradient refinement (network prior)" in methods.index
+
+
+@pytest.mark.slow
+def test_the_reference_posterior_runs_in_the_workflow(tmp_path, tiny_run):
+    """fitting.posterior_spectra adds the MCMC job and its table; nothing else reruns.
+    The walkers start at the refinement's estimates, the draws stay in the prior box, and
+    every method that fitted the spectra is compared with the posterior (which is checked
+    against analytic posteriors in test_posterior.py)."""
+    import pandas as pd
+
+    from specinv.data import read_dataset
+
+    wd = tmp_path / "posterior"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    config = yaml.safe_load(TINY.read_text())
+    config.setdefault("fitting", {}).update(
+        posterior_spectra=4, posterior_steps=40, posterior_burn=10, posterior_thin=2
+    )
+    (wd / "posterior.yaml").write_text(yaml.safe_dump(config))
+    r = snakemake("--configfile", "posterior.yaml", cwd=wd)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = wd / "results/tiny"
+    posterior = read_dataset(res / "fits/reference_posterior.nc")
+    refined = read_dataset(res / "fits/mdn_refine.nc")
+    np.testing.assert_array_equal(posterior["sample"], refined["sample"][:4])
+    np.testing.assert_allclose(posterior["start"], refined["estimate"][:4].clip(50, 5000))
+    assert posterior.attrs["walkers"] == 10  # 2 x 4 parameters + 2
+    assert posterior.sizes["draw"] == 10 * len(range(11, 40, 2))
+    draws = posterior["draws"].values
+    assert (draws >= 50 * (1 - 1e-6)).all() and (draws <= 5000 * (1 + 1e-6)).all()
+    assert ((posterior["acceptance"] > 0.05) & (posterior["acceptance"] <= 1)).all()
+    # the initial walkers, then half the ensemble twice per step (none outside the box)
+    assert 0 < posterior["n_simulations"].values[0] <= 10 + 40 * 10
+    table = pd.read_csv(res / "tables/reference_posterior.csv", index_col=0)
+    assert {
+        "efficient_MRE",
+        "MRE posterior mean",
+        "MRE MDN60",
+        "MRE MDN60 + gradient refinement",
+        "coverage 1σ MDN60",
+        "MDN60 std / posterior std",
+        "rank KS p-value",
+    } <= set(table.columns)
+    runtimes = pd.read_csv(res / "tables/table1_runtimes.csv", index_col=0)
+    assert "reference posterior (MCMC)" in runtimes.index
 
 
 def _reordered(value):

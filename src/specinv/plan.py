@@ -58,6 +58,17 @@ FIT_KEYS = {
         "device",
     ),
     "information": ("spectra", "device"),
+    # the posterior starts around the refinement's estimate: it reruns when that does
+    "posterior": (
+        "spectra",
+        "posterior_spectra",
+        "posterior_walkers",
+        "posterior_steps",
+        "posterior_burn",
+        "posterior_thin",
+        "seed",
+        "device",
+    ),
 }
 #: ids of the regression evaluation's tables and figures
 REGRESSION_TABLES = (
@@ -83,7 +94,7 @@ PROFILE_FIGURES = ("profile_examples",)
 CLASSIFICATION_TABLES = ("runtimes", "classification", "models", "labels", "confusions")
 CLASSIFICATION_FIGURES = ("classification_vs_training_size", "label_scores", "prediction_examples")
 #: file names of the ids that a technique does not rename (Technique.output_names)
-DEFAULT_NAMES = {"information": "information_limit"}
+DEFAULT_NAMES = {"information": "information_limit", "posterior": "reference_posterior"}
 
 
 @dataclass(frozen=True)
@@ -184,6 +195,8 @@ class WorkflowPlan:
     def tables(self) -> dict[str, str]:
         """Table id -> CSV path (a Markdown and an HTML version are written beside it)."""
         ids = REGRESSION_TABLES if self.regression else CLASSIFICATION_TABLES
+        if self.regression and self.fitting.posterior_spectra:
+            ids = (*ids, "posterior")
         return {i: self._stem("tables", i) + ".csv" for i in ids}
 
     @property
@@ -320,6 +333,7 @@ def workflow_plan(
                 "(fitting.spectra, data.sizes.test); expected at most one job per spectrum"
             )
     technique = dataset.technique_instance
+    _check_posterior(fitting, cls.task, technique.n_parameters)
     _check_input_bins(technique.n_channels, preprocessing, config["preprocessing"])
     if config["example"]["experiment"] is not None:
         cls.check_example(config["example"]["experiment"])
@@ -341,6 +355,23 @@ def workflow_plan(
     if check_devices:
         plan.check_devices()
     return plan
+
+
+def _check_posterior(fitting: FitSettings, task: str, n_parameters: int) -> None:
+    """ConfigError if the reference posterior is asked for where there is none (a
+    classification), or with too few walkers for emcee's stretch move (2·D)."""
+    if not fitting.posterior_spectra:
+        return
+    if task != "regression":
+        raise ConfigError(
+            f"fitting.posterior_spectra: a reference posterior needs a regression technique; "
+            f"this one's task is {task} (set it to 0)"
+        )
+    if fitting.posterior_walkers and fitting.posterior_walkers < 2 * n_parameters:
+        raise ConfigError(
+            f"fitting.posterior_walkers: expected 0 or an even number >= 2 x "
+            f"{n_parameters} parameters = {2 * n_parameters}, got {fitting.posterior_walkers}"
+        )
 
 
 def _check_measured(section, cls, sizes: Sequence[int], model_size: int) -> None:

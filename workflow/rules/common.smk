@@ -97,6 +97,8 @@ def table_inputs(wildcards):
     inputs = evaluation_inputs(wildcards)
     if PLAN.regression:
         inputs["information"] = f"{RESULTS}/fits/information_limit.nc"
+    if PLAN.regression and PLAN.fitting.posterior_spectra:
+        inputs["posterior"] = f"{RESULTS}/fits/reference_posterior.nc"
     return inputs
 
 
@@ -118,6 +120,10 @@ def runtime_inputs(wildcards):
             stages[f"{m} fits"] = [f"{bench}/fit/{m}-{s}.tsv" for s in FIT_SHARDS]
         stages[f"{KIND}_refine fits"] = [f"{bench}/fit/{KIND}_refine.tsv"]
         stages["Cramér-Rao bounds"] = [f"{bench}/fit/information_limit.tsv"]
+        if PLAN.fitting.posterior_spectra:
+            stages["reference posterior (MCMC)"] = [
+                f"{bench}/fit/reference_posterior.tsv"
+            ]
     return stages
 
 

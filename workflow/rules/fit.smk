@@ -87,6 +87,29 @@ if PLAN.regression:
         script:
             "../../scripts/fit_refine.py"
 
+    rule reference_posterior:
+        input:
+            test=f"{DATA}/test.nc",
+            transform=TRANSFORM,
+            start=f"{RESULTS}/fits/{KIND}_refine.nc",
+        output:
+            f"{RESULTS}/fits/reference_posterior.nc",
+        log:
+            f"logs/{NAME}/fits/reference_posterior.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/fit/reference_posterior.tsv"
+        conda:
+            "../../envs/specinv.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=600,
+            gpu=gpu_if(PLAN.fitting.device),
+        params:
+            fitting=PARAMS["posterior"],
+        script:
+            "../../scripts/reference_posterior.py"
+
     rule information_limit:
         input:
             test=f"{DATA}/test.nc",

@@ -395,6 +395,7 @@ def paper_tables(
     alpha: float = 0.05,
     information: xr.Dataset | None = None,
     derived_errors=None,
+    posterior: xr.Dataset | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Every table of the evaluation.
 
@@ -407,6 +408,8 @@ def paper_tables(
         information: Cramér–Rao bounds of the fitted test spectra
             (:func:`specinv.fitting.runner.information_limit`), or None.
         derived_errors: the technique's ``derived_errors`` (for :func:`accuracy_table`).
+        posterior: the reference posterior of some of the fitted spectra
+            (:func:`specinv.fitting.posterior.reference_posterior`), or None.
 
     Returns:
         ``mre`` (Figs. 4–7), ``chi2`` (Tables 2–4: MDN per size on all test spectra, the
@@ -414,7 +417,10 @@ def paper_tables(
         (Table 6 and the comparison of all methods on the same spectra), ``accuracy``
         (the network per size on all test spectra, then every method on the fitted ones,
         and the "(all N)" rows of ``methods``: :func:`accuracy_table`); with
-        ``information`` also ``information`` (:func:`information_table`).
+        ``information`` also ``information`` (:func:`information_table`) and ``targets``;
+        with ``posterior`` also ``posterior``
+        (:func:`specinv.evaluation.posterior.posterior_table`: every method that fitted
+        the posterior's spectra, next to the posterior mean).
     """
     kind, label = _network(network_fits[model_size])
     labels = method_labels(kind, label, fits)
@@ -459,5 +465,17 @@ def paper_tables(
             network,
             refined[0],
             started,
+        )
+    if posterior is not None:
+        from .posterior import posterior_table
+
+        wanted = set(posterior["sample"].values.tolist())
+        covering = {k: ds for k, ds in own.items() if wanted <= set(ds["sample"].values.tolist())}
+        network = f"{label}{model_size}"
+        tables["posterior"] = posterior_table(
+            posterior,
+            covering,
+            information,
+            network if network in covering and "std" in covering[network] else None,
         )
     return tables

@@ -69,6 +69,11 @@ class FitSettings:
         refine_jacobian: ``finite-difference`` or ``forward-mode``.
         refine_broyden: update the Jacobian by Broyden's formula after accepted steps (see
             :func:`refine_levenberg_marquardt`) instead of evaluating it every step.
+        posterior_spectra: the reference posterior (:mod:`specinv.fitting.posterior`) of
+            the first this many fitted spectra (0: none).
+        posterior_walkers: walkers per spectrum (0: 2·D + 2).
+        posterior_steps, posterior_burn, posterior_thin: steps of every ensemble, the
+            first ones discarded, and every how-many-th of the rest kept.
         batch_size: parameter sets per simulator call.
         device: ``cpu`` or ``cuda`` (the refinement; Nelder–Mead runs where the simulator
             does).
@@ -92,6 +97,11 @@ class FitSettings:
     refine_start_spread: float = _default("refine_start_spread")
     refine_screen_iterations: int = _default("refine_screen_iterations")
     seed: int = _default("seed")
+    posterior_spectra: int = _default("posterior_spectra")
+    posterior_walkers: int = _default("posterior_walkers")
+    posterior_steps: int = _default("posterior_steps")
+    posterior_burn: int = _default("posterior_burn")
+    posterior_thin: int = _default("posterior_thin")
     batch_size: int = _default("batch_size")
     device: str = _default("device")
 
@@ -118,7 +128,22 @@ class FitSettings:
             raise ConfigError(
                 f"fitting.refine_chi2_tolerance: expected >= 0, got {s.refine_chi2_tolerance}"
             )
-        for name in ("spectra", "autofit_spectra"):
+        if s.posterior_steps < 2 or s.posterior_thin < 1:
+            raise ConfigError(
+                f"fitting.posterior_steps/posterior_thin: expected >= 2 / >= 1, got "
+                f"{s.posterior_steps} / {s.posterior_thin}"
+            )
+        if not 0 <= s.posterior_burn < s.posterior_steps:
+            raise ConfigError(
+                f"fitting.posterior_burn: expected 0 <= burn < posterior_steps "
+                f"({s.posterior_steps}), got {s.posterior_burn}"
+            )
+        if s.posterior_walkers < 0 or s.posterior_walkers % 2:
+            raise ConfigError(
+                f"fitting.posterior_walkers: expected 0 or an even number, got "
+                f"{s.posterior_walkers}"
+            )
+        for name in ("spectra", "autofit_spectra", "posterior_spectra"):
             if getattr(s, name) < 0:
                 raise ConfigError(f"fitting.{name}: expected >= 0, got {getattr(s, name)}")
         if not 0 < s.refine_start_spread <= 1:

@@ -435,7 +435,8 @@ def add_design_parser(subparsers: argparse._SubParsersAction) -> None:
         help="compare candidate setups by the information their spectra carry",
         description=(
             "For the sample structure and prior of a workflow configuration's rbs section, "
-            "compare candidate setups (the configured experiment with keys changed) by the "
+            "compare candidate setups (the configured experiment with keys changed; keys "
+            "starting with sample. change the default prior) by the "
             "Cramer-Rao bounds of parameter sets drawn from the prior: per parameter the "
             "median relative error an efficient estimator would reach and the share of "
             "spectra that do not determine it. Writes design.csv (per setup and parameter), "
@@ -447,7 +448,8 @@ def add_design_parser(subparsers: argparse._SubParsersAction) -> None:
         "--candidates",
         type=Path,
         help="YAML: setup name -> {dotted experiment key: value}, e.g. "
-        "'4He 2 MeV: {beam.ion: 4He, beam.energy_keV: 2000}'",
+        "'4He 2 MeV: {beam.ion: 4He, beam.energy_keV: 2000}'; sample.prior.low/high "
+        "change the default prior",
     )
     parser.add_argument(
         "--vary",
@@ -479,7 +481,7 @@ def design_command(args: argparse.Namespace) -> int:
     from ...data.preprocess import preprocess_settings
     from ...fileio import atomic_path
     from .design import (
-        changed_experiment,
+        changed_section,
         design_table,
         evaluate_setups,
         parse_candidates,
@@ -507,12 +509,8 @@ def design_command(args: argparse.Namespace) -> int:
         raise ConfigError(f"-o/--output: {str(out)!r} is a file; expected a folder")
     # every candidate is built (and so checked) before the bounds are computed
     for name, changes in candidates.items():
-        section = {
-            **cfg.section,
-            "experiment": changed_experiment(cfg.section["experiment"], changes),
-        }
         try:
-            RBSTechnique.from_config(section, device="cpu")
+            RBSTechnique.from_config(changed_section(cfg.section, changes), device="cpu")
         except ConfigError as exc:
             raise ConfigError(f"candidate {name!r}: {exc}") from None
     results = evaluate_setups(

@@ -3,14 +3,16 @@ sample's parameters, before anything is measured or simulated at scale.
 
 A sample structure and its prior come from the ``rbs`` section of a workflow configuration.
 Every candidate setup is that section's experiment with some keys changed (the ion, beam
-energy, angles, detector channels and gain, fluence, …). For N parameter sets drawn from
-the prior — the same draws for every candidate — the Cramér–Rao bounds of the Poisson
-counts over the region of interest (the channels from the preprocessing's first channel
-on) are computed with exact derivatives (:func:`specinv.fitting.runner.cramer_rao_bounds`)
-and summarised per parameter as in the workflow's information-limit table
-(:func:`specinv.evaluation.tables.information_table`): the median relative bound, the
-median relative error an efficient estimator would reach, and the share of spectra whose
-data do not determine the parameter at all.
+energy, angles, detector channels and gain, fluence, …), and may change the sample's
+default prior too (``sample.prior.high``: thinner or thicker layers). For N parameter sets
+drawn from the prior — the same uniform numbers for every candidate, so the same draws
+where the prior is unchanged and the same quantiles where it is — the Cramér–Rao bounds
+of the Poisson counts over the region of interest (the channels from the preprocessing's
+first channel on) are computed with exact derivatives
+(:func:`specinv.fitting.runner.cramer_rao_bounds`) and summarised per parameter as in the
+workflow's information-limit table (:func:`specinv.evaluation.tables.information_table`):
+the median relative bound, the median relative error an efficient estimator would reach,
+and the share of spectra whose data do not determine the parameter at all.
 """
 
 from __future__ import annotations
@@ -95,15 +97,54 @@ class SetupInformation:
     seconds: float = field(default=0.0)
 
 
-def prior_draws(section: Mapping[str, Any], n_spectra: int, seed: int) -> np.ndarray:
-    """``n_spectra`` parameter sets [N, D] from the prior of the section's sample, from
-    the seed alone (the same for every candidate setup)."""
+#: the prefix of a candidate's keys that change the sample rather than the experiment
+SAMPLE_PREFIX = "sample."
+
+
+def changed_section(section: Mapping[str, Any], changes: Mapping[str, Any]) -> dict:
+    """A copy of an ``rbs`` section with a candidate's ``changes`` applied: keys that start
+    with ``sample.`` change the sample (``sample.prior.high``: the default prior's upper
+    bound), every other key the experiment (:func:`changed_experiment`)."""
+    experiment_changes = {}
+    sample_changes = {}
+    for key, value in changes.items():
+        if str(key).startswith(SAMPLE_PREFIX):
+            sample_changes[str(key)[len(SAMPLE_PREFIX) :]] = value
+        else:
+            experiment_changes[key] = value
+    out = dict(section)
+    out["experiment"] = changed_experiment(section["experiment"], experiment_changes)
+    if sample_changes:
+        if "layers" in {k.split(".")[0] for k in sample_changes}:
+            raise ConfigError(
+                "sample.layers: a candidate may change the prior, not the layer structure "
+                "(the parameters must be the same in every candidate)"
+            )
+        try:
+            out["sample"] = changed_experiment(section["sample"], sample_changes)
+        except ConfigError as exc:
+            raise ConfigError(str(exc).replace("experiment.", "sample.")) from None
+    return out
+
+
+def prior_uniforms(section: Mapping[str, Any], n_spectra: int, seed: int) -> np.ndarray:
+    """``n_spectra`` rows of uniform numbers [N, U] from the seed alone, from which every
+    candidate draws its parameter sets (the same numbers for every candidate setup)."""
     from .technique import RBSTechnique
 
     if n_spectra < 1:
         raise ConfigError(f"spectra: expected >= 1, got {n_spectra}")
     technique = RBSTechnique.from_config(section, device="cpu")
-    u = np.random.default_rng([seed, 1]).random((n_spectra, technique.n_uniforms))
+    return np.random.default_rng([seed, 1]).random((n_spectra, technique.n_uniforms))
+
+
+def prior_draws(section: Mapping[str, Any], n_spectra: int, seed: int) -> np.ndarray:
+    """``n_spectra`` parameter sets [N, D] from the prior of the section's sample, from
+    the seed alone (the same for every candidate setup with this prior)."""
+    from .technique import RBSTechnique
+
+    u = prior_uniforms(section, n_spectra, seed)
+    technique = RBSTechnique.from_config(section, device="cpu")
     return np.asarray(technique.sample(u), dtype=np.float64).reshape(n_spectra, -1)
 
 
@@ -111,23 +152,25 @@ def setup_information(
     section: Mapping[str, Any],
     name: str,
     changes: Mapping[str, Any],
-    params: np.ndarray,
+    uniforms: np.ndarray,
     first_channel: int,
     batch_size: int = 2048,
     progress: bool = True,
 ) -> SetupInformation:
-    """The Cramér–Rao bounds of ``params`` [N, D] under the section's experiment with
-    ``changes``, over the channels from ``first_channel`` on."""
+    """The Cramér–Rao bounds under the section with a candidate's ``changes`` of the
+    parameter sets its prior maps ``uniforms`` [N, U] to (:func:`prior_uniforms`), over
+    the channels from ``first_channel`` on."""
     import torch
 
     from ...fitting.runner import cramer_rao_bounds
     from .technique import RBSTechnique
 
-    candidate = {**section, "experiment": changed_experiment(section["experiment"], changes)}
     try:
+        candidate = changed_section(section, changes)
         technique = RBSTechnique.from_config(candidate, device="cpu", dtype=torch.float64)
     except ConfigError as exc:
         raise ConfigError(f"candidate {name!r}: {exc}") from None
+    params = np.asarray(technique.sample(uniforms), dtype=np.float64).reshape(len(uniforms), -1)
     n_channels = technique.n_channels
     if not 0 <= first_channel < n_channels:
         raise ConfigError(
@@ -208,12 +251,15 @@ def evaluate_setups(
     batch_size: int = 2048,
     progress: bool = True,
 ) -> dict[str, SetupInformation]:
-    """Every candidate (name -> changes) on the same ``n_spectra`` draws from the prior."""
+    """Every candidate (name -> changes) on the same ``n_spectra`` uniform draws, mapped
+    through each candidate's prior."""
     if not candidates:
         raise ConfigError("candidates: expected at least one setup")
-    params = prior_draws(section, n_spectra, seed)
+    uniforms = prior_uniforms(section, n_spectra, seed)
     return {
-        name: setup_information(section, name, changes, params, first_channel, batch_size, progress)
+        name: setup_information(
+            section, name, changes, uniforms, first_channel, batch_size, progress
+        )
         for name, changes in candidates.items()
     }
 
