@@ -275,6 +275,19 @@ def change(path: str, value):
             lambda c: c.update(model={"kind": "cnn"}, fitting={"refine_prior": "network"}),
             "fitting.refine_prior: network needs the network's uncertainty; a single cnn",
         ),
+        (
+            lambda c: c.update(fitting={"posterior_steps": 100, "posterior_burn": 100}),
+            "fitting.posterior_burn: expected 0 <= burn < posterior_steps (100), got 100",
+        ),
+        (
+            change("fitting.posterior_walkers", 9),
+            "fitting.posterior_walkers: expected 0 or an even number, got 9",
+        ),
+        (
+            lambda c: c.update(fitting={"posterior_spectra": 5, "posterior_walkers": 6}),
+            "fitting.posterior_walkers: expected 0 or an even number >= 2 x 4 parameters = 8, "
+            "got 6",
+        ),
     ],
 )
 def test_workflow_configs_are_checked_before_any_job(edit, message):
@@ -296,3 +309,12 @@ def test_cuda_asked_for_where_there_is_none_is_refused(key, value):
     workflow_plan(config)  # a cluster's nodes may have it: planning alone does not check
     with pytest.raises(ConfigError, match=f"{key}: '{value}' requested, but"):
         workflow_plan(config, check_devices=True)
+
+
+def test_a_reference_posterior_of_a_classification_is_refused():
+    import yaml
+
+    config = yaml.safe_load((REPO / "tests/data/tiny_eels.yaml").read_text())
+    config.setdefault("fitting", {})["posterior_spectra"] = 3
+    with pytest.raises(ConfigError, match="posterior_spectra: a reference posterior needs a regr"):
+        workflow_plan(config)
