@@ -665,3 +665,139 @@ def test_analyze_benchmark_runs_on_the_tiny_run(tiny_run):
     assert r.returncode == 0, r.stderr
     assert "6 of 6 spectra analysed" in r.stdout
     assert "estimates identical to the in-memory path: True" in r.stdout
+
+
+def _slurm_ready() -> str | None:
+    """Why the SLURM test cannot run here, or None."""
+    tools = ("slurmctld", "slurmd", "munged", "mungekey", "squeue", "scontrol")
+    missing = [t for t in tools if not shutil.which(t)]
+    if missing:
+        return (
+            f"no SLURM here ({', '.join(missing)} missing; apt-get install slurmctld slurmd "
+            "slurm-client munge)"
+        )
+    if os.geteuid() != 0:
+        return "the SLURM daemons need root"
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return "snakemake-executor-plugin-slurm is not installed"
+    if Path("/etc/slurm/slurm.conf").exists() and not Path("/etc/slurm/slurm.conf").is_symlink():
+        return "this machine has a real SLURM configuration; the test cluster would replace it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    """A throw-away single-node SLURM cluster (profiles/slurm/local_cluster.py) with
+    partitions cpu and gpu; skipped where it cannot run, unless SPECINV_REQUIRE_SLURM=1."""
+    why = _slurm_ready()
+    if why:
+        if os.environ.get("SPECINV_REQUIRE_SLURM") == "1":
+            pytest.fail(f"SPECINV_REQUIRE_SLURM=1 but {why}")
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("slurm")
+    script = [sys.executable, str(REPO / "profiles/slurm/local_cluster.py")]
+    r = subprocess.run([*script, "start", "--dir", str(root)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    yield root
+    subprocess.run([*script, "stop", "--dir", str(root)], capture_output=True, text=True)
+
+
+def _slurm_jobs() -> dict[str, dict[str, str]]:
+    """SLURM job id -> partition, comment (rule_<rule>_wildcards_...), state and TRES
+    request of every job the controller knows (finished ones for MinJobAge, 300 s)."""
+    fields = ("partition", "comment", "state", "tres")
+    r = subprocess.run(
+        ["squeue", "-h", "-t", "all", "-O", "JobID:|,Partition:|,Comment:|,State:|,tres-per-job:"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    jobs = {}
+    for line in r.stdout.splitlines():
+        job, *values = (v.strip() for v in line.split("|"))
+        jobs[job] = dict(zip(fields, values, strict=True))
+    return jobs
+
+
+def _run_watching_slurm(cmd, cwd, env, seen: dict, on_poll=None) -> tuple[int, str]:
+    """Run the workflow, recording every SLURM job into ``seen`` while it runs (finished
+    jobs drop out of squeue after MinJobAge); ``on_poll(jobs)`` may act on them."""
+    import threading
+    import time
+
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    out_file = []
+    reader = threading.Thread(target=lambda: out_file.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 1500
+    while proc.poll() is None and time.monotonic() < deadline:
+        jobs = _slurm_jobs()
+        seen.update(jobs)
+        if on_poll is not None:
+            on_poll(jobs)
+        time.sleep(0.5)
+    proc.wait(timeout=60)
+    reader.join(timeout=60)
+    seen.update(_slurm_jobs())
+    return proc.returncode, "".join(out_file)
+
+
+@pytest.mark.slow
+def test_the_slurm_profile_runs_the_workflow_on_a_slurm_cluster(slurm_cluster, tmp_path, tiny_run):
+    """The tiny workflow through profiles/slurm on a real (single-node) SLURM: every job is
+    a SLURM job, the GPU rule (training) in the gpu partition with a GPU, every other rule
+    in the cpu partition; a training job cancelled with scancel mid-run is all that the
+    rerun redoes; the data equal the local run's byte for byte."""
+    from conftest import snakemake_command
+
+    wd = workdir(tmp_path / "slurm")
+    shutil.copytree(REPO / "profiles", wd / "profiles")  # partitions.yaml, relative to wd
+    args = (
+        "--workflow-profile",
+        str(REPO / "profiles/slurm"),
+        "--configfile",
+        "tiny.yaml",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+    )
+    before = set(_slurm_jobs())
+    cmd, env = snakemake_command(*args, cwd=wd)
+    seen: dict[str, dict[str, str]] = {}
+    cancelled: list[str] = []
+
+    def cancel_a_running_training(jobs):
+        for job, info in jobs.items():
+            if not cancelled and info["comment"].startswith("rule_train_network"):
+                if info["state"] == "RUNNING":
+                    subprocess.run(["scancel", job], check=True)
+                    cancelled.append(job)
+
+    code, out = _run_watching_slurm(cmd, wd, env, seen, cancel_a_running_training)
+    assert cancelled, out[-3000:]
+    assert code != 0  # the cancelled job failed the run
+    code, out = _run_watching_slurm(cmd, wd, env, seen)
+    assert code == 0, out[-3000:]
+    # the rerun redid the cancelled training and what had not run, no data job
+    redone = planned_jobs(out)
+    assert redone.get("train_network") == 1, redone
+    assert not {"sample_parameters", "simulate_shard", "merge_shards", "split_data"} & set(redone)
+    # every job ran in SLURM, in its partition; the GPU job asked for a GPU, no other did
+    jobs = {k: v for k, v in seen.items() if k not in before}
+    rules = {v["comment"].split("_wildcards")[0].removeprefix("rule_") for v in jobs.values()}
+    assert {"simulate_shard", "train_network", "fit_refine", "tables", "figures"} <= rules
+    for job, info in jobs.items():
+        gpu = info["comment"].startswith("rule_train_network")
+        assert info["partition"] == ("gpu" if gpu else "cpu"), (job, info)
+        assert ("gpu" in info["tres"]) == gpu, (job, info)
+        assert info["state"] == ("CANCELLED" if job in cancelled else "COMPLETED"), (job, info)
+    assert list((wd / ".snakemake/slurm_logs/rule_train_network").rglob("*.log"))
+    # the same data as the local run's, byte for byte
+    for name in ("data/spectra.nc", "data/test.nc", "processed/train.nc", "processed/test.nc"):
+        assert md5(wd / "results/tiny" / name) == md5(tiny_run / "results/tiny" / name), name
+    assert (wd / "results/tiny/tables/table6_methods.csv").exists()
