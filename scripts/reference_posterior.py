@@ -19,7 +19,8 @@ posterior = reference_posterior(
 write_dataset(posterior, snakemake.output[0])
 logging.info(
     "reference posterior of %d spectra (%d walkers x %d steps) in %.1f s; acceptance "
-    "median %.2f, autocorrelation time median %.1f steps (largest %.1f)",
+    "median %.2f, autocorrelation time median %.1f steps (largest %.1f), %d spectra with "
+    "walkers that did not move after the burn-in",
     posterior.sizes["sample"],
     posterior.attrs["walkers"],
     posterior.attrs["steps"],
@@ -27,4 +28,5 @@ logging.info(
     float(posterior["acceptance"].median()),
     float(posterior["autocorr_steps"].median()),
     float(posterior["autocorr_steps"].max()),
+    int((posterior["stuck_walkers"] > 0).sum()),
 )

@@ -85,4 +85,6 @@ def posterior_table(
         / np.maximum(posterior["autocorr_steps"].values, 1.0)
     )
     out["effective draws (median)"] = float(np.median(effective))
+    if "stuck_walkers" in posterior:
+        out["spectra with stuck walkers"] = int((posterior["stuck_walkers"].values > 0).sum())
     return out

@@ -41,12 +41,15 @@ class EnsembleRun:
         autocorr_steps: the integrated autocorrelation time of each parameter [D], in
             steps (emcee's estimate; unreliable when the chain is shorter than ~50 of them).
         log_prob_max: the highest log-posterior the walkers reached.
+        stuck_walkers: walkers that did not move after the burn-in (a sign of too short a
+            burn-in; their steps are left out of the autocorrelation time, not the draws).
     """
 
     draws: np.ndarray
     acceptance: float
     autocorr_steps: np.ndarray
     log_prob_max: float
+    stuck_walkers: int = 0
 
 
 class _LockStep:
@@ -153,13 +156,20 @@ def run_ensembles_in_lock_step(
     out = []
     for sampler in samplers:
         kept = sampler.get_chain(discard=burn, thin=thin, flat=True)
-        tau = integrated_time(sampler.get_chain(discard=burn), quiet=True, tol=0)
+        chain = sampler.get_chain(discard=burn)  # [steps, W, D]
+        moved = (chain != chain[:1]).any(axis=(0, 2))
+        tau = (
+            integrated_time(chain[:, moved], quiet=True, tol=0)
+            if moved.any()
+            else np.full(n_params, np.inf)
+        )
         out.append(
             EnsembleRun(
                 draws=kept,
                 acceptance=float(np.mean(sampler.acceptance_fraction)),
                 autocorr_steps=np.asarray(tau, dtype=np.float64),
                 log_prob_max=float(np.max(sampler.get_log_prob())),
+                stuck_walkers=int((~moved).sum()),
             )
         )
     return out
@@ -346,6 +356,11 @@ def reference_posterior(
                 "sample",
                 [float(np.max(r.autocorr_steps)) for r in runs],
                 {"long_name": "largest integrated autocorrelation time over the parameters"},
+            ),
+            "stuck_walkers": (
+                "sample",
+                [r.stuck_walkers for r in runs],
+                {"long_name": "walkers that did not move after the burn-in"},
             ),
             "n_simulations": ("sample", np.full(n, simulated[0] / n)),
         },
