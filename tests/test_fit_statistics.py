@@ -104,3 +104,70 @@ def test_perturbed_starts_keep_the_start_stay_in_the_box_and_depend_only_on_the_
     assert not np.array_equal(other[0, 1:], out[1, 1:])
     with pytest.raises(ValueError, match="keys"):
         perturbed_starts(start, low, high, 5, 0.1, 0, np.array([1, 2]))
+
+
+def test_deviance_residuals_square_to_the_poisson_deviance():
+    from scipy.special import xlogy
+
+    observed = np.array([[0.0, 3.0, 10.0, 1.0, 7.0]])
+    expected = torch.tensor([[0.5, 3.0, 6.0, 0.0, 9.5]], dtype=torch.float64)
+    problem = SpectrumFitProblem(
+        lambda p: expected.expand(p.shape[0], -1),
+        observed,
+        None,
+        [0.0],
+        [1.0],
+        statistic="deviance",
+    )
+    r = problem.residuals(torch.zeros((1, 1), dtype=torch.float64), [0]).numpy()[0]
+    lam = expected.numpy()[0] + 1e-6
+    x = observed[0]
+    # (the closed form cancels where λ ≈ x: compared to 1e-12 absolute)
+    np.testing.assert_allclose(
+        r**2, 2 * (lam - x + xlogy(x, x) - xlogy(x, lam)), rtol=1e-9, atol=1e-12
+    )
+    assert np.sign(r).tolist() == [-1.0, -1.0, 1.0, 1.0, -1.0]  # sign(x - λ)
+    assert abs(r[1]) < 1e-3  # λ = x (up to the floor)
+    assert np.isfinite(r).all()  # an empty model channel with counts stays finite
+    with pytest.raises(ValueError, match="takes no weights"):
+        SpectrumFitProblem(
+            lambda p: expected, observed, None, [0.0], [1.0], statistic="deviance", weights=x[None]
+        )
+
+
+def test_the_deviance_fit_is_the_maximum_likelihood_estimate():
+    """Counts k_i ~ Poisson(θ a_i): the likelihood's maximum is Σk / Σa exactly; the
+    χ² of eq. 4 (weights 1/(k + 1)) lands below it at low counts."""
+    rng = np.random.default_rng(5)
+    a = rng.uniform(0.2, 1.0, size=(1, 400))
+    counts = rng.poisson(3.0 * a)
+    model = lambda p: p[:, :1] * torch.as_tensor(a, dtype=p.dtype)  # noqa: E731
+    ml = counts.sum() / a.sum()
+    fits = {}
+    for statistic in ("deviance", "poisson"):
+        problem = SpectrumFitProblem(model, counts, None, [0.01], [100.0], statistic=statistic)
+        for jacobian in ("finite-difference", "forward-mode"):
+            res = refine_levenberg_marquardt(
+                problem,
+                np.array([[1.0]]),
+                max_iterations=50,
+                ftol=0.0,
+                chi2_tol=1e-12,
+                jacobian=jacobian,
+                broyden=False,
+            )
+            fits[statistic, jacobian] = float(res.x[0, 0])
+    assert fits["deviance", "forward-mode"] == pytest.approx(ml, rel=1e-5)
+    assert fits["deviance", "finite-difference"] == pytest.approx(ml, rel=1e-4)
+    assert fits["poisson", "forward-mode"] < 0.9 * ml  # Neyman's χ² is biased low here
+
+
+def test_deviance_jacobians_agree_between_finite_differences_and_forward_mode():
+    true = torch.tensor([[2.0, 0.5, 1.2], [1.0, -1.0, 2.0]], dtype=torch.float64)
+    counts = np.random.default_rng(1).poisson(gaussian_peaks(true).numpy())
+    problem = SpectrumFitProblem(gaussian_peaks, counts, None, LOW, HIGH, statistic="deviance")
+    p = true.numpy() + 0.05
+    r_fd, j_fd = problem.jacobian(p, [0, 1], relative_step=1e-7)
+    r_fm, j_fm = problem.jacobian(p, [0, 1], method="forward-mode")
+    np.testing.assert_allclose(r_fd.numpy(), r_fm.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(j_fd.numpy(), j_fm.numpy(), atol=1e-5 * np.abs(j_fm.numpy()).max())

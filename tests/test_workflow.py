@@ -274,6 +274,10 @@ def _set(path: str, value):
             {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
         ),
         (
+            _set("fitting.refine_statistic", "deviance"),
+            {"fit_refine": 1, "tables": 1, "figures": 1, "runtime_table": 1},
+        ),
+        (
             _set("fitting.posterior_spectra", 3),
             {"reference_posterior": 1, "tables": 1, "runtime_table": 1},
         ),
@@ -291,6 +295,7 @@ def _set(path: str, value):
         (_set("fitting.restart_every", 30), {}),
         (_set("fitting.refine_from", "network"), {}),
         (_set("fitting.refine_prior", "none"), {}),
+        (_set("fitting.refine_statistic", None), {}),
         (_set("preprocessing.merge", 4), {}),
     ],
 )

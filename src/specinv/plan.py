@@ -44,6 +44,7 @@ FIT_KEYS = {
     "ml_autofit": ("spectra", "ml_autofit_evaluations_per_parameter", "restart_every", "statistic"),
     "ml_refine": (
         "spectra",
+        "refine_statistic",
         "refine_from",
         "refine_prior",
         "refine_iterations",

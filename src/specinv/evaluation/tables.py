@@ -36,11 +36,20 @@ def method_labels(
     ``label``): ``{"autofit": "Autofit", "mdn_autofit": "MDN + Autofit", …}``.  A
     refinement in ``fits`` that started from network + Autofit's result (its attribute
     ``start_method``) is "MDN + Autofit + gradient refinement", one with the network's
-    prior (``refine_prior``) "… (network prior)"."""
+    prior (``refine_prior``) "… (network prior)", one that minimised the Poisson deviance
+    "… (likelihood)" or, both, "… (likelihood, network prior)"."""
     refine = f"{kind}_refine"
     attrs = fits[refine].attrs if fits is not None and refine in fits else {}
     chained = "Autofit + " if attrs.get("start_method") == f"{kind}_autofit" else ""
-    prior = " (network prior)" if attrs.get("refine_prior") == "network" else ""
+    notes = [
+        note
+        for note, applies in (
+            ("likelihood", attrs.get("statistic") == "deviance"),
+            ("network prior", attrs.get("refine_prior") == "network"),
+        )
+        if applies
+    ]
+    prior = f" ({', '.join(notes)})" if notes else ""
     return {
         kind: label,
         "autofit": "Autofit",

@@ -23,12 +23,40 @@ from .settings import STATISTICS
 Simulate = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: statistics whose residuals are not linear in the expected counts
+NONLINEAR_STATISTICS = ("log10", "deviance")
+#: added to the expected counts in the deviance: an empty model channel stays finite
+DEVIANCE_FLOOR = 1e-6
+
+
+def deviance_residuals(observed: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
+    """Poisson deviance residuals sign(x − λ) sqrt(2 (λ − x + x ln(x / λ))) with λ the
+    expected counts plus :data:`DEVIANCE_FLOOR` (x ln(x/λ) = 0 for x = 0); exact zero
+    where λ = x, with a zero derivative there too (forward-mode safe)."""
+    lam = expected.clamp_min(0.0) + DEVIANCE_FLOOR
+    x = observed.to(lam.dtype).expand_as(lam)
+    # λ − x + x ln(x/λ) = x (u − ln(1 + u)) with u = λ/x − 1: no cancellation near λ = x
+    counted = x > 0
+    x_safe = torch.where(counted, x, torch.ones_like(x))
+    u = lam / x_safe - 1.0
+    d = torch.where(counted, x_safe * (u - torch.log1p(u)), lam).clamp_min(0.0)
+    positive = d > 0
+    root = torch.sqrt(2.0 * torch.where(positive, d, torch.ones_like(d)))
+    return torch.where(positive, torch.sign(x - lam) * root, torch.zeros_like(d))
+
+
 class SpectrumFitProblem:
     """Independent least-squares fits of ``observed`` [B, C] spectra.
 
     ``statistic="poisson"`` (the default): χ²_b(y) = Σ_{i ∈ RoI} (x_bi − s_i(y))² /
     (x_bi + 1) (Muzakka et al. 2024, eq. 4) over the region of interest; residuals
     r_bi = (x_bi − s_i(y)) / sqrt(x_bi + 1).
+
+    ``statistic="deviance"``: r_bi = sign(x_bi − λ_bi) sqrt(2 (λ_bi − x_bi + x_bi ln(x_bi /
+    λ_bi))), λ = s(y) + 10⁻⁶ (a floor that keeps empty model channels finite): Σ r² is the
+    Poisson deviance, −2 ln L up to a constant, so its minimum is the maximum-likelihood
+    (with a prior: maximum a posteriori) estimate, unbiased where counts are low — unlike
+    the χ² of eq. 4, whose 1/(x + 1) weights pull fits towards low-count channels.
 
     ``statistic="log10"``: r_bi = log10(x_bi + f_b) − log10(s_i(y) + f_b), every decade of a
     spectrum weighted alike (for spectra spanning several decades), with f_b half the
@@ -50,8 +78,9 @@ class SpectrumFitProblem:
             Jacobians where it costs less than whole spectra.
         weights: residual weights [B, C] (finite, >= 0) instead of the statistic's own
             (Poisson: 1/sqrt(x + 1); log10: 1).
-        statistic: ``poisson`` or ``log10`` (above); ``log10`` takes no ``partial`` (its
-            residuals are not sums of the groups' contributions).
+        statistic: ``poisson``, ``deviance`` or ``log10`` (above); ``deviance`` and
+            ``log10`` take no ``partial`` nor ``weights`` (their residuals are not sums of
+            the groups' contributions).
         prior_mean, prior_std: a Gaussian prior per spectrum and parameter [B, D] (e.g. a
             network's estimate and its uncertainty): D more residuals (μ_bj − y_j) / σ_bj
             after the channels', so that a fit stays at μ along the directions the
@@ -89,8 +118,10 @@ class SpectrumFitProblem:
             )
         if statistic not in STATISTICS:
             raise ValueError(f"statistic: expected one of {STATISTICS}, got {statistic!r}")
-        if statistic == "log10" and partial is not None:
-            raise ValueError("partial: the log10 statistic takes no partial simulations")
+        if statistic in NONLINEAR_STATISTICS and partial is not None:
+            raise ValueError(f"partial: the {statistic} statistic takes no partial simulations")
+        if statistic == "deviance" and weights is not None:
+            raise ValueError("weights: the deviance statistic takes no weights")
         if not np.isfinite(observed).all() or (observed < 0).any():
             raise ValueError("observed: counts must be finite and >= 0")
         self.statistic = statistic
@@ -229,7 +260,10 @@ class SpectrumFitProblem:
         if self.statistic == "log10":
             floor = self._floor[torch.as_tensor(rows, device=self.device)]  # [K, 1]
             expected = torch.log10(expected.clamp_min(0.0) + floor[:, None])
-        r = (x[:, None] - expected) * w[:, None]
+        if self.statistic == "deviance":
+            r = deviance_residuals(x[:, None], expected)
+        else:
+            r = (x[:, None] - expected) * w[:, None]
         if self._prior is None:
             return r
         mean, inv_std = self._prior_of(rows)

@@ -28,7 +28,7 @@ from ..evaluation.information import cramer_rao_std, poisson_fisher_information
 from ..evaluation.metrics import roi_mask
 from .levenberg_marquardt import refine_levenberg_marquardt
 from .nelder_mead import minimize_batched
-from .problem import SpectrumFitProblem
+from .problem import NONLINEAR_STATISTICS, SpectrumFitProblem
 from .settings import FIT_METHODS, FitSettings, method_name  # noqa: F401 (re-exported)
 from .starts import perturbed_starts
 
@@ -73,7 +73,7 @@ def make_problem(
         batch_size=settings.batch_size,
         dtype=technique.dtype,
         device=technique.device,
-        partial=None if statistic == "log10" else technique.partial_simulation(),
+        partial=None if statistic in NONLINEAR_STATISTICS else technique.partial_simulation(),
         statistic=statistic,
         prior_mean=None if prior is None else prior[0],
         prior_std=None if prior is None else prior[1],
@@ -293,7 +293,10 @@ def refinement_fits(
             f"{_sample_span(start_fit)}, the refinement {_sample_span(test)}: rerun it with "
             "the same fitting.spectra"
         )
-    problem = make_problem(cfg, test, transform, settings, device=settings.device, prior=prior)
+    statistic = settings.refine_statistic  # None: settings.statistic, else the technique's
+    problem = make_problem(
+        cfg, test, transform, settings, device=settings.device, statistic=statistic, prior=prior
+    )
     start = np.clip(np.asarray(start, dtype=np.float64), problem.low, problem.high)
     lm = {
         "chi2_tol": settings.refine_chi2_tolerance,
@@ -317,7 +320,13 @@ def refinement_fits(
         copies = test.isel(sample=np.repeat(np.arange(len(start)), k))
         copied_prior = None if prior is None else tuple(np.repeat(p, k, axis=0) for p in prior)
         screen = make_problem(
-            cfg, copies, transform, settings, device=settings.device, prior=copied_prior
+            cfg,
+            copies,
+            transform,
+            settings,
+            device=settings.device,
+            statistic=statistic,
+            prior=copied_prior,
         )
         screened = refine_levenberg_marquardt(
             screen,
@@ -358,9 +367,9 @@ def refinement_fits(
     chi2 = _poisson_chi2(problem, cfg, test, transform, settings, res.x, res.chi2)
     chi2_start = chi2_of_estimates(cfg, test, transform, start, settings)[0]
     # the minimised statistic at the start (a problem of its own: not charged to the fit)
-    objective_start = make_problem(cfg, test, transform, settings, prior=prior).chi2(
-        start, np.arange(len(start))
-    )
+    objective_start = make_problem(
+        cfg, test, transform, settings, statistic=statistic, prior=prior
+    ).chi2(start, np.arange(len(start)))
     out = _result(
         method,
         test,

@@ -10,7 +10,7 @@ from ..config import ConfigError, schema_default
 
 #: the fit statistics: how a simulated spectrum s is compared with an observed one x (see
 #: :class:`~specinv.fitting.problem.SpectrumFitProblem`)
-STATISTICS = ("poisson", "log10")
+STATISTICS = ("poisson", "deviance", "log10")
 
 #: The fits of the test spectra; ``ml_`` stands for the network's kind (``mdn_autofit``).
 FIT_METHODS = ("autofit", "ml_autofit", "ml_refine")
@@ -49,6 +49,9 @@ class FitSettings:
             training parameters: the documented fixed start of the Autofit.
         statistic: what every fit minimises (``poisson``, ``log10``; None: the technique's
             :attr:`~specinv.techniques.base.Technique.fit_statistic`).
+        refine_statistic: what the gradient refinement minimises (None: ``statistic``);
+            ``deviance``, the Poisson likelihood, makes it a maximum-likelihood (with
+            ``refine_prior``: maximum a posteriori) fit.
         refine_from: where the refinement starts: ``network`` (the network's estimate) or
             ``ml_autofit`` (the result of network + Autofit, whose simulations and wall
             time then count in the refinement's).
@@ -87,6 +90,7 @@ class FitSettings:
     restart_every: int = _default("restart_every")
     autofit_start: str = _default("autofit_start")
     statistic: str | None = _default("statistic")
+    refine_statistic: str | None = _default("refine_statistic")
     refine_from: str = _default("refine_from")
     refine_prior: str = _default("refine_prior")
     refine_iterations: int = _default("refine_iterations")
@@ -155,6 +159,11 @@ class FitSettings:
             raise ConfigError(
                 f"fitting.statistic: expected null or one of {', '.join(STATISTICS)}, got "
                 f"{s.statistic!r}"
+            )
+        if s.refine_statistic not in (None, *STATISTICS):
+            raise ConfigError(
+                f"fitting.refine_statistic: expected null or one of {', '.join(STATISTICS)}, "
+                f"got {s.refine_statistic!r}"
             )
         if s.autofit_start not in ("centre", "mean"):
             raise ConfigError(
