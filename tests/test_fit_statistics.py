@@ -27,18 +27,23 @@ def gaussian_peaks(params: torch.Tensor) -> torch.Tensor:
 LOW, HIGH = np.array([1.0, -5.0, 0.3]), np.array([6.0, 5.0, 5.0])
 
 
-def test_log10_residuals_are_differences_of_log_intensities_with_half_the_smallest_value():
-    observed = np.array([[0.0, 4.0, 10.0, 1000.0]])
-    expected = torch.tensor([[1.0, 4.0, 20.0, 100.0]], dtype=torch.float64)
+def residuals_of(observed: np.ndarray, expected: torch.Tensor, statistic: str) -> np.ndarray:
+    """The residuals [C] of one observed spectrum [1, C] against fixed expected counts."""
     problem = SpectrumFitProblem(
         lambda p: expected.expand(p.shape[0], -1),
         observed,
         None,
         [0.0],
         [1.0],
-        statistic="log10",
+        statistic=statistic,
     )
-    r = problem.residuals(torch.zeros((1, 1), dtype=torch.float64), [0]).numpy()[0]
+    return problem.residuals(torch.zeros((1, 1), dtype=torch.float64), [0]).numpy()[0]
+
+
+def test_log10_residuals_are_differences_of_log_intensities_with_half_the_smallest_value():
+    observed = np.array([[0.0, 4.0, 10.0, 1000.0]])
+    expected = torch.tensor([[1.0, 4.0, 20.0, 100.0]], dtype=torch.float64)
+    r = residuals_of(observed, expected, "log10")
     f = 2.0  # half the smallest positive value (4)
     np.testing.assert_allclose(r, np.log10(observed[0] + f) - np.log10(expected[0].numpy() + f))
     # the Poisson statistic of the same spectra: (x - s) / sqrt(x + 1)
@@ -49,10 +54,11 @@ def test_log10_residuals_are_differences_of_log_intensities_with_half_the_smalle
     np.testing.assert_allclose(r, (observed[0] - expected[0].numpy()) / np.sqrt(observed[0] + 1))
 
 
-def test_log10_jacobians_agree_between_finite_differences_and_forward_mode():
+@pytest.mark.parametrize("statistic", ["log10", "deviance"])
+def test_jacobians_agree_between_finite_differences_and_forward_mode(statistic):
     true = torch.tensor([[4.0, 0.5, 1.2], [2.5, -1.0, 2.0]], dtype=torch.float64)
     counts = np.random.default_rng(1).poisson(gaussian_peaks(true).numpy())
-    problem = SpectrumFitProblem(gaussian_peaks, counts, None, LOW, HIGH, statistic="log10")
+    problem = SpectrumFitProblem(gaussian_peaks, counts, None, LOW, HIGH, statistic=statistic)
     p = true.numpy() + 0.05
     r_fd, j_fd = problem.jacobian(p, [0, 1], relative_step=1e-7)
     r_fm, j_fm = problem.jacobian(p, [0, 1], method="forward-mode")
@@ -111,15 +117,7 @@ def test_deviance_residuals_square_to_the_poisson_deviance():
 
     observed = np.array([[0.0, 3.0, 10.0, 1.0, 7.0]])
     expected = torch.tensor([[0.5, 3.0, 6.0, 0.0, 9.5]], dtype=torch.float64)
-    problem = SpectrumFitProblem(
-        lambda p: expected.expand(p.shape[0], -1),
-        observed,
-        None,
-        [0.0],
-        [1.0],
-        statistic="deviance",
-    )
-    r = problem.residuals(torch.zeros((1, 1), dtype=torch.float64), [0]).numpy()[0]
+    r = residuals_of(observed, expected, "deviance")
     lam = expected.numpy()[0] + 1e-6
     x = observed[0]
     # (the closed form cancels where λ ≈ x: compared to 1e-12 absolute)
@@ -160,14 +158,3 @@ def test_the_deviance_fit_is_the_maximum_likelihood_estimate():
     assert fits["deviance", "forward-mode"] == pytest.approx(ml, rel=1e-5)
     assert fits["deviance", "finite-difference"] == pytest.approx(ml, rel=1e-4)
     assert fits["poisson", "forward-mode"] < 0.9 * ml  # Neyman's χ² is biased low here
-
-
-def test_deviance_jacobians_agree_between_finite_differences_and_forward_mode():
-    true = torch.tensor([[2.0, 0.5, 1.2], [1.0, -1.0, 2.0]], dtype=torch.float64)
-    counts = np.random.default_rng(1).poisson(gaussian_peaks(true).numpy())
-    problem = SpectrumFitProblem(gaussian_peaks, counts, None, LOW, HIGH, statistic="deviance")
-    p = true.numpy() + 0.05
-    r_fd, j_fd = problem.jacobian(p, [0, 1], relative_step=1e-7)
-    r_fm, j_fm = problem.jacobian(p, [0, 1], method="forward-mode")
-    np.testing.assert_allclose(r_fd.numpy(), r_fm.numpy(), rtol=1e-12)
-    np.testing.assert_allclose(j_fd.numpy(), j_fm.numpy(), atol=1e-5 * np.abs(j_fm.numpy()).max())
