@@ -133,7 +133,8 @@ def test_initial_walkers_stay_in_the_prior_box():
     assert w.shape == (200, 3)
     assert (w >= low).all() and (w <= high).all()
     assert w[:, 1].std() > 1.5  # an undetermined parameter: a quarter of the range
-    assert w[:, 2].max() == pytest.approx(10.0, abs=1e-9) or w[:, 2].min() > 8  # clipped centre
+    # a centre outside the box is clipped to its edge (10): the walkers lie just below it
+    assert (w[:, 2] > 8).all() and 9 < w[:, 2].mean() < 10
     again = initial_walkers(
         np.array([0.01, 5.0, 12.0]), np.array([1.0, np.inf, 0.5]), low, high, 200, seed=[0, 4]
     )
