@@ -138,16 +138,6 @@ def prior_uniforms(section: Mapping[str, Any], n_spectra: int, seed: int) -> np.
     return np.random.default_rng([seed, 1]).random((n_spectra, technique.n_uniforms))
 
 
-def prior_draws(section: Mapping[str, Any], n_spectra: int, seed: int) -> np.ndarray:
-    """``n_spectra`` parameter sets [N, D] from the prior of the section's sample, from
-    the seed alone (the same for every candidate setup with this prior)."""
-    from .technique import RBSTechnique
-
-    u = prior_uniforms(section, n_spectra, seed)
-    technique = RBSTechnique.from_config(section, device="cpu")
-    return np.asarray(technique.sample(u), dtype=np.float64).reshape(n_spectra, -1)
-
-
 def setup_information(
     section: Mapping[str, Any],
     name: str,
