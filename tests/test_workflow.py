@@ -753,21 +753,27 @@ def _run_watching_slurm(cmd, cwd, env, seen: dict, on_poll=None) -> tuple[int, s
 
 @pytest.mark.slow
 def test_the_slurm_profile_runs_the_workflow_on_a_slurm_cluster(slurm_cluster, tmp_path, tiny_run):
-    """The tiny workflow through profiles/slurm on a real (single-node) SLURM: every job is
-    a SLURM job, the GPU rule (training) in the gpu partition with a GPU, every other rule
-    in the cpu partition; a training job cancelled with scancel mid-run is all that the
-    rerun redoes; the data equal the local run's byte for byte."""
+    """The tiny workflow through profiles/slurm on a real (single-node) SLURM, from the
+    parameters to the refined fits (every kind of job: data, preprocessing, training,
+    prediction, a fit; the tables and figures are CPU jobs like these, and the local tests
+    cover them): every job is a SLURM job, the GPU rule (training) in the gpu partition with
+    a GPU, every other rule in the cpu partition; a training job cancelled with scancel
+    mid-run is all that the rerun redoes; the data equal the local run's byte for byte."""
     from conftest import snakemake_command
 
     wd = workdir(tmp_path / "slurm")
     shutil.copytree(REPO / "profiles", wd / "profiles")  # partitions.yaml, relative to wd
     args = (
+        "results/tiny/fits/mdn_refine.nc",
         "--workflow-profile",
         str(REPO / "profiles/slurm"),
         "--configfile",
         "tiny.yaml",
+        # the plugin checks after this many seconds, and again 10 s later than the last
+        # wait each time no job has finished (1, 12, 33, ... s): a tiny job, ~10 s through
+        # sbatch, srun and the job's own Snakemake, is seen after 12 s
         "--slurm-init-seconds-before-status-checks",
-        "2",
+        "1",
         "--seconds-between-status-checks",
         "2",
     )
@@ -795,7 +801,7 @@ def test_the_slurm_profile_runs_the_workflow_on_a_slurm_cluster(slurm_cluster, t
     # every job ran in SLURM, in its partition; the GPU job asked for a GPU, no other did
     jobs = {k: v for k, v in seen.items() if k not in before}
     rules = {v["comment"].split("_wildcards")[0].removeprefix("rule_") for v in jobs.values()}
-    assert {"simulate_shard", "train_network", "fit_refine", "tables", "figures"} <= rules
+    assert {"simulate_shard", "apply_preprocessing", "train_network", "fit_refine"} <= rules
     for job, info in jobs.items():
         gpu = info["comment"].startswith("rule_train_network")
         assert info["partition"] == ("gpu" if gpu else "cpu"), (job, info)
@@ -805,4 +811,4 @@ def test_the_slurm_profile_runs_the_workflow_on_a_slurm_cluster(slurm_cluster, t
     # the same data as the local run's, byte for byte
     for name in ("data/spectra.nc", "data/test.nc", "processed/train.nc", "processed/test.nc"):
         assert md5(wd / "results/tiny" / name) == md5(tiny_run / "results/tiny" / name), name
-    assert (wd / "results/tiny/tables/table6_methods.csv").exists()
+    assert (wd / "results/tiny/fits/mdn_refine.nc").exists()
