@@ -4,7 +4,13 @@ from pathlib import Path
 
 from snakemake.utils import min_version
 
+from specinv.threads import limit_spin_waiting
+
 min_version("9.0")
+
+# idle OpenMP threads of the jobs spin briefly, then sleep (jobs inherit this environment;
+# on a shared node long-spinning threads steal cores): specinv.threads
+limit_spin_waiting()
 
 
 # A configuration given on the command line that names its technique is complete (a paper

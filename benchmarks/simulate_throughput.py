@@ -1,34 +1,58 @@
-"""Throughput of the batched RBS simulator, compared with JaBS.
+"""Speed of the batched RBS simulator, measured side by side with JaBS in the same run.
 
-Prints milliseconds per spectrum for batch sizes 1 and N on three samples: the reference
-case A (2 layers W/D, 4 parameters), B (3 layers Li/C/O/F/Ni, 15 parameters) and a
-5-layer, 8-element, 30-parameter sample like dataset C, and the ratio to JaBS's time per
-spectrum measured on the same kind of machine (shared/reference/README.md).  Setup: 4He at
-3000 keV, 165°, 1024 channels of 3 keV, 15 keV FWHM, cut-off 50 keV (the reference setup).
-Areal densities are drawn uniformly in [50, 5000] TFU (the MDN paper's prior), so the
-timings cover the whole parameter range, not one sample.  Like the ``specinv`` command and
-the workflow's jobs, the script first makes glibc keep freed memory for reuse
-(:func:`specinv.memory.keep_freed_memory`); ``--default-malloc`` measures without that.
+Three samples: A = 2 layers W/D (4 parameters), B = 3 layers Li/C/O/F/Ni (15 parameters),
+C = 5 layers, 8 elements (H, Li, C, O, Co, Zr, La, Ta; 31 parameters), like the MDN paper's
+datasets.  Setup: the JaBS reference setup (4He at 3000 keV, 165°, α = 0, 1024 channels of
+3 keV, 15 keV FWHM, cut-off 50 keV, Andersen screening, Bohr straggling, default numerics).
+Areal densities are drawn uniformly in [50, 5000] TFU (the paper's prior), so the timings
+cover the whole parameter range, not one favourable sample.
+
+With ``--jabs PATH`` the same spectra are simulated by JaBS (single threaded; built by
+../shared/tools/jabs/build.sh, never a dependency of specinv), in rounds interleaved with
+specinv's, so both sides see the same machine state; the ratio is JaBS's time per spectrum
+over ours.  JaBS's time is its own "Total time" of each ``simulate`` (script parsing and
+start-up excluded); the first JaBS spectrum is also compared with ours (the reduced χ² of
+the JaBS reference tests, ≤ 1 there) to show that both simulate the same problem.  specinv is
+timed at each thread count of ``--threads``, batched (``--batch`` spectra in one call) and
+one spectrum per call (the median over ``--single-repeat`` calls).  Each reported time is
+the best of ``--rounds`` rounds.
+
+``--steady N`` instead runs N batched calls at the default thread setting while a
+CPU-bound process runs beside them, and prints the spread (max/min).
+
+Like the ``specinv`` command and the workflow's jobs, the script makes glibc keep freed
+memory for reuse (:func:`specinv.memory.keep_freed_memory`; ``--default-malloc`` measures
+without it) and uses the thread settings of :mod:`specinv.threads` (a short OpenMP spin unless
+``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set).
 
 Usage::
 
-    python benchmarks/simulate_throughput.py [--batch 1000] [--device cpu|cuda]
-        [--dtype float64|float32] [--repeat 3] [--profile] [--default-malloc]
+    python benchmarks/simulate_throughput.py [--jabs ~/jabs/bin/jabs] [--batch 2000]
+        [--threads 1,2] [--rounds 3] [--single-repeat 50] [--samples A,B,C]
+        [--device cpu|cuda] [--dtype float64|float32] [--profile] [--steady 10]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import torch
+from specinv.threads import WAIT_SETTINGS, allocated_cpus, limit_spin_waiting
 
-from specinv.memory import keep_freed_memory
-from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup
+limit_spin_waiting()  # before torch is imported (specinv.threads)
 
-# JaBS 0.7.6, default numerics, per noise-free spectrum on a 2-core machine of this kind
-JABS_MS = {"A": 0.74, "B": 6.95, "C": 13.9}
+import torch  # noqa: E402
+
+from specinv.memory import keep_freed_memory  # noqa: E402
+from specinv.physics.rbs import Detector, PhysicsOptions, RBSSimulator, Setup  # noqa: E402
 
 SAMPLES = {
     "A": [["W", "D"], ["W", "D"]],
@@ -37,6 +61,19 @@ SAMPLES = {
     + [["Li", "C", "O", "Zr", "La", "Ta"]] * 3
     + [["O", "Zr", "La", "Ta"]],
 }
+#: The JaBS commands of reference_setup() (as in shared/reference/jabs/*/andersen_bohr.jbs).
+JABS_SETUP = """set ion 4He
+set energy 3000keV
+set alpha 0deg
+set emin 50keV
+set det theta 165deg phi 0deg solid 10msr
+set det calibration linear slope 3keV offset 0keV resolution 15keV
+set det channels 1024
+set fluence 1e+13
+set cs_rbs Andersen
+set erd false
+set simulation defaults
+"""
 
 
 def reference_setup() -> Setup:
@@ -146,14 +183,105 @@ def arithmetic_floor(sim: RBSSimulator, params: torch.Tensor, peak: float) -> st
     )
 
 
+#: specinv's names of isotopes that JaBS writes differently, and their element
+JABS_NAMES = {"D": ("2H", "H"), "T": ("3H", "H")}
+
+
+def jabs_sample_file(elements: list[list[str]], areal_densities) -> str:
+    """A JaBS sample file: thickness (TFU) and atomic percentages per layer, one column per
+    species of the sample (0 where a layer has none)."""
+    species = list(dict.fromkeys(el for layer in elements for el in layer))
+    rows, k = ["thick " + " ".join(JABS_NAMES.get(el, (el,))[0] for el in species)], 0
+    for layer in elements:
+        values = dict(zip(layer, map(float, areal_densities[k : k + len(layer)]), strict=True))
+        k += len(layer)
+        total = sum(values.values())
+        shares = " ".join(f"{100 * values.get(el, 0.0) / total:.10f}" for el in species)
+        rows.append(f"{total:.6f} {shares}")
+    return "\n".join(rows) + "\n"
+
+
+def run_jabs(jabs: str, elements: list[list[str]], params: torch.Tensor) -> tuple[list, Path]:
+    """Simulate every row of ``params`` with JaBS (one script, one ``simulate`` each);
+    return JaBS's own time of each simulation (s) and the CSV of the first spectrum."""
+    work = Path(tempfile.mkdtemp(prefix="specinv-jabs-"))
+    present = sorted({JABS_NAMES.get(el, (el, el))[1] for layer in elements for el in layer})
+    lines = [JABS_SETUP]
+    for i, row in enumerate(params.tolist()):
+        (work / f"sample{i}.txt").write_text(jabs_sample_file(elements, row))
+        lines.append(f'load sample "sample{i}.txt"')
+        lines.append(f"set stopping srim2013 He {' '.join(present)}")
+        lines.append(f"set stopping bohr He {' '.join(present)}")
+        lines.append("simulate")
+        if i == 0:
+            lines.append('save spectra "first.csv"')
+    (work / "bench.jbs").write_text("\n".join(lines) + "\n")
+    r = subprocess.run([jabs, "bench.jbs"], cwd=work, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: {jabs} bench.jbs failed in {work}:\n{(r.stdout + r.stderr)[-2000:]}")
+    times = [
+        float(t) / 1e3 for t in re.findall(r"Total time: ([0-9.eE+-]+) ms", r.stdout + r.stderr)
+    ]
+    if len(times) != len(params):
+        sys.exit(f"error: expected {len(params)} 'Total time' lines from JaBS, got {len(times)}")
+    first = work / "first.csv"
+    return times, first
+
+
+def agreement_with_jabs(sim: RBSSimulator, params: torch.Tensor, csv: Path) -> float:
+    """Reduced χ² between our noise-free spectrum and JaBS's, as the reference tests define it
+    (shared/reference/README.md): mean of (ours − JaBS)² / (JaBS + 1) over the channels at
+    least 25 keV above the cut-off."""
+    import numpy as np
+
+    # JaBS's CSV: Channel, Energy (keV), Experimental, Simulated, one column per reaction
+    energy, theirs = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=(1, 3)).T
+    ours = sim.simulate(params[:1].to(torch.float64)).double().cpu().numpy()[0, : len(theirs)]
+    keep = energy >= sim.setup.energy_cutoff_keV + 25.0
+    return float(((ours - theirs) ** 2 / (theirs + 1.0))[keep].mean())
+
+
+def single_median(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> float:
+    times = [time_per_spectrum(sim, params[i % len(params) :][:1], 1) for i in range(repeat)]
+    return statistics.median(times)
+
+
+def cpu_hog() -> subprocess.Popen:
+    """A CPU-bound process beside the benchmark (a pure-Python busy loop)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def steadiness(sims: dict[str, RBSSimulator], params: dict, runs: int) -> None:
+    """``runs`` batched calls per sample at the default thread setting next to a CPU hog."""
+    hog = cpu_hog()
+    try:
+        time.sleep(0.5)
+        for name, sim in sims.items():
+            sim.simulate(params[name][:4])
+            times = [time_per_spectrum(sim, params[name], 1) for _ in range(runs)]
+            print(
+                f"{name}: {runs} batched runs beside a CPU-bound process, "
+                f"{torch.get_num_threads()} threads: ms/spectrum min {min(times) * 1e3:.4f} "
+                f"median {statistics.median(times) * 1e3:.4f} max {max(times) * 1e3:.4f}, "
+                f"max/min {max(times) / min(times):.2f}"
+            )
+    finally:
+        hog.kill()
+        hog.wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--jabs", help="path of the jabs executable (JaBS is timed when given)")
+    ap.add_argument("--jabs-spectra", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--threads", default=f"1,{allocated_cpus()}")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, choices=["float64", "float32"])
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--single-repeat", type=int, default=50)
     ap.add_argument("--samples", default="A,B,C")
+    ap.add_argument("--steady", type=int, default=0, metavar="N")
     ap.add_argument(
         "--profile",
         action="store_true",
@@ -168,34 +296,70 @@ def main() -> None:
     args = ap.parse_args()
     kept = False if args.default_malloc else keep_freed_memory()
     dtype = getattr(torch, args.dtype) if args.dtype else None
+    threads = sorted({int(t) for t in args.threads.split(",")})
+    names = args.samples.split(",")
     gen = torch.Generator().manual_seed(0)
-    peak = measured_peak_gflops() if args.profile else 0.0
-    print(
-        f"machine: {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads, torch {torch.__version__}, device {args.device}; "
-        f"speed probe {speed_probe_us():.2f} us per small op; freed memory kept: {kept}"
-    )
-    for name in args.samples.split(","):
+    sims, params = {}, {}
+    for name in names:
         sim = RBSSimulator(reference_setup(), SAMPLES[name], device=args.device, dtype=dtype)
-        d = sim.n_parameters
-        params = 50.0 + 4950.0 * torch.rand(args.batch, d, generator=gen, dtype=torch.float64)
-        params = params.to(device=args.device, dtype=sim.dtype)
-        batched = time_per_spectrum(sim, params, args.repeat)
-        singles = []
-        for i in range(args.single_repeat):
-            singles.append(time_per_spectrum(sim, params[i : i + 1], 1))
-        single = sorted(singles)[len(singles) // 2]
-        jabs = JABS_MS[name] / 1e3
-        print(
-            f"{name}: D={d:2d} reactions={len(sim.reactions):2d} | batch {args.batch}: "
-            f"{batched * 1e3:8.4f} ms/spectrum = {1 / batched:9.0f} spectra/s, "
-            f"JaBS/ours = {jabs / batched:6.1f} | batch 1 (median): {single * 1e3:7.3f} ms, "
-            f"JaBS/ours = {jabs / single:5.2f}"
-        )
-        if args.profile:
-            for label, batch in (("batch", params), ("single", params[:1])):
-                print(f"   {label}: " + stage_profile(sim, batch))
-            print("   floor: " + arithmetic_floor(sim, params, peak))
+        p = 50.0 + 4950.0 * torch.rand(args.batch, sim.n_parameters, generator=gen).double()
+        sims[name], params[name] = sim, p.to(device=args.device, dtype=sim.dtype)
+    waiting = ", ".join(f"{k}={os.environ.get(k, '(unset)')}" for k in WAIT_SETTINGS)
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
+        f"({allocated_cpus()} allocated), torch {torch.__version__}, device {args.device}, "
+        f"{next(iter(sims.values())).dtype}; OpenMP: {waiting}; freed memory kept: {kept}; "
+        f"load average {os.getloadavg()[0]:.2f}; speed probe {speed_probe_us():.2f} us per "
+        "small op"
+    )
+    if args.steady:
+        steadiness(sims, params, args.steady)
+        return
+    # rounds interleave JaBS and specinv, so both see the same machine state; best of rounds
+    best: dict[tuple, float] = {}
+
+    def keep_best(key, value):
+        best[key] = min(best.get(key, float("inf")), value)
+
+    default_threads = torch.get_num_threads()
+    for _ in range(args.rounds):
+        for name in names:
+            if args.jabs:
+                jt, csv = run_jabs(args.jabs, SAMPLES[name], params[name][: args.jabs_spectra])
+                keep_best((name, "jabs"), statistics.median(jt))
+                best[(name, "jabs_check")] = agreement_with_jabs(sims[name], params[name], csv)
+            for n in threads:
+                torch.set_num_threads(n)
+                keep_best((name, n, "batch"), time_per_spectrum(sims[name], params[name], 1))
+                keep_best(
+                    (name, n, "single"), single_median(sims[name], params[name], args.single_repeat)
+                )
+    torch.set_num_threads(default_threads)
+    print(
+        f"ms per spectrum, best of {args.rounds} interleaved rounds; batch {args.batch}; "
+        f"batch 1 = median of {args.single_repeat} calls"
+        + (f"; JaBS = median of its {args.jabs_spectra} simulations" if args.jabs else "")
+    )
+    print("| sample | JaBS ms | threads | batched ms | JaBS / ours | batch-1 ms | JaBS / ours |")
+    print("|---|---|---|---|---|---|---|")
+    for name in names:
+        jabs = best.get((name, "jabs"))
+        for n in threads:
+            b, s = best[(name, n, "batch")], best[(name, n, "single")]
+            ratios = [f"{jabs / t:.2f}" if jabs else "–" for t in (b, s)]
+            print(
+                f"| {name} | {f'{jabs * 1e3:.3f}' if jabs else '–'} | {n} | {b * 1e3:.4f} | "
+                f"{ratios[0]} | {s * 1e3:.3f} | {ratios[1]} |"
+            )
+    if args.jabs:
+        checks = ", ".join(f"{n} {best[(n, 'jabs_check')]:.4f}" for n in names)
+        print(f"same problem: reduced chi2 against JaBS's first spectrum (tests: <= 1): {checks}")
+    if args.profile:
+        peak = measured_peak_gflops()
+        for name in names:
+            for label, batch in (("batch", params[name]), ("single", params[name][:1])):
+                print(f"{name} {label}: " + stage_profile(sims[name], batch))
+            print(f"{name} floor: " + arithmetic_floor(sims[name], params[name], peak))
 
 
 if __name__ == "__main__":

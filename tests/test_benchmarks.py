@@ -27,9 +27,11 @@ def test_simulate_throughput_runs_with_profile(monkeypatch, capsys):
             "simulate_throughput.py",
             "--batch",
             "6",
-            "--repeat",
+            "--rounds",
             "1",
             "--single-repeat",
+            "1",
+            "--threads",
             "1",
             "--samples",
             "A",
@@ -38,8 +40,19 @@ def test_simulate_throughput_runs_with_profile(monkeypatch, capsys):
     )
     bench.main()
     out = capsys.readouterr().out
-    assert "A: D= 4" in out
+    assert "| A | – | 1 |" in out  # no JaBS given: no ratio
     assert "under the profiler" in out and "floor:" in out
+
+
+def test_jabs_sample_file_holds_the_same_areal_densities():
+    """The JaBS side of the benchmark simulates the same samples: thickness = sum of the
+    areal densities, percentages in JaBS's names (D is 2H), 0 where a layer lacks one."""
+    bench = _load("simulate_throughput")
+    text = bench.jabs_sample_file([["W", "D"], ["D"]], [300.0, 100.0, 50.0])
+    header, first, second = (line.split() for line in text.splitlines())
+    assert header == ["thick", "W", "2H"]
+    assert [float(x) for x in first] == [400.0, 75.0, 25.0]
+    assert [float(x) for x in second] == [50.0, 0.0, 100.0]
 
 
 def test_work_per_spectrum_counts_window_elements():

@@ -129,6 +129,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .threads import configure_threads, limit_spin_waiting
+
+    limit_spin_waiting()  # before torch is imported (specinv.threads)
     from .techniques import available
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -139,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .memory import keep_freed_memory
 
     keep_freed_memory()
+    configure_threads()  # the job's allocation, not every core of the machine
     try:
         return args.func(args)
     except ConfigError as exc:
