@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from specinv.config import ConfigError
 from specinv.threads import allocated_cpus, configure_threads, limit_spin_waiting
 
 
@@ -29,12 +31,27 @@ def test_the_job_allocation_sets_the_thread_count():
         assert allocated_cpus({}) == expected
 
 
-@pytest.mark.parametrize("value", ["0", "two", "-1"])
+@pytest.mark.parametrize("value", ["0", "two", "-1", "2.5"])
 def test_a_bad_slurm_cpu_count_is_named(value):
     with pytest.raises(
-        ValueError, match=f"SLURM_CPUS_PER_TASK: expected a positive integer, got '{value}'"
+        ConfigError,
+        match=f"SLURM_CPUS_PER_TASK: expected a positive integer, got '{re.escape(value)}'",
     ):
         allocated_cpus({"SLURM_CPUS_PER_TASK": value})
+
+
+def test_the_command_names_a_bad_slurm_cpu_count(tmp_path):
+    env = dict(os.environ, SLURM_CPUS_PER_TASK="two")
+    r = subprocess.run(
+        [sys.executable, "-m", "specinv", "rbs", "simulate", "x.yaml", "-o", "out.csv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2
+    assert "SLURM_CPUS_PER_TASK: expected a positive integer, got 'two'" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_configure_threads_sets_torch_threads():
@@ -44,8 +61,11 @@ def test_configure_threads_sets_torch_threads():
     try:
         assert configure_threads(1) == 1
         assert torch.get_num_threads() == 1
-        with pytest.raises(ValueError, match="threads: expected a positive integer, got 0"):
-            configure_threads(0)
+        for bad in (0, 1.5, True):
+            with pytest.raises(
+                ConfigError, match=f"threads: expected a positive integer, got {bad}"
+            ):
+                configure_threads(bad)
     finally:
         torch.set_num_threads(before)
 

@@ -142,8 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .memory import keep_freed_memory
 
     keep_freed_memory()
-    configure_threads()  # the job's allocation, not every core of the machine
     try:
+        configure_threads()  # the job's allocation, not every core of the machine
         return args.func(args)
     except ConfigError as exc:
         print(f"specinv: error: {exc}", file=sys.stderr)

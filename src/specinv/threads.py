@@ -31,6 +31,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .config.errors import ConfigError
+
 #: GNU OpenMP's spin count after a parallel region (its default: 300 000).
 SPIN_COUNT = "GOMP_SPINCOUNT"
 SHORT_SPIN = "10000"
@@ -64,14 +66,12 @@ def allocated_cpus(environ: dict[str, str] | None = None) -> int:
     env = os.environ if environ is None else environ
     value = env.get("SLURM_CPUS_PER_TASK", "")
     if value.strip():
-        try:
-            cpus = int(value)
-        except ValueError:
-            raise ValueError(
-                f"SLURM_CPUS_PER_TASK: expected a positive integer, got {value!r}"
-            ) from None
+        cpus = int(value) if value.strip().isdigit() else 0
         if cpus < 1:
-            raise ValueError(f"SLURM_CPUS_PER_TASK: expected a positive integer, got {value!r}")
+            raise ConfigError(
+                f"environment variable SLURM_CPUS_PER_TASK: expected a positive integer, "
+                f"got {value!r}"
+            )
         return cpus
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -83,8 +83,8 @@ def configure_threads(threads: int | None = None) -> int:
     return the number set."""
     import torch
 
-    n = allocated_cpus() if threads is None else int(threads)
-    if n < 1:
-        raise ValueError(f"threads: expected a positive integer, got {threads!r}")
+    n = allocated_cpus() if threads is None else threads
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"threads: expected a positive integer, got {threads!r}")
     torch.set_num_threads(n)
     return n
