@@ -202,42 +202,44 @@ def jabs_sample_file(elements: list[list[str]], areal_densities) -> str:
     return "\n".join(rows) + "\n"
 
 
-def run_jabs(jabs: str, elements: list[list[str]], params: torch.Tensor) -> tuple[list, Path]:
-    """Simulate every row of ``params`` with JaBS (one script, one ``simulate`` each);
-    return JaBS's own time of each simulation (s) and the CSV of the first spectrum."""
-    work = Path(tempfile.mkdtemp(prefix="specinv-jabs-"))
+def run_jabs(jabs: str, elements: list[list[str]], params: torch.Tensor):
+    """Simulate every row of ``params`` with JaBS (one script, one ``simulate`` each, in a
+    temporary folder); return JaBS's own time of each simulation (s) and its first spectrum
+    as (lower channel energies keV, counts)."""
+    import numpy as np
+
     present = sorted({JABS_NAMES.get(el, (el, el))[1] for layer in elements for el in layer})
-    lines = [JABS_SETUP]
-    for i, row in enumerate(params.tolist()):
-        (work / f"sample{i}.txt").write_text(jabs_sample_file(elements, row))
-        lines.append(f'load sample "sample{i}.txt"')
-        lines.append(f"set stopping srim2013 He {' '.join(present)}")
-        lines.append(f"set stopping bohr He {' '.join(present)}")
-        lines.append("simulate")
-        if i == 0:
-            lines.append('save spectra "first.csv"')
-    (work / "bench.jbs").write_text("\n".join(lines) + "\n")
-    r = subprocess.run([jabs, "bench.jbs"], cwd=work, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"error: {jabs} bench.jbs failed in {work}:\n{(r.stdout + r.stderr)[-2000:]}")
-    times = [
-        float(t) / 1e3 for t in re.findall(r"Total time: ([0-9.eE+-]+) ms", r.stdout + r.stderr)
-    ]
+    with tempfile.TemporaryDirectory(prefix="specinv-jabs-") as folder:
+        work = Path(folder)
+        lines = [JABS_SETUP]
+        for i, row in enumerate(params.tolist()):
+            (work / f"sample{i}.txt").write_text(jabs_sample_file(elements, row))
+            lines.append(f'load sample "sample{i}.txt"')
+            lines.append(f"set stopping srim2013 He {' '.join(present)}")
+            lines.append(f"set stopping bohr He {' '.join(present)}")
+            lines.append("simulate")
+            if i == 0:
+                lines.append('save spectra "first.csv"')
+        (work / "bench.jbs").write_text("\n".join(lines) + "\n")
+        r = subprocess.run([jabs, "bench.jbs"], cwd=work, capture_output=True, text=True)
+        output = r.stdout + r.stderr
+        if r.returncode != 0:
+            sys.exit(f"error: {jabs} bench.jbs failed:\n{output[-2000:]}")
+        # JaBS's CSV: Channel, Energy (keV), Experimental, Simulated, one column per reaction
+        first = np.loadtxt(work / "first.csv", delimiter=",", skiprows=1, usecols=(1, 3)).T
+    times = [float(t) / 1e3 for t in re.findall(r"Total time: ([0-9.eE+-]+) ms", output)]
     if len(times) != len(params):
         sys.exit(f"error: expected {len(params)} 'Total time' lines from JaBS, got {len(times)}")
-    first = work / "first.csv"
     return times, first
 
 
-def agreement_with_jabs(sim: RBSSimulator, params: torch.Tensor, csv: Path) -> str:
-    """Reduced χ² between our noise-free spectrum and JaBS's, as the reference tests define it
-    (shared/reference/README.md): mean of (ours − JaBS)² / (JaBS + 1) over the channels at
-    least 25 keV above the cut-off; and over those 100 keV above it (right above the cut-off
-    JaBS's own presets disagree with each other)."""
-    import numpy as np
-
-    # JaBS's CSV: Channel, Energy (keV), Experimental, Simulated, one column per reaction
-    energy, theirs = np.loadtxt(csv, delimiter=",", skiprows=1, usecols=(1, 3)).T
+def agreement_with_jabs(sim: RBSSimulator, params: torch.Tensor, jabs_spectrum) -> str:
+    """Reduced χ² between our noise-free spectrum of ``params[0]`` and JaBS's (lower channel
+    energies keV, counts), as the reference tests define it (shared/reference/README.md):
+    mean of (ours − JaBS)² / (JaBS + 1) over the channels at least 25 keV above the cut-off;
+    and over those 100 keV above it (right above the cut-off JaBS's own presets disagree
+    with each other)."""
+    energy, theirs = jabs_spectrum
     ours = sim.simulate(params[:1].to(torch.float64)).double().cpu().numpy()[0, : len(theirs)]
     terms = (ours - theirs) ** 2 / (theirs + 1.0)
     cut = sim.setup.energy_cutoff_keV
@@ -245,6 +247,7 @@ def agreement_with_jabs(sim: RBSSimulator, params: torch.Tensor, csv: Path) -> s
 
 
 def single_median(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> float:
+    """Median time of ``repeat`` one-spectrum calls (rows 0, 1, … of ``params``), s."""
     times = [time_per_spectrum(sim, params[i % len(params) :][:1], 1) for i in range(repeat)]
     return statistics.median(times)
 
@@ -328,9 +331,9 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in names:
             if args.jabs:
-                jt, csv = run_jabs(args.jabs, SAMPLES[name], params[name][: args.jabs_spectra])
+                jt, first = run_jabs(args.jabs, SAMPLES[name], params[name][: args.jabs_spectra])
                 keep_best((name, "jabs"), statistics.median(jt))
-                best[(name, "jabs_check")] = agreement_with_jabs(sims[name], params[name], csv)
+                best[(name, "jabs_check")] = agreement_with_jabs(sims[name], params[name], first)
             for n in threads:
                 torch.set_num_threads(n)
                 keep_best((name, n, "batch"), time_per_spectrum(sims[name], params[name], 1))
