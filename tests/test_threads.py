@@ -70,7 +70,7 @@ def test_configure_threads_sets_torch_threads():
         torch.set_num_threads(before)
 
 
-def test_the_command_runs_with_passive_openmp_threads_and_the_allocation(tmp_path):
+def test_the_command_runs_with_a_short_openmp_spin_and_the_allocation(tmp_path):
     """The specinv command sets OpenMP's spin count before torch loads OpenMP (no
     warning), and its threads from the job's allocation."""
     example = Path(__file__).resolve().parents[1] / "examples" / "rbs_W_D_2layers.yaml"
