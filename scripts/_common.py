@@ -25,11 +25,10 @@ def start(snakemake):
     logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(
         lambda record: "Tip:" not in record.getMessage()
     )
-    import torch
-
     from specinv.memory import keep_freed_memory
+    from specinv.threads import configure_threads
 
-    torch.set_num_threads(max(1, snakemake.threads))
+    configure_threads(max(1, snakemake.threads))
     keep_freed_memory()  # reuse freed memory instead of faulting in fresh pages
     from specinv.plan import workflow_plan
 

@@ -47,8 +47,8 @@ class FitSettings:
         restart_every: Nelder–Mead restarts from its best point after this many (500).
         autofit_start: ``centre`` of the prior box (per parameter), or ``mean`` of the
             training parameters: the documented fixed start of the Autofit.
-        statistic: what every fit minimises (``poisson``, ``log10``; None: the technique's
-            :attr:`~specinv.techniques.base.Technique.fit_statistic`).
+        statistic: what every fit minimises (``poisson``, ``deviance``, ``log10``; None: the
+            technique's :attr:`~specinv.techniques.base.Technique.fit_statistic`).
         refine_statistic: what the gradient refinement minimises (None: ``statistic``);
             ``deviance``, the Poisson likelihood, makes it a maximum-likelihood (with
             ``refine_prior``: maximum a posteriori) fit.
