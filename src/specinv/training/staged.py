@@ -25,6 +25,7 @@ import json
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,7 +207,12 @@ class _StageLogger(CSVLogger):
     def experiment(self):
         if self._experiment is not None:
             return self._experiment
-        writer = super().experiment
+        with warnings.catch_warnings():
+            # Lightning warns that "previous log files will be deleted" whenever the folder
+            # holds anything (here always: the stage's fingerprint); it only replaces
+            # metrics.csv, whose rows this logger restores
+            warnings.filterwarnings("ignore", message=r"Experiment logs directory .* not empty")
+            writer = super().experiment
         if self._kept is not None:
             header, rows = self._kept
             with atomic_path(writer.metrics_file_path) as tmp:
