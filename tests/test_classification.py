@@ -60,6 +60,20 @@ def test_the_balanced_threshold_equalises_precision_and_recall():
         resolve_threshold(1.5, None)
 
 
+def test_the_balanced_threshold_is_not_where_nothing_is_predicted():
+    """A weak model whose probabilities stay below 0.5: above that nothing is predicted,
+    precision and recall are both 0 there, and agree without any balance."""
+    rng = np.random.default_rng(1)
+    true = (rng.random((2000, 6)) < 0.3).astype(int)
+    probability = np.clip(0.1 * true + rng.normal(0.2, 0.08, true.shape), 0.0, 0.5)
+    t = balanced_threshold(true, probability)
+    assert t < 0.5
+    s = weighted_scores(true, probability > t)
+    assert s["recall"] > 0.2 and abs(s["precision"] - s["recall"]) < 0.03
+    # a model that predicts nothing at any threshold: the lowest one
+    assert balanced_threshold(true, np.zeros(true.shape)) == pytest.approx(0.01)
+
+
 def test_confusions_pair_a_missed_label_with_one_predicted_instead():
     true = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0]])
     pred = np.array([[0, 1, 0], [0, 1, 0], [0, 1, 1]])

@@ -85,15 +85,30 @@ def probability_rmse(true: np.ndarray, probability: np.ndarray) -> float:
 
 
 def balanced_threshold(true: np.ndarray, probability: np.ndarray) -> float:
-    """The threshold of :data:`THRESHOLD_GRID` where the weighted precision and recall are
-    closest (of equally close ones, that of the larger weighted F1)."""
-    best, key = 0.5, (np.inf, 0.0)
+    """The threshold of :data:`THRESHOLD_GRID` where the weighted precision and recall cross.
+
+    Raising the threshold trades recall for precision, until labels are no longer predicted
+    at all: their precision then counts as 0 (the weighted scores' convention), so at the
+    top of the grid precision and recall both fall to 0 and agree without any balance.
+    The crossing is therefore the first threshold from below at which the precision
+    reaches the recall, or the one before it if that is closer.  Where the precision never
+    reaches the recall, the threshold with the closest pair among those that still
+    recall something; of equally close ones, that of the larger weighted F1.
+    """
+    probability = np.asarray(probability)
+    previous = None
+    fallback, fallback_key = float(THRESHOLD_GRID[0]), (np.inf, 0.0)
     for threshold in THRESHOLD_GRID:
-        s = weighted_scores(true, np.asarray(probability) > threshold)
-        k = (round(abs(s["precision"] - s["recall"]), 12), -s["F1"])
-        if k < key:
-            best, key = float(threshold), k
-    return best
+        s = weighted_scores(true, probability > threshold)
+        key = (round(abs(s["precision"] - s["recall"]), 12), -s["F1"])
+        if s["precision"] >= s["recall"] and s["recall"] > 0:
+            if previous is not None and previous[1] < key:
+                return previous[0]
+            return float(threshold)
+        if s["recall"] > 0 and key < fallback_key:
+            fallback, fallback_key = float(threshold), key
+        previous = (float(threshold), key)
+    return fallback
 
 
 def resolve_threshold(
