@@ -105,3 +105,23 @@ def test_spectra_in_one_call_are_independent():
     together = smoothed_cumulative(*cat, sample, 3, 221)
     for b in range(3):
         assert torch.equal(together[b], singles[b])
+
+
+def test_the_result_does_not_depend_on_the_block_size(monkeypatch):
+    """Blocks of a few nodes or spectra at a time (the block size follows the thread count)
+    give the same bits as one block for everything."""
+    from specinv.physics.rbs import spectrum
+
+    rng = np.random.default_rng(7)
+    parts = []
+    for b in range(40):
+        nodes, above, below, slope = random_density(rng)
+        jump, kink = hinges(nodes, above, below, slope)
+        var = rng.uniform(1.0, 300.0, len(nodes))  # windows of several sizes
+        parts.append([torch.as_tensor(x) for x in (nodes, jump, kink, var)] + [b])
+    cat = [torch.cat([p[i] for p in parts]) for i in range(4)]
+    sample = torch.cat([torch.full((len(p[0]),), p[4]) for p in parts])
+    one_block = smoothed_cumulative(*cat, sample, len(parts), 221)
+    # blocks of one spectrum's edges, or a few nodes' windows
+    monkeypatch.setattr(spectrum, "_chunk_elements", lambda device: 256)
+    assert torch.equal(smoothed_cumulative(*cat, sample, len(parts), 221), one_block)
