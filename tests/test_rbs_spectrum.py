@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
-from scipy.special import erf
+from scipy.special import erf, erfcx
 
+from specinv.physics.rbs import spectrum_kernel
 from specinv.physics.rbs.spectrum import smoothed_cumulative
+
+#: both implementations: torch operations (the derivative path) and the compiled kernel
+IMPLEMENTATIONS = pytest.mark.parametrize("compiled", [False, True], ids=["torch", "kernel"])
 
 
 def psi1(u):
@@ -40,7 +45,8 @@ def random_density(rng, n_nodes=12):
     return nodes, mean - 0.5 * slope * width, mean + 0.5 * slope * width, slope
 
 
-def test_matches_the_hinge_formula_with_node_local_widths():
+@IMPLEMENTATIONS
+def test_matches_the_hinge_formula_with_node_local_widths(compiled):
     rng = np.random.default_rng(3)
     nodes, above, below, slope = random_density(rng)
     jump, kink = hinges(nodes, above, below, slope)
@@ -51,6 +57,7 @@ def test_matches_the_hinge_formula_with_node_local_widths():
         1,
         221,
         cutoff=12.0,
+        compiled=compiled,
     )[0].numpy()
     edges = np.arange(221.0)
     s = np.sqrt(variance)
@@ -60,7 +67,8 @@ def test_matches_the_hinge_formula_with_node_local_widths():
     assert np.allclose(np.diff(cum), np.diff(direct), rtol=1e-10, atol=1e-8)
 
 
-def test_equals_numerical_convolution_and_channel_integration():
+@IMPLEMENTATIONS
+def test_equals_numerical_convolution_and_channel_integration(compiled):
     rng = np.random.default_rng(4)
     nodes, low_end, high_end, slope = random_density(rng)
     jump, kink = hinges(nodes, low_end, high_end, slope)
@@ -71,6 +79,7 @@ def test_equals_numerical_convolution_and_channel_integration():
             torch.zeros(len(nodes), dtype=torch.long),
             1,
             221,
+            compiled=compiled,
         )[0].numpy()
     )
     # brute force: the density on a fine grid, convolved, integrated over unit channels
@@ -88,7 +97,8 @@ def test_equals_numerical_convolution_and_channel_integration():
     assert abs(counts.sum() - brute.sum()) < 1e-4 * brute.sum()
 
 
-def test_spectra_in_one_call_are_independent():
+@IMPLEMENTATIONS
+def test_spectra_in_one_call_are_independent(compiled):
     rng = np.random.default_rng(5)
     parts, singles = [], []
     for b in range(3):
@@ -98,11 +108,13 @@ def test_spectra_in_one_call_are_independent():
         data = [torch.as_tensor(x) for x in (nodes, jump, kink, var)]
         parts.append((data, b))
         singles.append(
-            smoothed_cumulative(*data, torch.zeros(len(nodes), dtype=torch.long), 1, 221)[0]
+            smoothed_cumulative(
+                *data, torch.zeros(len(nodes), dtype=torch.long), 1, 221, compiled=compiled
+            )[0]
         )
     cat = [torch.cat([p[0][i] for p in parts]) for i in range(4)]
     sample = torch.cat([torch.full((len(p[0][0]),), p[1]) for p in parts])
-    together = smoothed_cumulative(*cat, sample, 3, 221)
+    together = smoothed_cumulative(*cat, sample, 3, 221, compiled=compiled)
     for b in range(3):
         assert torch.equal(together[b], singles[b])
 
@@ -121,7 +133,73 @@ def test_the_result_does_not_depend_on_the_block_size(monkeypatch):
         parts.append([torch.as_tensor(x) for x in (nodes, jump, kink, var)] + [b])
     cat = [torch.cat([p[i] for p in parts]) for i in range(4)]
     sample = torch.cat([torch.full((len(p[0]),), p[4]) for p in parts])
-    one_block = smoothed_cumulative(*cat, sample, len(parts), 221)
+    one_block = smoothed_cumulative(*cat, sample, len(parts), 221, compiled=False)
     # blocks of one spectrum's edges, or a few nodes' windows
     monkeypatch.setattr(spectrum, "_chunk_elements", lambda device: 256)
-    assert torch.equal(smoothed_cumulative(*cat, sample, len(parts), 221), one_block)
+    assert torch.equal(
+        smoothed_cumulative(*cat, sample, len(parts), 221, compiled=False), one_block
+    )
+
+
+def many_spectra(rng, n_spectra=60, n_nodes=20):
+    """Nodes of ``n_spectra`` random densities (windows of several sizes, nodes near and
+    beyond both ends of the grid, nodes without jump and kink), shuffled across spectra."""
+    parts = []
+    for b in range(n_spectra):
+        nodes, above, below, slope = random_density(rng, n_nodes)
+        nodes = nodes + rng.choice([-38.0, 0.0, 65.0])  # some reach past edge 0 or 221
+        jump, kink = hinges(nodes, above, below, slope)
+        jump[rng.random(len(jump)) < 0.1] = 0.0
+        kink[jump == 0.0] = 0.0
+        var = rng.uniform(0.05, 400.0, len(nodes))
+        parts.append((nodes, jump, kink, var, np.full(len(nodes), b)))
+    cat = [np.concatenate([p[i] for p in parts]) for i in range(5)]
+    order = rng.permutation(len(cat[0]))
+    return [torch.as_tensor(x[order]) for x in cat]
+
+
+def test_the_kernel_agrees_with_the_torch_operations():
+    """The compiled kernel (no derivatives) and the torch path (derivatives) give the same
+    cumulative counts to rounding, for every window size, and nodes off the grid."""
+    chi, jump, kink, var, sample = many_spectra(np.random.default_rng(11))
+    chi = chi.clamp_min(0.0)  # the node positions are >= 0 (relative to edge 0)
+    ref = smoothed_cumulative(chi, jump, kink, var, sample, 60, 221, compiled=False)
+    out = smoothed_cumulative(chi, jump, kink, var, sample, 60, 221, compiled=True)
+    assert out.dtype == torch.float64 and out.shape == ref.shape
+    scale = ref.abs().amax(1, keepdim=True)
+    assert ((out - ref).abs() / scale).max() < 1e-12
+    channels = torch.diff(ref, dim=1)
+    assert ((torch.diff(out, dim=1) - channels).abs() / scale).max() < 1e-12
+    # the default takes the kernel without derivatives and the torch path with them
+    assert torch.equal(smoothed_cumulative(chi, jump, kink, var, sample, 60, 221), out)
+    tracked = smoothed_cumulative(chi, jump.requires_grad_(), kink, var, sample, 60, 221)
+    assert torch.equal(tracked.detach(), ref)
+
+
+def test_the_kernel_does_not_depend_on_threads_or_batch():
+    chi, jump, kink, var, sample = (
+        x.numpy() for x in many_spectra(np.random.default_rng(12), n_spectra=8)
+    )
+    chi = np.maximum(chi, 0.0)
+    order = np.argsort(sample, kind="stable")
+    data = [x[order] for x in (chi, jump, kink, var, sample)]
+    one = spectrum_kernel.cumulative_counts(*data, 8, 221, threads=1)
+    two = spectrum_kernel.cumulative_counts(*data, 8, 221, threads=2)
+    assert np.array_equal(one, two)
+    alone = data[4] == 3
+    single = spectrum_kernel.cumulative_counts(
+        *(x[alone] for x in data[:4]), np.zeros(alone.sum(), dtype=np.int64), 1, 221
+    )
+    assert np.array_equal(single[0], one[3])
+    with pytest.raises(ValueError, match="sorted by spectrum"):
+        spectrum_kernel.cumulative_counts(*(x[::-1] for x in data), 8, 221)
+
+
+def test_the_tabulated_erfcx_is_accurate():
+    x = np.linspace(0.0, spectrum_kernel.X_MAX - 1e-9, 100_001)
+    coefficients = spectrum_kernel.erfcx_coefficients()
+    y = x / spectrum_kernel.STEP
+    k = y.astype(int)
+    tau = (y - k)[:, None] ** np.arange(6)
+    approx = (coefficients[k] * tau).sum(1)
+    assert np.abs(approx / erfcx(x) - 1.0).max() < 1e-13

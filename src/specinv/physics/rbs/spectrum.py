@@ -60,6 +60,7 @@ def smoothed_cumulative(
     n_samples: int,
     n_edges: int,
     cutoff: float = 5.0,
+    compiled: bool | None = None,
 ) -> torch.Tensor:
     """Cumulative counts F at the integer edges 0 … n_edges−1 of the channel grid.
 
@@ -72,6 +73,9 @@ def smoothed_cumulative(
         n_samples: number of spectra.
         n_edges: number of edges of the grid.
         cutoff: Gaussian tails beyond this many standard deviations are dropped.
+        compiled: compute with the compiled kernel of :mod:`.spectrum_kernel` (no
+            derivatives; CPU) instead of torch operations.  None: where that is possible,
+            i.e. on a CPU when no derivatives of the inputs are tracked.
 
     Returns:
         [n_samples, n_edges] cumulative counts, float64 whatever the input precision (they
@@ -85,6 +89,18 @@ def smoothed_cumulative(
         chi, jump, kink, variance, sample = (
             x.index_select(0, order) for x in (chi, jump, kink, variance, sample)
         )
+    if compiled is None:
+        compiled = chi.device.type == "cpu" and not any(
+            _tracked(x) for x in (chi, jump, kink, variance)
+        )
+    if compiled:
+        from .spectrum_kernel import cumulative_counts  # numba compiles it on first use
+
+        arrays = (x.detach().cpu().numpy() for x in (chi, jump, kink, variance, sample))
+        counts = cumulative_counts(
+            *arrays, n_samples, n_edges, cutoff, threads=torch.get_num_threads()
+        )
+        return torch.from_numpy(counts).to(chi.device)
     base = chi.detach().floor()
     i = base.long()
     t = chi - base
