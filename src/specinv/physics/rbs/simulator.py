@@ -280,6 +280,7 @@ class RBSSimulator:
         self._var_beam = (s.beam_spread_fwhm_keV / FWHM_PER_SIGMA) ** 2
         # Q·Ω·(mb → cm²)·(TFU → atoms/cm²)
         self._yield_scale = s.fluence_times_solid_angle_sr * MILLIBARN_CM2 * TFU
+        self._kernel_cache: dict[int, tuple] = {}  # constants of the compiled forward model
 
     # ------------------------------------------------------------------ physics pieces
     def _cross_section(self, rutherford, screen_a, screen_b, energy: torch.Tensor):
@@ -392,6 +393,11 @@ class RBSSimulator:
             x.requires_grad or forward_ad.unpack_dual(x).tangent is not None
             for x in (params, *calibration)
         )
+        if not tracked and self.device.type == "cpu" and self.dtype == torch.float64:
+            out = self._simulate_compiled(params, n_reactions, calibration)
+            if electronics:
+                out = self._electronics(out, calibration, instrument)
+            return out[0] if single else out
         with contextlib.nullcontext() if tracked else torch.inference_mode():
             parts = [
                 self._simulate(params[i : i + chunk], n_reactions, calibration.rows(i, i + chunk))
@@ -401,6 +407,87 @@ class RBSSimulator:
         if electronics:
             out = self._electronics(out, calibration, instrument)
         return out[0] if single else out
+
+    def _simulate_compiled(self, params, n_reactions: int, calibration: _Calibration):
+        """Spectra [B, C] of the first ``n_reactions`` reactions (deepest first) by the
+        compiled forward model (:mod:`.forward_kernel`; no derivatives, CPU, float64)."""
+        from .forward_kernel import simulate_spectra  # numba compiles it on first use
+
+        with torch.no_grad():
+            _, _, above = self._channel_grid(calibration)  # checks the grid's size
+            edge0 = (self._cutoff_channel(calibration).floor() - 1.0).clamp(max=0.0)
+        per_spectrum = (
+            params.detach().numpy(),
+            *(
+                np.ascontiguousarray(x.detach().numpy())
+                for x in (
+                    calibration.offset,
+                    calibration.gain,
+                    calibration.var_det,
+                    calibration.fluence_factor,
+                )
+            ),
+            above.numpy(),
+            edge0.numpy().astype(np.int64),
+        )
+        out = simulate_spectra(
+            per_spectrum, self._kernel_constants(n_reactions), threads=torch.get_num_threads()
+        )
+        return torch.from_numpy(out)
+
+    def _kernel_constants(self, n_reactions: int) -> tuple:
+        """The simulator's constants as the compiled forward model takes them."""
+        cached = self._kernel_cache.get(n_reactions)
+        if cached is not None:
+            return cached
+        from .forward_kernel import ERFCX_COEFFICIENTS, SCREENING_CODES
+
+        s, num = self.setup, self.setup.numerics
+        size = self._grid_size
+        as_np = lambda x: np.ascontiguousarray(x.cpu().numpy())  # noqa: E731
+        order = self._reactions_deepest_first[:n_reactions]
+        geometry = np.array(
+            [
+                math.log(s.beam_energy_keV),
+                math.log(s.energy_cutoff_keV),
+                float(s.energy_cutoff_keV),
+                self.cos_in / self.cos_out,
+                1.0 / self.cos_in,
+                1.0 / self.cos_out,
+                float(self._var_beam),
+                float(self._yield_scale),
+            ]
+        )
+        numerics = np.array(
+            [
+                num.piece_width_keV,
+                num.piece_relative_width,
+                num.max_nodes_per_layer,
+                num.gaussian_cutoff_sigmas,
+            ],
+            dtype=float,
+        )
+        constants = (
+            as_np(self._species_tables[:, :size]),
+            as_np(self._species_tables[:, size : 2 * size]),
+            as_np(self._species_tables[:, -1]),
+            as_np(self._grid_energy),
+            float(self._u0),
+            float(self._h),
+            as_np(self._amount_columns),
+            as_np(self._default_fraction),
+            as_np(self._r_layer.index_select(0, order)),
+            as_np(self._r_species.index_select(0, order)),
+            as_np(self._r_abundance.index_select(0, order)),
+            as_np(self._r_constants.index_select(0, order)),
+            geometry,
+            numerics,
+            SCREENING_CODES[s.physics.screening],
+            float(s.detector.quadratic_keV_per_channel2),
+            ERFCX_COEFFICIENTS,
+        )
+        self._kernel_cache[n_reactions] = constants
+        return constants
 
     def _calibration(self, instrument: Instrument | None, params: torch.Tensor) -> _Calibration:
         """The per-spectrum detector values of ``instrument`` (the setup's where None),
@@ -471,18 +558,22 @@ class RBSSimulator:
             )
         return out
 
+    def _cutoff_channel(self, calibration: _Calibration) -> torch.Tensor:
+        """Channel coordinate [B] of the cut-off energy in each calibration."""
+        cut, q = self.setup.energy_cutoff_keV, self.setup.detector.quadratic_keV_per_channel2
+        de = cut - calibration.offset
+        if q == 0.0:
+            return de / calibration.gain
+        disc = (calibration.gain * calibration.gain + 4.0 * q * de).clamp_min(0.0)
+        return 2.0 * de / (calibration.gain + disc.sqrt())
+
     def _channel_grid(self, calibration: _Calibration) -> tuple[int, int, torch.Tensor]:
         """First edge (<= 0: the grid reaches down to the cut-off), number of edges, and
         which channels lie above the cut-off [B, C], for the calibrations of a block."""
         det, cut = self.setup.detector, self.setup.energy_cutoff_keV
         q = det.quadratic_keV_per_channel2
         with torch.no_grad():
-            de = cut - calibration.offset
-            if q == 0.0:
-                chi_cut = de / calibration.gain
-            else:
-                disc = (calibration.gain * calibration.gain + 4.0 * q * de).clamp_min(0.0)
-                chi_cut = 2.0 * de / (calibration.gain + disc.sqrt())
+            chi_cut = self._cutoff_channel(calibration)
             edge0 = min(0, int(math.floor(float(chi_cut.min()))) - 1)
             n_edges = det.channels + 1 - edge0
             if n_edges > MAX_CHANNELS:

@@ -24,22 +24,19 @@ Window elements with x ≥ :data:`X_MAX` are left out: there erfc(x) and exp(−
 grid) follows :mod:`.spectrum`, so the two agree to rounding (~1e-13 of the total counts).
 
 The spectra of a batch are independent: they are computed in parallel over numba's
-threads (as many as torch uses; numba's "workqueue" layer, whose idle threads sleep rather
-than spin, unless ``NUMBA_THREADING_LAYER`` says otherwise), and each spectrum's result does
+threads (as many as torch uses; :mod:`specinv.compiled`), and each spectrum's result does
 not depend on the batch or the thread count.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import numba
 import numpy as np
 from scipy.special import erfcx
 
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+from ...compiled import jit, use_threads
 
 #: Interpolation step of erfcx and the end of its table: exp(−X_MAX²) = 3e-63.
 STEP = 1.0 / 64.0
@@ -66,10 +63,11 @@ def erfcx_coefficients(step: float = STEP, x_max: float = X_MAX) -> np.ndarray:
     return np.ascontiguousarray(np.stack([f0, g0, 0.5 * h0, c3, c4, c5], 1))
 
 
-_COEFFICIENTS = erfcx_coefficients()
+#: the table of the kernels (for other compiled kernels too)
+ERFCX_COEFFICIENTS = erfcx_coefficients()
 
 
-@numba.njit(cache=False, inline="always")
+@jit(inline="always")
 def _erfcx(x, coefficients):
     """erfcx(x) for 0 ≤ x < X_MAX from the tabulated quintic pieces."""
     y = x * (1.0 / STEP)
@@ -79,7 +77,7 @@ def _erfcx(x, coefficients):
     return c[0] + tau * (c[1] + tau * (c[2] + tau * (c[3] + tau * (c[4] + tau * c[5]))))
 
 
-@numba.njit(cache=False, inline="always")
+@jit(inline="always")
 def _add_half_window(row, first, step, x0, inv, p, s, q, size, coefficients):
     """Add a·σ Ψ₁(−|u|) ± b·v Ψ₂(−|u|) (see :func:`.spectrum._add_local`) at the edges
     ``first + step·m``, m = 0 … size−1, whose x = |u|/√2 are ``x0 + m·inv``."""
@@ -99,70 +97,78 @@ def _add_half_window(row, first, step, x0, inv, p, s, q, size, coefficients):
         ratio *= shrink
 
 
+@jit()
+def cumulative_row(row, chi, jump, kink, variance, first, stop, cutoff, coefficients):
+    """Fill ``row`` [n_edges] (zeros) with the cumulative counts of the nodes ``first`` …
+    ``stop−1`` of the node arrays (one spectrum; compiled, for other kernels too)."""
+    n_edges = row.shape[0]
+    # global part: B-spline weights of the hinges' 1st, 2nd and 3rd differences (deposits
+    # beyond the grid cannot change it), integrated by three running sums
+    diff = np.zeros((3, n_edges))
+    for k in range(first, stop):
+        c = chi[k]
+        base = math.floor(c)
+        t = c - base
+        i = int(base)
+        one_t = 1.0 - t
+        a = jump[k]
+        half_kink = 0.5 * kink[k]
+        for kind, shift, weight in (
+            (0, 1, half_kink * variance[k]),
+            (1, 1, a * one_t),
+            (1, 2, a * t),
+            (2, 1, half_kink * one_t * one_t),
+            (2, 2, kink[k] * (0.5 + t * one_t)),
+            (2, 3, half_kink * t * t),
+        ):
+            edge = max(i + shift, 0)
+            if edge < n_edges:
+                diff[kind, edge] += weight
+    second = 0.0
+    slope = 0.0
+    total = 0.0
+    for j in range(n_edges):
+        second += diff[2, j]
+        slope += diff[1, j] + second
+        total += diff[0, j] + slope
+        row[j] = total
+    # local corrections, in windows of 6·2^n edges on both sides of each node
+    for k in range(first, stop):
+        a = jump[k]
+        kk = kink[k]
+        if a == 0.0 and kk == 0.0:
+            continue
+        v = variance[k]
+        sigma = math.sqrt(v)
+        need = math.ceil(cutoff * sigma) + 1.0
+        size = 6
+        while size < need:
+            size *= 2
+        c = chi[k]
+        base = math.floor(c)
+        t = c - base
+        i = int(base)
+        inv = _SQRT1_2 / sigma
+        a_s = a * sigma
+        p = a_s * _INV_SQRT_2PI
+        s = -a_s * _SQRT1_2
+        q = 0.5 * kk * v
+        # edges i, i−1, …: x = (χ − edge)/(σ√2); edges i+1, i+2, …: (edge − χ)/(σ√2)
+        _add_half_window(row, i, -1, t * inv, inv, p, s, q, size, coefficients)
+        _add_half_window(row, i + 1, 1, (1.0 - t) * inv, inv, p, s, -q, size, coefficients)
+
+
 def _cumulative(chi, jump, kink, variance, starts, cutoff, coefficients, out):
     """Fill ``out`` [B, n_edges] (zeros) with the cumulative counts of the nodes of every
     spectrum b (nodes ``starts[b]`` … ``starts[b+1]−1``)."""
-    n_samples, n_edges = out.shape
-    for b in numba.prange(n_samples):
-        row = out[b]
-        # global part: B-spline weights of the hinges' 1st, 2nd and 3rd differences
-        # (deposits beyond the grid cannot change it), integrated by three running sums
-        diff = np.zeros((3, n_edges))
-        for k in range(starts[b], starts[b + 1]):
-            c = chi[k]
-            base = math.floor(c)
-            t = c - base
-            i = int(base)
-            one_t = 1.0 - t
-            a = jump[k]
-            half_kink = 0.5 * kink[k]
-            for kind, shift, weight in (
-                (0, 1, half_kink * variance[k]),
-                (1, 1, a * one_t),
-                (1, 2, a * t),
-                (2, 1, half_kink * one_t * one_t),
-                (2, 2, kink[k] * (0.5 + t * one_t)),
-                (2, 3, half_kink * t * t),
-            ):
-                edge = max(i + shift, 0)
-                if edge < n_edges:
-                    diff[kind, edge] += weight
-        second = 0.0
-        first = 0.0
-        total = 0.0
-        for j in range(n_edges):
-            second += diff[2, j]
-            first += diff[1, j] + second
-            total += diff[0, j] + first
-            row[j] = total
-        # local corrections, in windows of 6·2^n edges on both sides of each node
-        for k in range(starts[b], starts[b + 1]):
-            a = jump[k]
-            kk = kink[k]
-            if a == 0.0 and kk == 0.0:
-                continue
-            v = variance[k]
-            sigma = math.sqrt(v)
-            need = math.ceil(cutoff * sigma) + 1.0
-            size = 6
-            while size < need:
-                size *= 2
-            c = chi[k]
-            base = math.floor(c)
-            t = c - base
-            i = int(base)
-            inv = _SQRT1_2 / sigma
-            a_s = a * sigma
-            p = a_s * _INV_SQRT_2PI
-            s = -a_s * _SQRT1_2
-            q = 0.5 * kk * v
-            # edges i, i−1, …: x = (χ − edge)/(σ√2); edges i+1, i+2, …: (edge − χ)/(σ√2)
-            _add_half_window(row, i, -1, t * inv, inv, p, s, q, size, coefficients)
-            _add_half_window(row, i + 1, 1, (1.0 - t) * inv, inv, p, s, -q, size, coefficients)
+    for b in numba.prange(out.shape[0]):
+        cumulative_row(
+            out[b], chi, jump, kink, variance, starts[b], starts[b + 1], cutoff, coefficients
+        )
 
 
-_cumulative_serial = numba.njit(cache=False)(_cumulative)
-_cumulative_parallel = numba.njit(cache=False, parallel=True)(_cumulative)
+_cumulative_serial = jit()(_cumulative)
+_cumulative_parallel = jit(parallel=True)(_cumulative)
 
 
 def cumulative_counts(
@@ -188,8 +194,8 @@ def cumulative_counts(
     starts = np.searchsorted(sample, np.arange(n_samples + 1))
     out = np.zeros((n_samples, n_edges))
     if n_samples > 1 and threads > 1:
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        _cumulative_parallel(chi, jump, kink, variance, starts, cutoff, _COEFFICIENTS, out)
+        use_threads(threads)
+        _cumulative_parallel(chi, jump, kink, variance, starts, cutoff, ERFCX_COEFFICIENTS, out)
     else:
-        _cumulative_serial(chi, jump, kink, variance, starts, cutoff, _COEFFICIENTS, out)
+        _cumulative_serial(chi, jump, kink, variance, starts, cutoff, ERFCX_COEFFICIENTS, out)
     return out

@@ -13,10 +13,10 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
+from ...cache import cache_dir
 from ...fileio import atomic_path
 from .constants import BOHR_RADIUS_CM, E2_KEV_CM, TFU, ZBL_SCREENING_PREFACTOR
 from .isotopes import Species
@@ -53,16 +53,6 @@ class LogGrid:
 
 
 DEFAULT_GRID = LogGrid()
-
-
-def cache_dir() -> Path:
-    """Directory of generated tables: ``$SPECINV_CACHE_DIR`` or the user cache directory."""
-    env = os.environ.get("SPECINV_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("specinv"))
 
 
 def _lunasrim_electronic(

@@ -1,0 +1,45 @@
+"""Numba, as specinv's compiled kernels use it.
+
+* Compiled code is cached on disk, in ``numba/<hash>`` under :func:`specinv.cache.cache_dir`
+  (not beside the sources), unless ``NUMBA_CACHE_DIR`` says otherwise.  ``<hash>`` is a
+  hash of the sources of all kernel modules (``*_kernel.py``), because numba checks only
+  the file of the function it caches, not the kernels that function inlines from other
+  files: a change to any kernel starts a fresh cache.
+* Parallel loops run on numba's "workqueue" threading layer (its idle threads sleep rather
+  than spin, which keeps run times steady on a shared machine; no second OpenMP runtime
+  next to torch's), unless ``NUMBA_THREADING_LAYER`` says otherwise.  Callers pass the
+  thread count (:func:`use_threads`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numba
+
+from .cache import cache_dir
+
+
+def _kernel_sources_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*_kernel.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+if "NUMBA_CACHE_DIR" not in os.environ:
+    numba.config.CACHE_DIR = str(cache_dir() / "numba" / _kernel_sources_hash())
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
+
+
+def jit(**options):
+    """``numba.njit`` with the on-disk cache (decorator)."""
+    return numba.njit(cache=True, **options)
+
+
+def use_threads(threads: int) -> None:
+    """Run the next parallel kernels on ``threads`` threads (at most numba's pool)."""
+    numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
