@@ -15,8 +15,11 @@ start-up excluded); the first JaBS spectrum is also compared with ours (the redu
 the JaBS reference tests, ≤ 1 there, from 25 and from 100 keV above the cut-off) to show
 that both simulate the same problem.  specinv is
 timed at each thread count of ``--threads``, batched (``--batch`` spectra in one call) and
-one spectrum per call (the median over ``--single-repeat`` calls).  Each reported time is
-the best of ``--rounds`` rounds.
+one spectrum per call (the median over ``--single-repeat`` calls); on a CPU both run the
+compiled forward model (:mod:`specinv.physics.rbs.forward_kernel`), which serves every
+simulation without derivatives.  The torch code that derivatives go through is timed
+batched, with derivatives tracked (backward pass not included).  Each reported time is the
+best of ``--rounds`` rounds.
 
 ``--steady N`` instead runs N batched calls at the default thread setting while a
 CPU-bound process runs beside them, and prints the spread (max/min).
@@ -90,7 +93,14 @@ def reference_setup() -> Setup:
     )
 
 
-def time_per_spectrum(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> float:
+def time_per_spectrum(
+    sim: RBSSimulator, params: torch.Tensor, repeat: int, derivatives: bool = False
+) -> float:
+    """Best time per spectrum of ``repeat`` calls, s; with ``derivatives`` the spectra are
+    simulated by the torch code with derivatives tracked (the backward pass not included),
+    as a fit's Jacobian needs them; without, by the compiled model on a CPU."""
+    if derivatives:
+        params = params.clone().requires_grad_()
     sim.simulate(params[: min(len(params), 4)])  # warm up
     best = float("inf")
     for _ in range(repeat):
@@ -105,7 +115,9 @@ def time_per_spectrum(sim: RBSSimulator, params: torch.Tensor, repeat: int) -> f
 
 
 def stage_profile(sim: RBSSimulator, params: torch.Tensor) -> str:
-    """Share of the wall time spent in each stage (torch profiler, rbs.* labels)."""
+    """Share of the wall time spent in each stage of the torch code (torch profiler, rbs.*
+    labels; derivatives tracked, so that the torch code runs)."""
+    params = params.clone().requires_grad_()
     sim.simulate(params)
     with torch.profiler.profile() as prof:
         t0 = time.perf_counter()
@@ -156,7 +168,7 @@ def work_per_spectrum(sim: RBSSimulator, params: torch.Tensor) -> dict[str, floa
 
     spectrum._add_local = counting
     try:
-        sim.simulate(params)
+        sim.simulate(params.clone().requires_grad_())  # the torch code
     finally:
         spectrum._add_local = add_local
     layers = torch.tensor([r.layer for r in sim.reactions], dtype=torch.float64)
@@ -338,6 +350,10 @@ def main() -> None:
                 torch.set_num_threads(n)
                 keep_best((name, n, "batch"), time_per_spectrum(sims[name], params[name], 1))
                 keep_best(
+                    (name, n, "torch"),
+                    time_per_spectrum(sims[name], params[name], 1, derivatives=True),
+                )
+                keep_best(
                     (name, n, "single"), single_median(sims[name], params[name], args.single_repeat)
                 )
     torch.set_num_threads(default_threads)
@@ -346,16 +362,19 @@ def main() -> None:
         f"batch 1 = median of {args.single_repeat} calls"
         + (f"; JaBS = median of its {args.jabs_spectra} simulations" if args.jabs else "")
     )
-    print("| sample | JaBS ms | threads | batched ms | JaBS / ours | batch-1 ms | JaBS / ours |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| sample | JaBS ms | threads | batched ms | JaBS / ours | batch-1 ms | JaBS / ours "
+        "| torch code, derivatives tracked: batched ms | JaBS / torch code |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in names:
         jabs = best.get((name, "jabs"))
         for n in threads:
-            b, s = best[(name, n, "batch")], best[(name, n, "single")]
-            ratios = [f"{jabs / t:.2f}" if jabs else "–" for t in (b, s)]
+            b, s, d = (best[(name, n, k)] for k in ("batch", "single", "torch"))
+            ratios = [f"{jabs / t:.2f}" if jabs else "–" for t in (b, s, d)]
             print(
                 f"| {name} | {f'{jabs * 1e3:.3f}' if jabs else '–'} | {n} | {b * 1e3:.4f} | "
-                f"{ratios[0]} | {s * 1e3:.3f} | {ratios[1]} |"
+                f"{ratios[0]} | {s * 1e3:.3f} | {ratios[1]} | {d * 1e3:.4f} | {ratios[2]} |"
             )
     if args.jabs:
         checks = ", ".join(f"{n} {best[(n, 'jabs_check')]}" for n in names)

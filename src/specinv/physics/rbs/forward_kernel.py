@@ -51,8 +51,11 @@ def _hermite(value, slope, layer, q, t, j):
 
 
 @_jit
-def _lookup(value, slope, layer, u, pos0, inv_h):
-    """(R, S, T) of table ``layer`` at ln E = u, clamped to the grid (LayerTables.lookup)."""
+def _lookup(tables, layer, u):
+    """(R, S, T) of table ``layer`` at ln E = u, clamped to the grid (LayerTables.lookup);
+    ``tables`` = (value, slope, ω², u0, h, hint, −u0/h, 1/h) as :func:`_spectrum` makes
+    them."""
+    value, slope, pos0, inv_h = tables[0], tables[1], tables[6], tables[7]
     size = value.shape[1]
     pos = min(max(pos0 + inv_h * u, 0.0), size - 1.0)
     i = min(math.floor(pos), size - 2.0)
@@ -66,20 +69,48 @@ def _lookup(value, slope, layer, u, pos0, inv_h):
 
 
 @_jit
-def _invert(value, slope, layer, rng, u0, h, with_values):
-    """ln E where R of table ``layer`` equals ``rng`` (clamped to the table), and there
-    (R, S, T) after one Newton step (LayerTables.invert); without ``with_values`` the
-    cubic inverse alone and zeros."""
+def _interval(value, layer, r, hint):
+    """The interval q of range r in table ``layer``: R[q] <= r < R[q+1], the last interval
+    at the top (what LayerTables.invert's search finds).  The search starts at the interval
+    found last in this layer (``hint[layer]``, updated): a particle's next look-up is
+    usually in the same or a neighbouring interval."""
     size = value.shape[1]
-    r = min(max(rng, 0.0), value[layer, size - 1, _R])
-    lo, hi = 0, size - 1  # the interval q of r: R[q] <= r < R[q+1] (the last at the top)
+    q = hint[layer]
+    # a bracket lo < hi with R[lo] <= r < R[hi] (hi = size − 1 counts as above everything),
+    # in steps doubling away from q, then bisection
+    if value[layer, q, _R] <= r:
+        lo, step, hi = q, 1, q + 1
+        while hi <= size - 2 and value[layer, hi, _R] <= r:
+            lo = hi
+            step *= 2
+            hi = lo + step
+        hi = min(hi, size - 1)
+    else:
+        hi, step, lo = q, 1, q - 1
+        while lo > 0 and value[layer, lo, _R] > r:
+            hi = lo
+            step *= 2
+            lo = hi - step
+        lo = max(lo, 0)  # R[0] = 0 <= r
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if value[layer, mid, _R] <= r:
             lo = mid
         else:
             hi = mid
-    q = lo
+    hint[layer] = lo
+    return lo
+
+
+@_jit
+def _invert(tables, layer, rng, with_values):
+    """ln E where R of table ``layer`` equals ``rng`` (clamped to the table), and there
+    (R, S, T) after one Newton step (LayerTables.invert); without ``with_values`` the
+    cubic inverse alone and zeros."""
+    value, slope, u0, h, hint = tables[0], tables[1], tables[3], tables[4], tables[5]
+    size = value.shape[1]
+    r = min(max(rng, 0.0), value[layer, size - 1, _R])
+    q = _interval(value, layer, r, hint)
     r0 = value[layer, q, _R]
     dr = value[layer, q + 1, _R] - r0
     inv_dr = 1.0 / dr
@@ -99,12 +130,13 @@ def _invert(value, slope, layer, rng, u0, h, with_values):
 
 
 @_jit
-def _cross(value, slope, omega2, layer, variance, path, r_in, s_in, t_in, u0, h):
+def _cross(tables, layer, variance, path, r_in, s_in, t_in):
     """Move a particle with (R, S, T) = (r_in, s_in, t_in) and energy variance
     ``variance`` along ``path`` TFU of table ``layer`` (LayerTables.cross): ln E, variance,
     S_out/S_in and whether it got through."""
     rng = r_in - path
-    u_out, _, s_out, t_out = _invert(value, slope, layer, rng, u0, h, True)
+    u_out, _, s_out, t_out = _invert(tables, layer, rng, True)
+    omega2 = tables[2]
     ratio = s_out / s_in
     var_out = ratio * ratio * variance + omega2[layer] * s_out * s_out * (t_in - t_out)
     return u_out, var_out, ratio, rng >= 0.0
@@ -133,9 +165,10 @@ def _build_tables(fraction, species_stop, species_slope, species_omega2, energy,
             for s in range(n_species):
                 stop += fraction[layer, s] * species_stop[s, g]
                 d_stop += fraction[layer, s] * species_slope[s, g]
-            g_r = energy[g] / stop  # dR/du
-            g_t = g_r / (stop * stop)  # dT/du
-            log_slope = d_stop / stop
+            inv_stop = 1.0 / stop
+            g_r = energy[g] * inv_stop  # dR/du
+            g_t = g_r * inv_stop * inv_stop  # dT/du
+            log_slope = d_stop * inv_stop
             dg_r = g_r * (1.0 - log_slope)
             dg_t = g_t * (1.0 - 3.0 * log_slope)
             if g > 0:  # trapezoid with the Euler-Maclaurin end correction
@@ -216,8 +249,6 @@ def _spectrum(
     var_beam, yield_scale = geometry[6], geometry[7]
     piece_width, piece_rel = numerics[0], numerics[1]
     max_nodes, gauss_cutoff = numerics[2], numerics[3]
-    pos0 = -u0 / h
-    inv_h = 1.0 / h
 
     # composition (RBSSimulator._layer_composition)
     flat = np.zeros(n_layers * n_species)
@@ -237,6 +268,8 @@ def _spectrum(
     value, slope, omega2 = _build_tables(
         fraction, species_stop, species_slope, species_omega2, energy, h
     )
+    hint = np.full(n_layers, value.shape[1] // 2, dtype=np.int64)  # see _interval
+    tables = (value, slope, omega2, u0, h, hint, -u0 / h, 1.0 / h)
 
     # beam and cut-off energies at the layer tops (RBSSimulator._layer_tops)
     u_top = np.empty(n_layers + 1)
@@ -246,13 +279,11 @@ def _spectrum(
     u_top[0] = beam
     v_top[0] = var
     for layer in range(n_layers):
-        r_in, s_in, t_in = _lookup(value, slope, layer, beam, pos0, inv_h)
-        r_back = _lookup(value, slope, layer, back, pos0, inv_h)[0]
+        r_in, s_in, t_in = _lookup(tables, layer, beam)
+        r_back = _lookup(tables, layer, back)[0]
         u_need[layer] = back
-        beam, _, s_out, t_out = _invert(
-            value, slope, layer, r_in + thickness[layer] * -inv_cos_in, u0, h, True
-        )
-        back = _invert(value, slope, layer, r_back + thickness[layer] * inv_cos_out, u0, h, True)[0]
+        beam, _, s_out, t_out = _invert(tables, layer, r_in + thickness[layer] * -inv_cos_in, True)
+        back = _invert(tables, layer, r_back + thickness[layer] * inv_cos_out, True)[0]
         ratio = s_out / s_in
         var = ratio * ratio * var + omega2[layer] * s_out * s_out * (t_in - t_out)
         u_top[layer + 1] = beam
@@ -273,11 +304,11 @@ def _spectrum(
         u_hi = u_top[layer]
         u_lo = u_top[layer + 1]
         need = min(u_need[layer], u_hi)
-        r_a0 = _lookup(value, slope, layer, need, pos0, inv_h)[0]
-        r_a1 = _lookup(value, slope, layer, u_lo + lnk, pos0, inv_h)[0]
-        r_a2, s_a2, _ = _lookup(value, slope, layer, u_hi + lnk, pos0, inv_h)
-        r_top, s_top, t_top = _lookup(value, slope, layer, u_hi, pos0, inv_h)
-        r_b1 = _lookup(value, slope, layer, u_lo, pos0, inv_h)[0]
+        r_a0 = _lookup(tables, layer, need)[0]
+        r_a1 = _lookup(tables, layer, u_lo + lnk)[0]
+        r_a2, s_a2, _ = _lookup(tables, layer, u_hi + lnk)
+        r_top, s_top, t_top = _lookup(tables, layer, u_hi)
+        r_b1 = _lookup(tables, layer, u_lo)[0]
         target = r_a0 + c_ratio * r_top
         phi_lo = r_a1 + c_ratio * r_b1
         f_lo = phi_lo - target
@@ -295,8 +326,8 @@ def _spectrum(
             x = 0.5 * (lo + hi)
         x = min(max(x, lo), hi)
         for _ in range(3):
-            r0, s0, _ = _lookup(value, slope, layer, x + lnk, pos0, inv_h)
-            r1, s1, _ = _lookup(value, slope, layer, x, pos0, inv_h)
+            r0, s0, _ = _lookup(tables, layer, x + lnk)
+            r1, s1, _ = _lookup(tables, layer, x)
             f = (r0 * 1.0 + r1 * c_ratio) - target
             df = math.exp(x + lnk) / s0 * 1.0 + math.exp(x) / s1 * c_ratio
             if f < 0.0:
@@ -309,7 +340,7 @@ def _spectrum(
         if none:
             u_x_bot = u_hi + lnk
         elif full:
-            u_x_bot = _invert(value, slope, layer, phi_lo + -c_ratio * r_top, u0, h, False)[0]
+            u_x_bot = _invert(tables, layer, phi_lo + -c_ratio * r_top, False)[0]
         else:
             u_x_bot = need
         # nodes: equally spaced in the node coordinate of the predicted detected energy
@@ -362,18 +393,14 @@ def _spectrum(
             e = math.exp(u_in)
             e_in[n] = e
             # beam energy variance at the node, scattering, way out (RBSSimulator._follow)
-            r_here, s_beam, t_here = _lookup(value, slope, layer, u_in, pos0, inv_h)
-            r_scat, s_start, t_scat = _lookup(value, slope, layer, u_in + lnk, pos0, inv_h)
+            r_here, s_beam, t_here = _lookup(tables, layer, u_in)
+            r_scat, s_start, t_scat = _lookup(tables, layer, u_in + lnk)
             v_in = s_beam * s_beam * (v_rel + omega2[layer] * (t_top - t_here))
             depth_out = (r_top - r_here) * c_ratio
-            u, v, through, ok = _cross(
-                value, slope, omega2, layer, k2 * v_in, depth_out, r_scat, s_start, t_scat, u0, h
-            )
+            u, v, through, ok = _cross(tables, layer, k2 * v_in, depth_out, r_scat, s_start, t_scat)
             for m in range(layer - 1, -1, -1):
-                r_m, s_m, t_m = _lookup(value, slope, m, u, pos0, inv_h)
-                u, v, ratio, ok_m = _cross(
-                    value, slope, omega2, m, v, thickness[m] * inv_cos_out, r_m, s_m, t_m, u0, h
-                )
+                r_m, s_m, t_m = _lookup(tables, m, u)
+                u, v, ratio, ok_m = _cross(tables, m, v, thickness[m] * inv_cos_out, r_m, s_m, t_m)
                 through = through * ratio
                 ok = ok and ok_m
             spread = e * through
@@ -387,7 +414,7 @@ def _spectrum(
             g_in[n] = sigma_in / s_beam
             if n > run_first[j]:
                 e_mid = 0.5 * (e + e_in[n - 1])
-                s_mid = _lookup(value, slope, layer, math.log(e_mid), pos0, inv_h)[1]
+                s_mid = _lookup(tables, layer, math.log(e_mid))[1]
                 g_mid = _cross_section(screening, rutherford, screen_a, screen_b, e_mid) / s_mid
                 if inside[n - 1] and ok:
                     counts[n - 1] = (

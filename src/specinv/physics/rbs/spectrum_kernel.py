@@ -80,19 +80,29 @@ def _erfcx(x, coefficients):
 @jit(inline="always")
 def _add_half_window(row, first, step, x0, inv, p, s, q, size, coefficients):
     """Add a·σ Ψ₁(−|u|) ± b·v Ψ₂(−|u|) (see :func:`.spectrum._add_local`) at the edges
-    ``first + step·m``, m = 0 … size−1, whose x = |u|/√2 are ``x0 + m·inv``."""
+    ``first + step·m``, m = 0 … size−1, whose x = |u|/√2 are ``x0 + m·inv`` (only those on
+    the grid, and with x < X_MAX)."""
     n_edges = row.shape[0]
-    gauss = math.exp(-x0 * x0)
-    ratio = math.exp(-(2.0 * x0 + inv) * inv)
+    lo = 0
+    hi = int(min(float(size), math.ceil((X_MAX - x0) / inv)))
+    if step > 0:
+        lo = max(lo, -first)
+        hi = min(hi, n_edges - first)
+    else:
+        lo = max(lo, first - n_edges + 1)
+        hi = min(hi, first + 1)
+    if hi <= lo:
+        return
+    x = x0 + lo * inv
+    gauss = math.exp(-x * x)
+    ratio = math.exp(-(2.0 * x + inv) * inv)
     shrink = math.exp(-2.0 * inv * inv)
-    for m in range(size):
+    edge = first + step * lo
+    for m in range(lo, hi):
         x = x0 + m * inv
-        if x >= X_MAX:
-            return
-        edge = first + step * m
-        if 0 <= edge < n_edges:
-            poly = (q * x + s) * x + 0.5 * q
-            row[edge] += gauss * (p - q * _INV_SQRT_PI * x + _erfcx(x, coefficients) * poly)
+        poly = (q * x + s) * x + 0.5 * q
+        row[edge] += gauss * (p - q * _INV_SQRT_PI * x + _erfcx(x, coefficients) * poly)
+        edge += step
         gauss *= ratio
         ratio *= shrink
 
