@@ -295,7 +295,7 @@ def _spectrum(
     knee = piece_width / piece_rel
     ln_knee = math.log(knee)
     run_first = np.empty(n_runs + 1, dtype=np.int64)
-    run_ends = np.empty((n_runs, 8))  # top, bottom energy, xi_top, dxi, e_hi, de, pieces, falls
+    run_ends = np.empty((n_runs, 8))  # top, 1/drop, xi_top, dxi, e_hi, de, pieces, falls
     run_top = np.empty((n_runs, 3))
     run_first[0] = 0
     for j in range(n_runs):
