@@ -80,7 +80,8 @@ def test_finite_difference_jacobian_equals_forward_mode(simulator, spectra):
     at[0, 1] = HIGH  # at the upper bound: the step goes inwards
     r_fd, j_fd = prob.jacobian(at, rows, "finite-difference")
     r_ad, j_ad = prob.jacobian(at, rows, "forward-mode")
-    torch.testing.assert_close(r_fd, r_ad, rtol=1e-12, atol=1e-12)
+    # the compiled model (no derivatives) and the torch code agree to rounding
+    torch.testing.assert_close(r_fd, r_ad, rtol=1e-10, atol=1e-10)
     scale = j_ad.abs().amax(dim=1, keepdim=True)
     assert float(((j_fd - j_ad).abs() / scale).max()) < 1e-4
     assert j_fd.shape == (3, 800, simulator.n_parameters)
