@@ -389,8 +389,8 @@ def _spectrum(
             e_det = _node_coordinate_inverse((xi_top + frac * dxi) * piece_rel, knee, ln_knee)
             if falls > 0.0:
                 frac = (top - e_det) * inv_drop
-            u_in = math.log(e_hi + min(max(frac, 0.0), 1.0) * de)
-            e = math.exp(u_in)
+            e = e_hi + min(max(frac, 0.0), 1.0) * de  # (the torch code: exp(log(e)))
+            u_in = math.log(e)
             e_in[n] = e
             # beam energy variance at the node, scattering, way out (RBSSimulator._follow)
             r_here, s_beam, t_here = _lookup(tables, layer, u_in)
@@ -454,7 +454,7 @@ def _spectrum(
     for n in range(n_nodes):
         chi[n] -= edge0
     n_edges = out.shape[0] + 1 - edge0
-    cumulative = np.zeros(n_edges)
+    cumulative = np.empty(n_edges)  # every edge is written
     cumulative_row(cumulative, chi, jump, kink, var_ch, 0, n_nodes, gauss_cutoff, coefficients)
     for c in range(out.shape[0]):
         counts_c = cumulative[c + 1 - edge0] - cumulative[c - edge0]

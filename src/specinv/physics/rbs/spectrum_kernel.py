@@ -109,7 +109,7 @@ def _add_half_window(row, first, step, x0, inv, p, s, q, size, coefficients):
 
 @jit()
 def cumulative_row(row, chi, jump, kink, variance, first, stop, cutoff, coefficients):
-    """Fill ``row`` [n_edges] (zeros) with the cumulative counts of the nodes ``first`` …
+    """Fill ``row`` [n_edges] with the cumulative counts of the nodes ``first`` …
     ``stop−1`` of the node arrays (one spectrum; compiled, for other kernels too)."""
     n_edges = row.shape[0]
     # global part: B-spline weights of the hinges' 1st, 2nd and 3rd differences (deposits
