@@ -4,8 +4,8 @@ The simulator's torch code handles a batch with ~40 tensor operations per stage;
 spectrum costs ~2 500 of them (~2 ms of Python and dispatch for a 2-layer sample), and a
 batch reads and writes every intermediate array.  This module computes the same model one
 spectrum at a time in compiled loops (numba; spectra in parallel over threads), with the
-same formulas, in the same order, step for step (the methods of the torch code named in
-each comment).  It serves every simulation whose derivatives are not tracked (data
+same formulas in the same order (the methods of the torch code named in each comment;
+where the order of two roundings differs, it says so).  It serves every simulation whose derivatives are not tracked (data
 generation, Monte Carlo, derivative-free fits, model evaluation); derivatives, and every
 GPU run, go through the torch code.  ``tests/test_rbs_forward_kernel.py`` checks that the
 two agree to rounding (~1e-12 of a spectrum's largest channel) on the samples of datasets
@@ -165,7 +165,7 @@ def _build_tables(fraction, species_stop, species_slope, species_omega2, energy,
             for s in range(n_species):
                 stop += fraction[layer, s] * species_stop[s, g]
                 d_stop += fraction[layer, s] * species_slope[s, g]
-            inv_stop = 1.0 / stop
+            inv_stop = 1.0 / stop  # (the torch code divides three times)
             g_r = energy[g] * inv_stop  # dR/du
             g_t = g_r * inv_stop * inv_stop  # dT/du
             log_slope = d_stop * inv_stop
