@@ -5,12 +5,13 @@ spectrum costs ~2 500 of them (~2 ms of Python and dispatch for a 2-layer sample
 batch reads and writes every intermediate array.  This module computes the same model one
 spectrum at a time in compiled loops (numba; spectra in parallel over threads), with the
 same formulas in the same order (the methods of the torch code named in each comment;
-where the order of two roundings differs, it says so).  It serves every simulation whose derivatives are not tracked (data
-generation, Monte Carlo, derivative-free fits, model evaluation); derivatives, and every
-GPU run, go through the torch code.  ``tests/test_rbs_forward_kernel.py`` checks that the
-two agree to rounding (~1e-12 of a spectrum's largest channel) on the samples of datasets
-A, B and C, with empty layers, absent elements, per-spectrum calibrations and partial
-spectra; the JaBS reference tests run through this path.
+where the order of two roundings differs, it says so).  It serves every simulation whose
+derivatives are not tracked (data generation, Monte Carlo, derivative-free fits, model
+evaluation); derivatives, and every GPU run, go through the torch code.
+``tests/test_rbs_forward_kernel.py`` checks that the two agree to rounding (~1e-12 of a
+spectrum's largest channel) on the samples of datasets A, B and C, with empty layers,
+absent elements, per-spectrum calibrations and partial spectra; the JaBS reference tests
+run through this path.
 
 Per spectrum: composition → range/stopping/straggling tables of every layer
 (:class:`.tables.LayerTables`) → beam and cut-off energies at the layer tops → for every
@@ -219,7 +220,6 @@ def _spectrum(
     gain,
     var_det,
     factor,
-    above,
     edge0,
     species_stop,
     species_slope,
@@ -456,37 +456,42 @@ def _spectrum(
     n_edges = out.shape[0] + 1 - edge0
     cumulative = np.empty(n_edges)  # every edge is written
     cumulative_row(cumulative, chi, jump, kink, var_ch, 0, n_nodes, gauss_cutoff, coefficients)
-    for c in range(out.shape[0]):
+    for c in range(out.shape[0]):  # channels entirely below the cut-off are empty
+        upper = c + 1.0
+        above = offset + upper * (gain + quadratic * upper) > cut
         counts_c = cumulative[c + 1 - edge0] - cumulative[c - edge0]
-        out[c] = max(counts_c, 0.0) * above[c] * factor
+        out[c] = max(counts_c, 0.0) * factor if above else 0.0
 
 
-def _spectra(params, out, offset, gain, var_det, factor, above, edge0, *constants):
-    """Every spectrum of the batch (the arguments of :func:`_spectrum`, per spectrum)."""
-    for b in numba.prange(params.shape[0]):
+# One compiled function per mode (see spectrum_kernel._cumulative_serial: numba's disk cache
+# would otherwise hand one mode the other's code).
+@jit()
+def _spectra_serial(params, out, offset, gain, var_det, factor, edge0, *constants):
+    """Every spectrum of the batch (the arguments of :func:`_spectrum`, per spectrum), one
+    after the other."""
+    for b in range(params.shape[0]):
         _spectrum(
-            params[b],
-            out[b],
-            offset[b],
-            gain[b],
-            var_det[b],
-            factor[b],
-            above[b],
-            edge0[b],
-            *constants,
+            params[b], out[b], offset[b], gain[b], var_det[b], factor[b], edge0[b], *constants
         )
 
 
-_spectra_serial = jit()(_spectra)
-_spectra_parallel = jit(parallel=True)(_spectra)
+@jit(parallel=True)
+def _spectra_parallel(params, out, offset, gain, var_det, factor, edge0, *constants):
+    """:func:`_spectra_serial`, the spectra in parallel."""
+    for b in numba.prange(params.shape[0]):
+        _spectrum(
+            params[b], out[b], offset[b], gain[b], var_det[b], factor[b], edge0[b], *constants
+        )
 
 
-def simulate_spectra(per_spectrum: tuple, constants: tuple, threads: int = 1) -> np.ndarray:
-    """Spectra [B, C] for ``per_spectrum`` = (params [B, D], offset, gain, detector variance
-    and fluence factor [B], channels above the cut-off [B, C], first edge [B]) and the
-    simulator's ``constants`` (:meth:`.simulator.RBSSimulator._kernel_constants`)."""
+def simulate_spectra(
+    per_spectrum: tuple, constants: tuple, channels: int, threads: int = 1
+) -> np.ndarray:
+    """Spectra [B, channels] for ``per_spectrum`` = (params [B, D], offset, gain, detector
+    variance, fluence factor and first edge of the channel grid [B]) and the simulator's
+    ``constants`` (:meth:`.simulator.RBSSimulator._kernel_constants`)."""
     params = per_spectrum[0]
-    out = np.zeros((params.shape[0], per_spectrum[5].shape[1]))
+    out = np.empty((params.shape[0], channels))  # every channel is written
     if params.shape[0] > 1 and threads > 1:
         use_threads(threads)
         _spectra_parallel(*per_spectrum[:1], out, *per_spectrum[1:], *constants)

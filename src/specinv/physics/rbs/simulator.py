@@ -418,9 +418,10 @@ class RBSSimulator:
         compiled forward model (:mod:`.forward_kernel`; no derivatives, CPU, float64)."""
         from .forward_kernel import simulate_spectra  # numba compiles it on first use
 
-        with torch.no_grad():
-            _, _, above = self._channel_grid(calibration)  # checks the grid's size
-            edge0 = (self._cutoff_channel(calibration).floor() - 1.0).clamp(max=0.0)
+        with torch.no_grad():  # each spectrum's channel grid starts at its own cut-off
+            chi_cut = self._cutoff_channel(calibration)
+            self._checked_grid(chi_cut)
+            edge0 = (chi_cut.floor() - 1.0).clamp(max=0.0)
         per_spectrum = (
             params.detach().numpy(),
             *(
@@ -432,11 +433,13 @@ class RBSSimulator:
                     calibration.fluence_factor,
                 )
             ),
-            above.numpy(),
             edge0.numpy().astype(np.int64),
         )
         out = simulate_spectra(
-            per_spectrum, self._kernel_constants(n_reactions), threads=torch.get_num_threads()
+            per_spectrum,
+            self._kernel_constants(n_reactions),
+            self.setup.detector.channels,
+            threads=torch.get_num_threads(),
         )
         return torch.from_numpy(out)
 
@@ -578,21 +581,27 @@ class RBSSimulator:
         disc = (calibration.gain * calibration.gain + 4.0 * q * de).clamp_min(0.0)
         return 2.0 * de / (calibration.gain + disc.sqrt())
 
+    def _checked_grid(self, chi_cut: torch.Tensor) -> tuple[int, int]:
+        """First edge (<= 0: the grid reaches down to the cut-off) and number of edges of a
+        grid for the cut-off channels ``chi_cut`` [B], checked against MAX_CHANNELS."""
+        lowest = float(chi_cut.min())
+        edge0 = min(0, math.floor(lowest) - 1)
+        n_edges = self.setup.detector.channels + 1 - edge0
+        if n_edges > MAX_CHANNELS:
+            raise ValueError(
+                f"instrument: a calibration puts the cut-off at {self.setup.energy_cutoff_keV:g} "
+                f"keV at channel {lowest:.4g}: {n_edges} channel edges, at most "
+                f"{MAX_CHANNELS} are supported"
+            )
+        return edge0, n_edges
+
     def _channel_grid(self, calibration: _Calibration) -> tuple[int, int, torch.Tensor]:
         """First edge (<= 0: the grid reaches down to the cut-off), number of edges, and
         which channels lie above the cut-off [B, C], for the calibrations of a block."""
         det, cut = self.setup.detector, self.setup.energy_cutoff_keV
         q = det.quadratic_keV_per_channel2
         with torch.no_grad():
-            chi_cut = self._cutoff_channel(calibration)
-            edge0 = min(0, int(math.floor(float(chi_cut.min()))) - 1)
-            n_edges = det.channels + 1 - edge0
-            if n_edges > MAX_CHANNELS:
-                raise ValueError(
-                    f"instrument: a calibration puts the cut-off at {cut:g} keV at channel "
-                    f"{float(chi_cut.min()):.4g}: {n_edges} channel edges, at most "
-                    f"{MAX_CHANNELS} are supported"
-                )
+            edge0, n_edges = self._checked_grid(self._cutoff_channel(calibration))
             upper = torch.arange(1, det.channels + 1, dtype=self.dtype, device=self.device)
             upper = calibration.offset[:, None] + upper * (calibration.gain[:, None] + q * upper)
         return edge0, n_edges, (upper > cut).to(self.dtype)

@@ -63,18 +63,21 @@ def erfcx_coefficients(step: float = STEP, x_max: float = X_MAX) -> np.ndarray:
     return np.ascontiguousarray(np.stack([f0, g0, 0.5 * h0, c3, c4, c5], 1))
 
 
-#: the table of the kernels (for other compiled kernels too)
-ERFCX_COEFFICIENTS = erfcx_coefficients()
+#: the table of the kernels (for other compiled kernels too), flat: 6 per piece
+ERFCX_COEFFICIENTS = erfcx_coefficients().reshape(-1)
 
 
 @jit(inline="always")
 def _erfcx(x, coefficients):
     """erfcx(x) for 0 ≤ x < X_MAX from the tabulated quintic pieces."""
     y = x * (1.0 / STEP)
-    k = int(y)
+    k = np.uintp(y)  # unsigned: no check for negative indices
     tau = y - k
-    c = coefficients[k]
-    return c[0] + tau * (c[1] + tau * (c[2] + tau * (c[3] + tau * (c[4] + tau * c[5]))))
+    c = coefficients  # flat: 6 per piece
+    i = 6 * k
+    return c[i] + tau * (
+        c[i + 1] + tau * (c[i + 2] + tau * (c[i + 3] + tau * (c[i + 4] + tau * c[i + 5])))
+    )
 
 
 @jit(inline="always")
@@ -98,11 +101,11 @@ def _add_half_window(row, first, step, x0, inv, p, s, q, size, coefficients):
     ratio = math.exp(-(2.0 * x + inv) * inv)
     shrink = math.exp(-2.0 * inv * inv)
     edge = first + step * lo
-    for m in range(lo, hi):
-        x = x0 + m * inv
+    for _ in range(lo, hi):
         poly = (q * x + s) * x + 0.5 * q
-        row[edge] += gauss * (p - q * _INV_SQRT_PI * x + _erfcx(x, coefficients) * poly)
+        row[np.uintp(edge)] += gauss * (p - q * _INV_SQRT_PI * x + _erfcx(x, coefficients) * poly)
         edge += step
+        x += inv
         gauss *= ratio
         ratio *= shrink
 
@@ -168,17 +171,26 @@ def cumulative_row(row, chi, jump, kink, variance, first, stop, cutoff, coeffici
         _add_half_window(row, i + 1, 1, (1.0 - t) * inv, inv, p, s, -q, size, coefficients)
 
 
-def _cumulative(chi, jump, kink, variance, starts, cutoff, coefficients, out):
-    """Fill ``out`` [B, n_edges] (zeros) with the cumulative counts of the nodes of every
-    spectrum b (nodes ``starts[b]`` … ``starts[b+1]−1``)."""
-    for b in numba.prange(out.shape[0]):
+# One compiled function per mode, not one Python function compiled twice: numba's disk cache
+# keys a function's compilations by their argument types only, so a serial and a parallel
+# compilation of the same function would load each other's code.
+@jit()
+def _cumulative_serial(chi, jump, kink, variance, starts, cutoff, coefficients, out):
+    """Fill ``out`` [B, n_edges] with the cumulative counts of the nodes of every spectrum b
+    (nodes ``starts[b]`` … ``starts[b+1]−1``), one spectrum after the other."""
+    for b in range(out.shape[0]):
         cumulative_row(
             out[b], chi, jump, kink, variance, starts[b], starts[b + 1], cutoff, coefficients
         )
 
 
-_cumulative_serial = jit()(_cumulative)
-_cumulative_parallel = jit(parallel=True)(_cumulative)
+@jit(parallel=True)
+def _cumulative_parallel(chi, jump, kink, variance, starts, cutoff, coefficients, out):
+    """:func:`_cumulative_serial`, the spectra in parallel."""
+    for b in numba.prange(out.shape[0]):
+        cumulative_row(
+            out[b], chi, jump, kink, variance, starts[b], starts[b + 1], cutoff, coefficients
+        )
 
 
 def cumulative_counts(
