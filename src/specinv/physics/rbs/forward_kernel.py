@@ -297,9 +297,16 @@ def _spectrum(
     run_first = np.empty(n_runs + 1, dtype=np.int64)
     run_ends = np.empty((n_runs, 8))  # top, 1/drop, xi_top, dxi, e_hi, de, pieces, falls
     run_top = np.empty((n_runs, 3))
+    run_scale = np.empty(n_runs)  # Q·Ω·c: counts per mb/sr per TFU of the isotope
     run_first[0] = 0
     for j in range(n_runs):
         layer = r_layer[j]
+        run_scale[j] = (
+            fraction[layer, r_column[j] - layer * n_species] * r_abundance[j] * yield_scale
+        )
+        if run_scale[j] == 0.0:  # an absent element: nodes without counts, left out
+            run_first[j + 1] = run_first[j]
+            continue
         lnk = r_constants[j, 0]
         u_hi = u_top[layer]
         u_lo = u_top[layer + 1]
@@ -374,11 +381,13 @@ def _spectrum(
     inside = np.empty(n_nodes, dtype=np.bool_)
     counts = np.zeros(n_nodes)  # of the piece between node n and n + 1 (same run)
     for j in range(n_runs):
+        if run_first[j + 1] == run_first[j]:
+            continue
         layer = r_layer[j]
         lnk, k2, kvar = r_constants[j, 0], r_constants[j, 1], r_constants[j, 2]
         k, rutherford = r_constants[j, 3], r_constants[j, 4]
         screen_a, screen_b = r_constants[j, 5], r_constants[j, 6]
-        scale = fraction[layer, r_column[j] - layer * n_species] * r_abundance[j] * yield_scale
+        scale = run_scale[j]
         top, inv_drop, xi_top, dxi = run_ends[j, 0], run_ends[j, 1], run_ends[j, 2], run_ends[j, 3]
         e_hi, de, pieces, falls = run_ends[j, 4], run_ends[j, 5], run_ends[j, 6], run_ends[j, 7]
         r_top, s_top, t_top = run_top[j, 0], run_top[j, 1], run_top[j, 2]
