@@ -11,12 +11,16 @@ through; ``tests/test_rbs_spectrum.py`` checks that the two agree.
 Per window element the torch path evaluates ``exp(−x²)`` and ``erfc(x)`` with library
 calls.  Here, along a node's window x grows in equal steps ``1/(σ√2)``, so
 
-* ``exp(−x²)`` follows from the previous element by two multiplications (the ratio of
-  neighbours is itself a geometric sequence), relative error ~k·1e-16 after k steps;
+* x itself is stepped by additions, and ``exp(−x²)`` follows from the previous element by
+  two multiplications (the ratio of neighbours is itself a geometric sequence): relative
+  errors ~k·1e-16 after k steps;
 * ``erfc(x) = exp(−x²)·erfcx(x)``, with the scaled complementary error function
   ``erfcx`` (smooth, between 1 and 0.047 on the range used) interpolated by quintic
   Hermite polynomials from values and first and second derivatives tabulated with
-  :func:`scipy.special.erfcx` when the module is imported (absolute error < 1e-14).
+  :func:`scipy.special.erfcx` when the module is imported (relative error < 1e-13).
+
+A window element then costs ~25 floating-point operations (fused multiply-adds where
+possible) and 7 loads, ~3 ns on the 2-core Xeon VM, against ~10 ns in the torch code.
 
 Window elements with x ≥ :data:`X_MAX` are left out: there erfc(x) and exp(−x²) are below
 1e-62 of the node's amplitude, far below the cut-off that already drops the tails beyond
