@@ -423,7 +423,7 @@ class RBSSimulator:
             self._checked_grid(chi_cut)
             edge0 = (chi_cut.floor() - 1.0).clamp(max=0.0)
         per_spectrum = (
-            params.detach().numpy(),
+            np.ascontiguousarray(params.detach().numpy()),
             *(
                 np.ascontiguousarray(x.detach().numpy())
                 for x in (
