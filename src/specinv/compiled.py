@@ -10,11 +10,12 @@
 * Parallel loops run on numba's "workqueue" threading layer (its idle threads sleep rather
   than spin, which keeps run times steady on a shared machine; no second OpenMP runtime
   next to torch's), unless ``NUMBA_THREADING_LAYER`` says otherwise.  Callers pass the
-  thread count (:func:`use_threads`).
+  thread count (:func:`parallel`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
@@ -43,6 +44,11 @@ def jit(**options):
     return numba.njit(cache=True, fastmath={"contract"}, **options)
 
 
-def use_threads(threads: int) -> None:
-    """Run the next parallel kernels on ``threads`` threads (at most numba's pool)."""
+@contextlib.contextmanager
+def parallel(threads: int, chunk: int = 4):
+    """Run the parallel kernels called inside on ``threads`` threads (at most numba's
+    pool), handing the iterations out ``chunk`` at a time as threads become free, not in
+    equal shares up front: a thread that another process slows down then takes fewer."""
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
+    with numba.parallel_chunksize(chunk):
+        yield

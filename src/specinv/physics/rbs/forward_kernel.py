@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from ...compiled import jit, use_threads
+from ...compiled import jit, parallel
 from .spectrum_kernel import ERFCX_COEFFICIENTS, cumulative_row
 
 #: numbers of the screening corrections in the kernel
@@ -502,8 +502,8 @@ def simulate_spectra(
     params = per_spectrum[0]
     out = np.empty((params.shape[0], channels))  # every channel is written
     if params.shape[0] > 1 and threads > 1:
-        use_threads(threads)
-        _spectra_parallel(*per_spectrum[:1], out, *per_spectrum[1:], *constants)
+        with parallel(threads):
+            _spectra_parallel(*per_spectrum[:1], out, *per_spectrum[1:], *constants)
     else:
         _spectra_serial(*per_spectrum[:1], out, *per_spectrum[1:], *constants)
     return out

@@ -40,7 +40,7 @@ import numba
 import numpy as np
 from scipy.special import erfcx
 
-from ...compiled import jit, use_threads
+from ...compiled import jit, parallel
 
 #: Interpolation step of erfcx and the end of its table: exp(−X_MAX²) = 3e-63.
 STEP = 1.0 / 64.0
@@ -220,8 +220,8 @@ def cumulative_counts(
     starts = np.searchsorted(sample, np.arange(n_samples + 1))
     out = np.zeros((n_samples, n_edges))
     if n_samples > 1 and threads > 1:
-        use_threads(threads)
-        _cumulative_parallel(chi, jump, kink, variance, starts, cutoff, ERFCX_COEFFICIENTS, out)
+        with parallel(threads):
+            _cumulative_parallel(chi, jump, kink, variance, starts, cutoff, ERFCX_COEFFICIENTS, out)
     else:
         _cumulative_serial(chi, jump, kink, variance, starts, cutoff, ERFCX_COEFFICIENTS, out)
     return out
