@@ -154,3 +154,18 @@ def test_which_path_a_simulation_takes(monkeypatch):
         sim.simulate(torch.autograd.forward_ad.make_dual(x, torch.ones_like(x)))
     RBSSimulator(reference_setup(), SAMPLES["A"], device="cpu", dtype=torch.float32).simulate(x)
     assert len(calls) == 1
+
+
+def test_serial_and_parallel_kernels_are_separate_functions():
+    """numba's disk cache keys a function's compilations by argument types and bytecode
+    alone: one Python function compiled serial and parallel would load the other's code
+    (a one-thread run on all threads, or the reverse)."""
+    from specinv.physics.rbs import spectrum_kernel
+
+    pairs = [
+        (forward_kernel._spectra_serial, forward_kernel._spectra_parallel),
+        (spectrum_kernel._cumulative_serial, spectrum_kernel._cumulative_parallel),
+    ]
+    for serial, parallel in pairs:
+        assert serial.py_func.__qualname__ != parallel.py_func.__qualname__
+        assert not serial.targetoptions.get("parallel") and parallel.targetoptions["parallel"]
