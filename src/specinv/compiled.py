@@ -45,10 +45,8 @@ def jit(**options):
 
 
 @contextlib.contextmanager
-def parallel(threads: int, chunk: int = 4):
+def parallel(threads: int):
     """Run the parallel kernels called inside on ``threads`` threads (at most numba's
-    pool), handing the iterations out ``chunk`` at a time as threads become free, not in
-    equal shares up front: a thread that another process slows down then takes fewer."""
+    pool; the workqueue layer gives each thread an equal share of the iterations)."""
     numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
-    with numba.parallel_chunksize(chunk):
-        yield
+    yield
