@@ -6,7 +6,7 @@ detector channel.  Everything after construction is vectorised torch code: one c
 B samples with the same setup and layer/element structure, with no Python loop over samples.
 That code is the one derivatives flow through and the one a GPU runs; float64 simulations
 on a CPU without tracked derivatives run the compiled version of the same steps instead
-(:mod:`.forward_kernel`: 5-8x faster per spectrum batched, ~10x for one spectrum; equal to
+(:mod:`.forward_kernel`: 5-6x faster per spectrum batched, 17-33x for one spectrum; equal to
 ~1e-12 of the largest channel).
 
 Model (per sample; the README's "The RBS model" gives the physics, the tests the checks):
